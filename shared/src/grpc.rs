@@ -1,0 +1,119 @@
+//! Bearer tokens in gRPC calls: a tower layer that verifies them on the server, and the
+//! client-side helper that attaches them.
+//!
+//! A tower layer rather than a tonic interceptor because interceptors are synchronous, and
+//! verification may have to wait for a key-set fetch (an unknown `kid`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::HeaderMap;
+use tonic::metadata::MetadataValue;
+use tower::{Layer, Service};
+
+use crate::authz::Principal;
+use crate::error::{AuthError, RejectReason};
+use crate::http::bearer_token;
+use crate::verifier::{Verifier, record_rejection};
+
+/// Verifies the `authorization: Bearer` metadata of every call and puts the [`Principal`] in
+/// the request extensions; calls without a valid token are answered `UNAUTHENTICATED` (or
+/// `UNAVAILABLE` when no key set is usable) without reaching the service.
+#[derive(Debug, Clone)]
+pub struct RequireAuthLayer {
+    verifier: Verifier,
+}
+
+impl RequireAuthLayer {
+    pub fn new(verifier: Verifier) -> Self {
+        Self { verifier }
+    }
+}
+
+impl<S> Layer<S> for RequireAuthLayer {
+    type Service = RequireAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireAuth {
+            inner,
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+/// The service made by [`RequireAuthLayer`].
+#[derive(Debug, Clone)]
+pub struct RequireAuth<S> {
+    inner: S,
+    verifier: Verifier,
+}
+
+/// Boxed because verification is an `async fn` whose future type cannot be named.
+pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for RequireAuth<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        // The clone is not ready; the instance polled ready is the one to call (tower's
+        // documented pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verifier = self.verifier.clone();
+        Box::pin(async move {
+            match authenticate(&verifier, request.headers()).await {
+                Ok(principal) => {
+                    request.extensions_mut().insert(principal);
+                    inner.call(request).await
+                }
+                Err(error) => Ok(tonic::Status::from(error).into_http()),
+            }
+        })
+    }
+}
+
+async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Principal, AuthError> {
+    let token = token_from_metadata(headers).inspect_err(|r| record_rejection(*r))?;
+    verifier.verify(token).await
+}
+
+/// The one bearer token of a call; two `authorization` entries are refused.
+pub fn token_from_metadata(headers: &HeaderMap) -> Result<&str, RejectReason> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Err(RejectReason::Missing),
+        (Some(value), None) => bearer_token(value),
+        (Some(_), Some(_)) => Err(RejectReason::Ambiguous),
+    }
+}
+
+/// The verified caller of an RPC served behind [`RequireAuthLayer`].
+pub fn principal<T>(request: &tonic::Request<T>) -> Result<&Principal, tonic::Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| AuthError::Unauthenticated(RejectReason::Missing).into())
+}
+
+/// Attaches `authorization: Bearer <token>` to an outgoing call.
+pub fn with_bearer<T>(request: &mut tonic::Request<T>, token: &str) -> Result<(), tonic::Status> {
+    let value = MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| tonic::Status::from(AuthError::Unauthenticated(RejectReason::Malformed)))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(())
+}

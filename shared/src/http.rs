@@ -1,0 +1,200 @@
+//! Bearer tokens in HTTP requests, and the axum extractors that verify them.
+//!
+//! Handlers ask for a [`Principal`] (or [`Authenticated`] when they must pass the token on)
+//! and never touch the `Authorization` header or cookies themselves.
+
+use std::fmt;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+
+use crate::authz::Principal;
+use crate::error::{AuthError, RejectReason};
+use crate::jws::MAX_TOKEN_LEN;
+use crate::verifier::{Verifier, record_rejection};
+
+/// The cookie a browser client carries its access token in. The `__Host-` prefix makes browsers
+/// accept it only when `Secure`, without `Domain` and with `Path=/`.
+pub const ACCESS_TOKEN_COOKIE: &str = "__Host-access_token";
+
+/// A raw bearer token, as received. Its `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// Finds the one access token of a request: `Authorization: Bearer <token>` or the
+/// [`ACCESS_TOKEN_COOKIE`] cookie. A request carrying more than one token (two `Authorization`
+/// headers, two such cookies, or a header and a cookie) is refused rather than choosing one.
+pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, RejectReason> {
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    let from_header = match (authorization.next(), authorization.next()) {
+        (None, _) => None,
+        (Some(value), None) => Some(bearer_token(value)?),
+        (Some(_), Some(_)) => return Err(RejectReason::Ambiguous),
+    };
+    let mut from_cookie = None;
+    for value in headers.get_all(header::COOKIE) {
+        let value = value.to_str().map_err(|_| RejectReason::Malformed)?;
+        for pair in value.split(';') {
+            if let Some((name, token)) = pair.trim().split_once('=')
+                && name == ACCESS_TOKEN_COOKIE
+                && from_cookie.replace(token).is_some()
+            {
+                return Err(RejectReason::Ambiguous);
+            }
+        }
+    }
+    let token = match (from_header, from_cookie) {
+        (Some(_), Some(_)) => return Err(RejectReason::Ambiguous),
+        (Some(token), None) | (None, Some(token)) => token,
+        (None, None) => return Err(RejectReason::Missing),
+    };
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(RejectReason::TooLarge);
+    }
+    if token.is_empty() {
+        return Err(RejectReason::Malformed);
+    }
+    Ok(token)
+}
+
+/// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1; the scheme is
+/// case-insensitive). The length is checked before anything else.
+pub fn bearer_token(value: &HeaderValue) -> Result<&str, RejectReason> {
+    if value.len() > MAX_TOKEN_LEN + "Bearer ".len() {
+        return Err(RejectReason::TooLarge);
+    }
+    let value = value.to_str().map_err(|_| RejectReason::Malformed)?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token),
+        _ => Err(RejectReason::Malformed),
+    }
+}
+
+/// The verified caller together with the token it presented, for services that pass the token
+/// on (the gateway forwards it so the next service can verify it again).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token: BearerToken,
+}
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let verifier = Verifier::from_ref(state);
+        let token = token_from_headers(&parts.headers).inspect_err(|r| record_rejection(*r))?;
+        let principal = verifier.verify(token).await?;
+        Ok(Self {
+            principal,
+            token: BearerToken(token.to_owned()),
+        })
+    }
+}
+
+impl<S> FromRequestParts<S> for Principal
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Authenticated::from_request_parts(parts, state)
+            .await?
+            .principal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn bearer_header_or_cookie() {
+        let h = headers(&[(header::AUTHORIZATION, "Bearer abc")]);
+        assert_eq!(token_from_headers(&h), Ok("abc"));
+        let h = headers(&[(header::AUTHORIZATION, "bearer abc")]);
+        assert_eq!(token_from_headers(&h), Ok("abc"));
+        let h = headers(&[(header::COOKIE, "a=1; __Host-access_token=xyz; b=2")]);
+        assert_eq!(token_from_headers(&h), Ok("xyz"));
+    }
+
+    #[test]
+    fn missing_and_malformed() {
+        assert_eq!(
+            token_from_headers(&HeaderMap::new()),
+            Err(RejectReason::Missing)
+        );
+        let h = headers(&[(header::COOKIE, "access_token=xyz")]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::Missing));
+        for value in ["Basic abc", "Bearer", "Bearerabc", "Bearer "] {
+            let h = headers(&[(header::AUTHORIZATION, value)]);
+            assert!(token_from_headers(&h).is_err(), "{value}");
+        }
+    }
+
+    #[test]
+    fn two_tokens_are_refused() {
+        let h = headers(&[
+            (header::AUTHORIZATION, "Bearer a"),
+            (header::AUTHORIZATION, "Bearer b"),
+        ]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::Ambiguous));
+        let h = headers(&[
+            (header::AUTHORIZATION, "Bearer a"),
+            (header::COOKIE, "__Host-access_token=b"),
+        ]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::Ambiguous));
+        let h = headers(&[(
+            header::COOKIE,
+            "__Host-access_token=a; __Host-access_token=b",
+        )]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::Ambiguous));
+        let h = headers(&[
+            (header::COOKIE, "__Host-access_token=a"),
+            (header::COOKIE, "__Host-access_token=b"),
+        ]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::Ambiguous));
+    }
+
+    #[test]
+    fn huge_tokens_are_refused_before_parsing() {
+        let value = format!("Bearer {}", "a".repeat(64 * 1024));
+        let h = headers(&[(header::AUTHORIZATION, &value)]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::TooLarge));
+        let cookie = format!("__Host-access_token={}", "a".repeat(64 * 1024));
+        let h = headers(&[(header::COOKIE, &cookie)]);
+        assert_eq!(token_from_headers(&h), Err(RejectReason::TooLarge));
+    }
+
+    #[test]
+    fn redacted_debug() {
+        assert!(!format!("{:?}", BearerToken("secret".into())).contains("secret"));
+    }
+}

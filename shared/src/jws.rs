@@ -1,0 +1,395 @@
+//! JWS compact serialization (RFC 7515 §7.1): strict parsing for verifiers, RS256 signing for
+//! the issuer.
+//!
+//! Written on top of aws-lc-rs rather than through the `jsonwebtoken` crate, for three reasons:
+//! that crate neither checks `typ` nor refuses `crit` nor detects duplicate JSON members (all
+//! required by RFC 8725 and RFC 9068), and it re-parses the RSA key on every signature and
+//! verification, which costs a measurable share of the hardware's RSA rate. What is left to
+//! write by hand is the compact format itself: three base64url segments joined by dots.
+
+use std::fmt;
+
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, KeyPair as _, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, DeserializeOwned, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::RejectReason;
+use crate::jwk::{Jwk, KeyError};
+
+/// The only signature algorithm the platform issues and accepts.
+pub const ALGORITHM: &str = "RS256";
+/// The `typ` header of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// The longest compact token accepted, checked before any decoding. The issuer's tokens are
+/// about 900 bytes; 8 KiB leaves room for many scopes and roles while bounding the work an
+/// attacker can cause.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// The longest `kid` accepted. Ours are 43 characters (a base64url SHA-256).
+pub const MAX_KID_LEN: usize = 128;
+
+/// Decodes base64url without padding, strictly: padding, `+`, `/`, whitespace and non-zero
+/// trailing bits are all refused (RFC 7515 §2), so one token has exactly one encoding.
+pub fn b64_decode(input: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    URL_SAFE_NO_PAD.decode(input)
+}
+
+/// Encodes base64url without padding.
+pub fn b64_encode(input: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(input)
+}
+
+/// The JOSE header members a verifier looks at. Everything else is ignored, in particular the
+/// key-carrying members `jwk`, `jku`, `x5u` and `x5c`: keys come only from the configured JWKS.
+#[derive(Debug, Deserialize)]
+pub struct Header {
+    pub alg: String,
+    #[serde(default)]
+    pub typ: Option<String>,
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Whether the header has a `crit` member (with any value, `null` included). Any `crit` is
+    /// refused: this implementation understands no extension (RFC 7515 §4.1.11).
+    #[serde(skip)]
+    pub crit: bool,
+}
+
+impl Header {
+    /// Parses a JOSE header: a JSON object without duplicate members.
+    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let UniqueMembers(map) = serde_json::from_slice(json)?;
+        let crit = map.contains_key("crit");
+        let mut header: Header = serde_json::from_value(serde_json::Value::Object(map))?;
+        header.crit = crit;
+        Ok(header)
+    }
+}
+
+/// A compact JWS split and decoded, its signature not yet checked.
+#[derive(Debug)]
+pub struct UnverifiedJws<'a> {
+    pub header: Header,
+    /// `BASE64URL(header) || '.' || BASE64URL(payload)`: what the signature covers.
+    pub signing_input: &'a str,
+    payload_b64: &'a str,
+    pub signature: Vec<u8>,
+}
+
+impl<'a> UnverifiedJws<'a> {
+    /// Splits and decodes `token`. Refuses, before any JSON is parsed: tokens over
+    /// [`MAX_TOKEN_LEN`], anything but exactly three segments (so JWEs with five, and
+    /// unsecured JWTs with an empty signature), and non-canonical base64url.
+    pub fn parse(token: &'a str) -> Result<Self, RejectReason> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(RejectReason::TooLarge);
+        }
+        let mut segments = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return Err(RejectReason::Malformed);
+        };
+        if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
+            return Err(RejectReason::Malformed);
+        }
+        let header_json = b64_decode(header_b64).map_err(|_| RejectReason::Malformed)?;
+        let header = Header::from_json(&header_json).map_err(|_| RejectReason::Malformed)?;
+        let signature = b64_decode(signature_b64).map_err(|_| RejectReason::Malformed)?;
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        Ok(Self {
+            header,
+            signing_input,
+            payload_b64,
+            signature,
+        })
+    }
+
+    /// Decodes the payload into `T`. Call only after the signature has been verified.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, RejectReason> {
+        let json = b64_decode(self.payload_b64).map_err(|_| RejectReason::Malformed)?;
+        from_json_object(&json).map_err(|_| RejectReason::InvalidClaims)
+    }
+}
+
+/// Parses a JSON object into `T`, refusing duplicate member names at the top level.
+///
+/// RFC 7515 §5.2 lets a parser either refuse duplicates or take the last one; taking the last
+/// lets two components that parse differently disagree on what a token says, so we refuse.
+/// serde_json has no option for this, hence the small visitor.
+pub fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
+    let UniqueMembers(map) = serde_json::from_slice(json)?;
+    serde_json::from_value(serde_json::Value::Object(map))
+}
+
+struct UniqueMembers(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> Deserialize<'de> for UniqueMembers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = UniqueMembers;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some(name) = access.next_key::<String>()? {
+                    if map.contains_key(&name) {
+                        return Err(de::Error::custom("duplicate member"));
+                    }
+                    let value = access.next_value()?;
+                    map.insert(name, value);
+                }
+                Ok(UniqueMembers(map))
+            }
+        }
+
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("claims could not be serialized: {0}")]
+    Claims(#[from] serde_json::Error),
+    #[error("the signing operation failed")]
+    Crypto,
+}
+
+/// An RS256 signing key, parsed once and kept in memory, with its precomputed JOSE header.
+pub struct Signer {
+    key_pair: RsaKeyPair,
+    kid: String,
+    public_jwk: Jwk,
+    /// `BASE64URL({"alg":"RS256","typ":"at+jwt","kid":...})`, the same for every token.
+    header_b64: String,
+    rng: aws_lc_rs::rand::SystemRandom,
+}
+
+impl Signer {
+    /// Generates a new RSA-2048 key.
+    pub fn generate() -> Result<Self, KeyError> {
+        let key_pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
+        Self::from_key_pair(key_pair)
+    }
+
+    /// Loads a PKCS#8 private key from its DER encoding.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        let key_pair =
+            RsaKeyPair::from_pkcs8(der).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        Self::from_key_pair(key_pair)
+    }
+
+    /// Loads a PKCS#8 private key from PEM (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pkcs8_pem(pem_text: &str) -> Result<Self, KeyError> {
+        let pem = pem::parse(pem_text).map_err(|_| KeyError::Pem)?;
+        if pem.tag() != "PRIVATE KEY" {
+            return Err(KeyError::Pem);
+        }
+        Self::from_pkcs8_der(pem.contents())
+    }
+
+    fn from_key_pair(key_pair: RsaKeyPair) -> Result<Self, KeyError> {
+        let public = key_pair.public_key();
+        let jwk = Jwk::rsa_public(
+            public.modulus().big_endian_without_leading_zero(),
+            public.exponent().big_endian_without_leading_zero(),
+        );
+        // Our own keys obey the policy we apply to everyone else's.
+        crate::jwk::VerifyingKey::from_rsa_jwk_parts(&jwk)?;
+        let kid = jwk.thumbprint()?;
+        let public_jwk = Jwk {
+            kid: Some(kid.clone()),
+            use_: Some("sig".to_owned()),
+            alg: Some(ALGORITHM.to_owned()),
+            ..jwk
+        };
+        let header = serde_json::json!({ "alg": ALGORITHM, "typ": ACCESS_TOKEN_TYPE, "kid": kid });
+        Ok(Self {
+            key_pair,
+            header_b64: b64_encode(header.to_string()),
+            kid,
+            public_jwk,
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+        })
+    }
+
+    /// The key id: the RFC 7638 thumbprint of the public key.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as published in the JWKS (`kty`, `n`, `e`, `kid`, `use: sig`, `alg: RS256`).
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.public_jwk
+    }
+
+    /// The private key as PKCS#8 PEM, for storage at rest. Never log it.
+    pub fn to_pkcs8_pem(&self) -> Result<String, KeyError> {
+        use aws_lc_rs::encoding::AsDer as _;
+        let der = self.key_pair.as_der().map_err(|_| KeyError::Generate)?;
+        Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref())))
+    }
+
+    /// Signs `claims` into a compact JWS with the header `{"alg":"RS256","typ":"at+jwt","kid":..}`.
+    pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, SignError> {
+        let payload = serde_json::to_vec(claims)?;
+        let mut token =
+            String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 350 + 2);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(payload, &mut token);
+        let signature = self.sign_bytes(token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
+    }
+
+    /// RSASSA-PKCS1-v1_5 with SHA-256 over `message`.
+    pub fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let mut signature = vec![0; self.key_pair.public_modulus_len()];
+        self.key_pair
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                message,
+                &mut signature,
+            )
+            .map_err(|_| SignError::Crypto)?;
+        Ok(signature)
+    }
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_splits_three_segments() {
+        let jws = UnverifiedJws::parse("eyJhbGciOiJSUzI1NiJ9.e30.AAAA").unwrap();
+        assert_eq!(jws.header.alg, "RS256");
+        assert_eq!(jws.signing_input, "eyJhbGciOiJSUzI1NiJ9.e30");
+        assert_eq!(jws.signature, [0, 0, 0]);
+    }
+
+    #[test]
+    fn parse_refuses_wrong_segment_counts() {
+        for token in [
+            "",
+            ".",
+            "..",
+            "eyJhbGciOiJSUzI1NiJ9.e30",
+            "eyJhbGciOiJSUzI1NiJ9.e30.",
+            "eyJhbGciOiJSUzI1NiJ9.e30.AAAA.AAAA",
+            "eyJhbGciOiJSUzI1NiJ9.e30.AAAA.AAAA.AAAA",
+            ".e30.AAAA",
+            "eyJhbGciOiJSUzI1NiJ9..AAAA",
+        ] {
+            assert_eq!(
+                UnverifiedJws::parse(token).unwrap_err(),
+                RejectReason::Malformed,
+                "{token:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_refuses_non_canonical_base64url() {
+        let good = "eyJhbGciOiJSUzI1NiJ9";
+        for header in [
+            format!("{good}="),             // padding
+            format!("{good}==",),           // padding
+            format!(" {good}"),             // whitespace
+            format!("{good}\n"),            // whitespace
+            "eyJhbGciOiJSUzI1NiJ9+".into(), // standard alphabet
+            "eyJhbGciOiJSUzI1NiJ9/".into(),
+            "eyJhbGciOiJSUzI1NiJ8".into(), // non-zero trailing bits ("}" with a stray bit)
+        ] {
+            assert!(
+                UnverifiedJws::parse(&format!("{header}.e30.AAAA")).is_err(),
+                "{header:?}"
+            );
+        }
+        assert!(UnverifiedJws::parse(&format!("{good}.e30.AAAA=")).is_err());
+    }
+
+    #[test]
+    fn parse_refuses_huge_tokens_before_decoding() {
+        let token = ".".repeat(100_000);
+        assert_eq!(
+            UnverifiedJws::parse(&token).unwrap_err(),
+            RejectReason::TooLarge
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        #[derive(Debug, Deserialize)]
+        struct Any {}
+        assert!(from_json_object::<Any>(br#"{"a":1,"b":2}"#).is_ok());
+        assert!(from_json_object::<Any>(br#"{"a":1,"a":2}"#).is_err());
+        assert!(Header::from_json(br#"{"alg":"RS256","alg":"none"}"#).is_err());
+        assert!(Header::from_json(br#"{"alg":"RS256","x":1,"x":2}"#).is_err());
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        for json in [&b"[]"[..], b"1", b"\"x\"", b"null", b"{", b"{}x"] {
+            assert!(from_json_object::<serde_json::Value>(json).is_err());
+        }
+    }
+
+    #[test]
+    fn header_kid_must_be_a_string() {
+        assert!(Header::from_json(br#"{"alg":"RS256","kid":1}"#).is_err());
+        assert!(Header::from_json(br#"{"alg":"RS256","kid":{}}"#).is_err());
+    }
+
+    #[test]
+    fn header_records_any_crit() {
+        for crit in ["null", "[]", r#"["exp"]"#, "1"] {
+            let json = format!(r#"{{"alg":"RS256","crit":{crit}}}"#);
+            assert!(Header::from_json(json.as_bytes()).unwrap().crit, "{crit}");
+        }
+        assert!(!Header::from_json(br#"{"alg":"RS256"}"#).unwrap().crit);
+    }
+
+    #[test]
+    fn signer_round_trips_through_pem_and_keeps_its_kid() {
+        let signer = Signer::generate().unwrap();
+        let pem = signer.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let again = Signer::from_pkcs8_pem(&pem).unwrap();
+        assert_eq!(signer.kid(), again.kid());
+        assert_eq!(signer.kid().len(), 43);
+        assert!(!format!("{signer:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn signed_tokens_carry_the_access_token_header() {
+        let signer = Signer::generate().unwrap();
+        let token = signer.sign(&serde_json::json!({"sub": "x"})).unwrap();
+        let jws = UnverifiedJws::parse(&token).unwrap();
+        assert_eq!(jws.header.alg, "RS256");
+        assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(jws.header.kid.as_deref(), Some(signer.kid()));
+        assert_eq!(jws.signature.len(), 256);
+    }
+}

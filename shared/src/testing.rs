@@ -1,0 +1,198 @@
+//! Test helpers (feature `test-util`): an in-process issuer that mints and forges tokens, and a
+//! scriptable JWKS server. Never compiled into a service binary.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::claims::{AccessClaims, Audience};
+use crate::config::VerifierConfig;
+use crate::jwk::{JwkSet, KeySet};
+use crate::jws::{Signer, b64_encode};
+use crate::verifier::{Keys, Policy, Verifier};
+
+/// A token issuer for tests: a fresh RSA-2048 key, issuer [`TestIssuer::ISSUER`], audience
+/// [`TestIssuer::AUDIENCE`].
+#[derive(Debug, Clone)]
+pub struct TestIssuer {
+    pub issuer: String,
+    pub audience: String,
+    signer: Arc<Signer>,
+}
+
+impl Default for TestIssuer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestIssuer {
+    pub const ISSUER: &'static str = "https://issuer.test";
+    pub const AUDIENCE: &'static str = "orders";
+
+    pub fn new() -> Self {
+        Self::with_signer(Signer::generate().expect("RSA key generation"))
+    }
+
+    pub fn with_signer(signer: Signer) -> Self {
+        Self {
+            issuer: Self::ISSUER.to_owned(),
+            audience: Self::AUDIENCE.to_owned(),
+            signer: Arc::new(signer),
+        }
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    pub fn kid(&self) -> &str {
+        self.signer.kid()
+    }
+
+    /// Valid claims for `sub`, issued now for five minutes, with a session id.
+    pub fn claims(&self, sub: &str, scope: &str, roles: &[&str]) -> AccessClaims {
+        let now = crate::unix_now();
+        AccessClaims {
+            iss: self.issuer.clone(),
+            sub: sub.to_owned(),
+            aud: Audience::One(self.audience.clone()),
+            exp: now + 300,
+            iat: now,
+            nbf: Some(now),
+            jti: crate::random_token(16),
+            scope: (!scope.is_empty()).then(|| scope.to_owned()),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            sid: Some(crate::random_token(16)),
+            client_id: None,
+        }
+    }
+
+    /// Signs `claims` exactly as the real issuer does.
+    pub fn token(&self, claims: &AccessClaims) -> String {
+        self.signer.sign(claims).expect("signing")
+    }
+
+    /// A valid user token.
+    pub fn user_token(&self, sub: &str, scope: &str, roles: &[&str]) -> String {
+        self.token(&self.claims(sub, scope, roles))
+    }
+
+    /// The standard header of our tokens, to edit when forging.
+    pub fn header(&self) -> Value {
+        json!({ "alg": "RS256", "typ": "at+jwt", "kid": self.kid() })
+    }
+
+    /// Signs an arbitrary header and payload (given as JSON text, so duplicate members and odd
+    /// types can be expressed) with this issuer's real key.
+    pub fn forge(&self, header_json: &str, payload_json: &str) -> String {
+        let signing_input = format!("{}.{}", b64_encode(header_json), b64_encode(payload_json));
+        let signature = self
+            .signer
+            .sign_bytes(signing_input.as_bytes())
+            .expect("signing");
+        format!("{signing_input}.{}", b64_encode(signature))
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet::from_keys([self.signer.public_jwk()])
+    }
+
+    pub fn key_set(&self) -> KeySet {
+        KeySet::from_jwks(&self.jwks()).0
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy::new(&self.issuer, &self.audience)
+    }
+
+    /// A verifier trusting only this issuer's key, with no network.
+    pub fn verifier(&self) -> Verifier {
+        Verifier::new(Keys::fixed(self.key_set()), self.policy())
+    }
+
+    /// A verifier configuration for a service under test, fetching keys from `jwks_url`.
+    pub fn verifier_config(&self, jwks_url: &str) -> VerifierConfig {
+        VerifierConfig {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            jwks_url: jwks_url.to_owned(),
+            ..VerifierConfig::default()
+        }
+    }
+
+    /// Serves this issuer's JWKS on `127.0.0.1:0`.
+    pub async fn serve_jwks(&self) -> JwksServer {
+        JwksServer::start(
+            StatusCode::OK,
+            serde_json::to_string(&self.jwks()).expect("json"),
+        )
+        .await
+    }
+}
+
+/// A JWKS endpoint whose answer a test can change, counting the requests it receives.
+#[derive(Debug)]
+pub struct JwksServer {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    response: Arc<Mutex<(StatusCode, String)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JwksServer {
+    pub async fn start(status: StatusCode, body: String) -> Self {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let response = Arc::new(Mutex::new((status, body)));
+        let handler = {
+            let hits = hits.clone();
+            let response = response.clone();
+            move || async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = response.lock().expect("lock").clone();
+                (
+                    status,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        };
+        let router = axum::Router::new().fallback(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("serve");
+        });
+        Self {
+            addr,
+            hits,
+            response,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/.well-known/jwks.json", self.addr)
+    }
+
+    /// How many requests arrived so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Changes what the endpoint answers from now on.
+    pub fn respond(&self, status: StatusCode, body: impl Into<String>) {
+        *self.response.lock().expect("lock") = (status, body.into());
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -14,6 +14,14 @@ use crate::error::{AuthError, RejectReason};
 use crate::jws::MAX_TOKEN_LEN;
 use crate::verifier::{Verifier, record_rejection};
 
+/// A `reqwest` client builder whose TLS uses aws-lc-rs, the crypto library the rest of the
+/// platform uses. Every outbound HTTP client (JWKS fetches, the gateway's proxy) starts here.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Installing fails only when a provider is already installed, which is as good.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
 /// The cookie a browser client carries its access token in. The `__Host-` prefix makes browsers
 /// accept it only when `Secure`, without `Domain` and with `Path=/`.
 pub const ACCESS_TOKEN_COOKIE: &str = "__Host-access_token";

@@ -98,7 +98,7 @@ impl std::fmt::Debug for JwksClient {
 impl JwksClient {
     /// A client that has not fetched yet. See [`JwksClient::start`].
     pub fn new(config: JwksConfig) -> Result<Self, FetchError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             // A JWKS location is configuration; a redirect must not move it elsewhere.

@@ -70,9 +70,6 @@ impl Policy {
         if !claims.aud.contains(&self.audience) {
             return Err(RejectReason::WrongAudience);
         }
-        if claims.sub.is_empty() || claims.jti.is_empty() || claims.exp <= claims.iat {
-            return Err(RejectReason::InvalidClaims);
-        }
         if now >= claims.exp.saturating_add(leeway) {
             return Err(RejectReason::Expired);
         }
@@ -87,6 +84,9 @@ impl Policy {
         }
         if claims.exp.saturating_sub(claims.iat) > max_lifetime {
             return Err(RejectReason::LifetimeTooLong);
+        }
+        if claims.sub.is_empty() || claims.jti.is_empty() || claims.exp <= claims.iat {
+            return Err(RejectReason::InvalidClaims);
         }
         Ok(())
     }

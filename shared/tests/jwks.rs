@@ -1,0 +1,189 @@
+//! The JWKS client against a real (scriptable) HTTP endpoint: readiness, single-flight refetch
+//! on unknown `kid`s, keeping the last good key set when the issuer misbehaves, and never
+//! following key URLs found in tokens.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::json;
+use shared::jwks::{JwksClient, JwksConfig};
+use shared::testing::{JwksServer, TestIssuer};
+use shared::verifier::{Keys, Verifier};
+use shared::{AuthError, RejectReason};
+
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn remote_verifier(issuer: &TestIssuer, server: &JwksServer, min_refetch: Duration) -> Verifier {
+    let config = JwksConfig {
+        min_refetch_interval: min_refetch,
+        refresh_interval: Duration::from_secs(3600),
+        timeout: Duration::from_millis(500),
+        ..JwksConfig::new(server.url())
+    };
+    Verifier::new(
+        Keys::remote(JwksClient::start(config).unwrap()),
+        issuer.policy(),
+    )
+}
+
+#[tokio::test]
+async fn a_verifier_is_ready_only_once_keys_are_loaded() {
+    let issuer = TestIssuer::new();
+    let server = JwksServer::start(StatusCode::SERVICE_UNAVAILABLE, String::new()).await;
+    let verifier = remote_verifier(&issuer, &server, Duration::from_millis(50));
+    eventually("the first fetch failed", || server.hits() >= 1).await;
+    assert!(!verifier.is_ready());
+    let token = issuer.user_token("alice", "orders:read", &[]);
+    assert_eq!(
+        verifier.verify(&token).await.unwrap_err(),
+        AuthError::Unavailable
+    );
+
+    server.respond(
+        StatusCode::OK,
+        serde_json::to_string(&issuer.jwks()).unwrap(),
+    );
+    eventually("keys are loaded", || verifier.is_ready()).await;
+    assert_eq!(verifier.verify(&token).await.unwrap().sub(), "alice");
+}
+
+#[tokio::test]
+async fn an_unknown_kid_flood_causes_at_most_one_fetch() {
+    let issuer = TestIssuer::new();
+    let server = issuer.serve_jwks().await;
+    let verifier = remote_verifier(&issuer, &server, Duration::from_secs(60));
+    eventually("keys are loaded", || verifier.is_ready()).await;
+    let before = server.hits();
+
+    let mut tasks = Vec::new();
+    for i in 0..2_000 {
+        let verifier = verifier.clone();
+        let mut header = issuer.header();
+        header["kid"] = json!(format!("random-{i}"));
+        let token = issuer.forge(
+            &header.to_string(),
+            &serde_json::to_string(&issuer.claims("x", "", &[])).unwrap(),
+        );
+        tasks.push(tokio::spawn(async move { verifier.verify(&token).await }));
+    }
+    for task in tasks {
+        assert_eq!(
+            task.await.unwrap().unwrap_err(),
+            AuthError::Unauthenticated(RejectReason::UnknownKey)
+        );
+    }
+    assert!(
+        server.hits() - before <= 1,
+        "{} fetches",
+        server.hits() - before
+    );
+    let valid = issuer.user_token("alice", "orders:read", &[]);
+    assert!(verifier.verify(&valid).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_new_kid_is_fetched_once_the_interval_allows() {
+    let old = TestIssuer::new();
+    let new = TestIssuer::new();
+    let server = old.serve_jwks().await;
+    let verifier = remote_verifier(&old, &server, Duration::from_millis(200));
+    eventually("keys are loaded", || verifier.is_ready()).await;
+
+    let both =
+        shared::jwk::JwkSet::from_keys([old.signer().public_jwk(), new.signer().public_jwk()]);
+    server.respond(StatusCode::OK, serde_json::to_string(&both).unwrap());
+    let token = new.user_token("bob", "orders:read", &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match verifier.verify(&token).await {
+            Ok(principal) => {
+                assert_eq!(principal.sub(), "bob");
+                break;
+            }
+            Err(error) => {
+                assert_eq!(error, AuthError::Unauthenticated(RejectReason::UnknownKey));
+                assert!(
+                    Instant::now() < deadline,
+                    "the rotated key was never fetched"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    assert!(verifier.verify(&old.user_token("a", "", &[])).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_last_good_key_set_survives_a_misbehaving_issuer() {
+    let issuer = TestIssuer::new();
+    let server = issuer.serve_jwks().await;
+    let verifier = remote_verifier(&issuer, &server, Duration::from_millis(20));
+    eventually("keys are loaded", || verifier.is_ready()).await;
+    let token = issuer.user_token("alice", "orders:read", &[]);
+    let unknown = {
+        let mut header = issuer.header();
+        header["kid"] = json!("not-there");
+        issuer.forge(
+            &header.to_string(),
+            &serde_json::to_string(&issuer.claims("x", "", &[])).unwrap(),
+        )
+    };
+    let weak = r#"{"keys":[{"kty":"RSA","kid":"weak","n":"AQAB","e":"AQAB"}]}"#;
+    let huge = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(10 * 1024 * 1024));
+    for (status, body) in [
+        (StatusCode::NOT_FOUND, "not found".to_owned()),
+        (StatusCode::INTERNAL_SERVER_ERROR, String::new()),
+        (StatusCode::OK, "{}".to_owned()),
+        (StatusCode::OK, r#"{"keys":null}"#.to_owned()),
+        (StatusCode::OK, r#"{"keys":[]}"#.to_owned()),
+        (StatusCode::OK, "{not json".to_owned()),
+        (StatusCode::OK, weak.to_owned()),
+        (StatusCode::OK, huge),
+    ] {
+        server.respond(status, body);
+        let hits = server.hits();
+        // An unknown kid asks for a refetch; wait until the misbehaving answer was fetched.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.hits() == hits {
+            assert!(Instant::now() < deadline, "no refetch happened");
+            let _ = verifier.verify(&unknown).await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(verifier.is_ready(), "{status}");
+        assert_eq!(
+            verifier.verify(&token).await.unwrap().sub(),
+            "alice",
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_urls_in_tokens_are_never_fetched() {
+    let issuer = TestIssuer::new();
+    let server = issuer.serve_jwks().await;
+    let sink = JwksServer::start(
+        StatusCode::OK,
+        serde_json::to_string(&TestIssuer::new().jwks()).unwrap(),
+    )
+    .await;
+    let verifier = remote_verifier(&issuer, &server, Duration::from_millis(10));
+    eventually("keys are loaded", || verifier.is_ready()).await;
+    for member in ["jku", "x5u"] {
+        let mut header = issuer.header();
+        header[member] = json!(sink.url());
+        header["kid"] = json!("attacker");
+        let token = issuer.forge(
+            &header.to_string(),
+            &serde_json::to_string(&issuer.claims("x", "", &[])).unwrap(),
+        );
+        assert!(verifier.verify(&token).await.is_err());
+    }
+    assert_eq!(sink.hits(), 0);
+}

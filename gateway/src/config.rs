@@ -1,0 +1,114 @@
+//! Configuration, from environment variables and matching command-line flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::config::VerifierConfig;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_AUTH_HTTP_URL: &str = "http://127.0.0.1:8081";
+pub const DEFAULT_ORDERS_GRPC_URL: &str = "http://127.0.0.1:50052";
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
+pub const DEFAULT_CONNECT_TIMEOUT: &str = "2s";
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
+
+/// Everything the gateway needs to start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "gateway", version, about = "The HTTP edge of the platform")]
+pub struct Config {
+    /// Where the gateway listens.
+    #[arg(long, env = "GATEWAY_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: SocketAddr,
+
+    /// The auth-service's HTTP base URL, where `/oauth/*`, `/.well-known/*`, `/v1/sessions*`
+    /// and `/v1/logout*` are forwarded.
+    #[arg(long, env = "AUTH_HTTP_URL", default_value = DEFAULT_AUTH_HTTP_URL)]
+    pub auth_http_url: String,
+
+    /// The orders-service's gRPC endpoint.
+    #[arg(long, env = "ORDERS_GRPC_URL", default_value = DEFAULT_ORDERS_GRPC_URL)]
+    pub orders_grpc_url: String,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "GATEWAY_MAX_BODY", default_value_t = DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+
+    /// Longest time one request may take, upstream calls included.
+    #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Longest time to open a connection to an upstream service.
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", default_value = DEFAULT_CONNECT_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How tokens are verified at the edge (issuer, audience, JWKS, mode).
+    #[command(flatten)]
+    pub auth: VerifierConfig,
+}
+
+impl Config {
+    /// Parses the process's command line and environment.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        <Self as clap::Parser>::try_parse()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: DEFAULT_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_ADDR is a socket address"),
+            auth_http_url: DEFAULT_AUTH_HTTP_URL.to_owned(),
+            orders_grpc_url: DEFAULT_ORDERS_GRPC_URL.to_owned(),
+            max_body: DEFAULT_MAX_BODY,
+            request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
+                .expect("BUG: DEFAULT_REQUEST_TIMEOUT is a duration"),
+            connect_timeout: humantime::parse_duration(DEFAULT_CONNECT_TIMEOUT)
+                .expect("BUG: DEFAULT_CONNECT_TIMEOUT is a duration"),
+            shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
+                .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
+            auth: VerifierConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn defaults_match_the_flags_defaults() {
+        // Only the gateway's own variables: others may be set where tests run.
+        let parsed = Config::try_parse_from(["gateway"]).unwrap();
+        let default = Config::default();
+        assert_eq!(parsed.addr, default.addr);
+        assert_eq!(parsed.max_body, 64 * 1024);
+        assert_eq!(parsed.request_timeout, Duration::from_secs(10));
+        assert_eq!(parsed.connect_timeout, default.connect_timeout);
+        assert_eq!(parsed.shutdown_grace, default.shutdown_grace);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let parsed = Config::try_parse_from([
+            "gateway",
+            "--addr",
+            "0.0.0.0:80",
+            "--auth-http-url",
+            "http://auth:8081",
+            "--request-timeout",
+            "1500ms",
+        ])
+        .unwrap();
+        assert_eq!(parsed.addr, "0.0.0.0:80".parse().unwrap());
+        assert_eq!(parsed.auth_http_url, "http://auth:8081");
+        assert_eq!(parsed.request_timeout, Duration::from_millis(1500));
+    }
+}

@@ -1,0 +1,28 @@
+//! The HTTP edge of the platform: the only service a frontend talks to.
+//!
+//! - REST over `orders.v1.OrderService` ([`orders`]): the token (from `Authorization: Bearer`
+//!   or the `__Host-access_token` cookie, never both) is verified here, the route's scope
+//!   checked, and the original token passed on to the orders service, which verifies it again.
+//! - A reverse proxy to the auth-service ([`proxy`]) for `/oauth/*`, `/.well-known/*`,
+//!   `/v1/sessions*` and `/v1/logout*`.
+//! - `/healthz`, `/readyz` (the JWKS is loaded), `/metrics` ([`ops`]).
+//!
+//! Errors are JSON `{"error": "<stable code>", "error_description": "..."}` ([`error`]); 401
+//! carries `WWW-Authenticate: Bearer ...` (RFC 6750). Every request gets an `x-request-id`
+//! (kept if the client sent one), echoed in the response and passed on to the upstreams;
+//! `Authorization` and `Cookie` are marked sensitive so that traces never show them.
+//!
+//! The library exposes [`App`] so that tests start the real gateway in-process on port 0;
+//! `main.rs` is a thin shell around it.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod orders;
+pub mod proxy;
+pub mod state;
+
+pub use app::{App, BuildError, router};
+pub use config::Config;

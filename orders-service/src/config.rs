@@ -1,0 +1,118 @@
+//! Configuration, from environment variables and matching command-line flags.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shared::config::VerifierConfig;
+
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9092";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orders.db";
+pub const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 10;
+pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "orders-service",
+    version,
+    about = "Orders over gRPC, authorized from access tokens"
+)]
+pub struct Config {
+    /// Where the gRPC `orders.v1.OrderService` listens.
+    #[arg(long, env = "ORDERS_GRPC_ADDR", default_value = DEFAULT_GRPC_ADDR)]
+    pub grpc_addr: SocketAddr,
+
+    /// Where `/healthz`, `/readyz` and `/metrics` listen.
+    #[arg(long, env = "ORDERS_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+
+    /// `sqlite://path` (created if missing) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Size of the database connection pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_DATABASE_MAX_CONNECTIONS)]
+    pub database_max_connections: u32,
+
+    /// Longest time one RPC may take (a shorter `grpc-timeout` from the client wins).
+    #[arg(long, env = "ORDERS_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Most RPCs served at once; more wait.
+    #[arg(long, env = "ORDERS_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
+    pub max_concurrent_requests: usize,
+
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    #[arg(long, env = "ORDERS_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How tokens are verified (issuer, audience, JWKS, mode).
+    #[command(flatten)]
+    pub auth: VerifierConfig,
+}
+
+impl Config {
+    /// Parses the process's command line and environment.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        <Self as clap::Parser>::try_parse()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_addr: DEFAULT_GRPC_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_GRPC_ADDR is a socket address"),
+            http_addr: DEFAULT_HTTP_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_HTTP_ADDR is a socket address"),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: DEFAULT_DATABASE_MAX_CONNECTIONS,
+            request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
+                .expect("BUG: DEFAULT_REQUEST_TIMEOUT is a duration"),
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
+                .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
+            auth: VerifierConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn defaults_match_the_flags_defaults() {
+        // Only this service's own variables: DATABASE_URL may well be set where tests run.
+        let parsed = Config::try_parse_from(["orders-service"]).unwrap();
+        let default = Config::default();
+        assert_eq!(parsed.grpc_addr, default.grpc_addr);
+        assert_eq!(parsed.http_addr, default.http_addr);
+        assert_eq!(parsed.request_timeout, default.request_timeout);
+        assert_eq!(
+            parsed.max_concurrent_requests,
+            default.max_concurrent_requests
+        );
+        assert_eq!(parsed.shutdown_grace, default.shutdown_grace);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let parsed = Config::try_parse_from([
+            "orders-service",
+            "--grpc-addr",
+            "0.0.0.0:1",
+            "--request-timeout",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(parsed.grpc_addr, "0.0.0.0:1".parse().unwrap());
+        assert_eq!(parsed.request_timeout, Duration::from_secs(2));
+    }
+}

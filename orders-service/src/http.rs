@@ -1,0 +1,56 @@
+//! The operations listener: `/healthz`, `/readyz`, `/metrics`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use shared::Verifier;
+
+use crate::repo::OrderRepository;
+
+/// How long `/readyz` waits for the database before calling it down.
+const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the probes look at.
+#[derive(Clone)]
+pub struct OpsState {
+    pub repo: OrderRepository,
+    pub verifier: Verifier,
+}
+
+pub fn router(state: OpsState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(shared::telemetry::metrics_handler))
+        .with_state(state)
+}
+
+/// Liveness: the process serves HTTP.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers and the issuer's keys have been loaded, so a token can be
+/// verified.
+async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    let database = matches!(
+        tokio::time::timeout(DATABASE_PROBE_TIMEOUT, state.repo.ping()).await,
+        Ok(Ok(()))
+    );
+    let keys = state.verifier.is_ready();
+    let status = if database && keys {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
+        "checks": { "database": database, "jwks": keys },
+    });
+    (status, Json(body))
+}

@@ -1,0 +1,228 @@
+//! Test set-up: an issuer serving its JWKS, the real orders-service on port 0 with its own
+//! SQLite file, and a gRPC caller holding a token.
+#![allow(dead_code)] // each test crate uses part of this module
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use orders_service::{App, Config};
+use proto::orders::v1::order_service_client::OrderServiceClient;
+use proto::orders::v1::{
+    CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
+    Order,
+};
+use shared::config::VerifierConfig;
+use shared::testing::{JwksServer, TestIssuer};
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+pub const READ: &str = "orders:read";
+pub const WRITE: &str = "orders:write";
+pub const READ_WRITE: &str = "orders:read orders:write";
+
+/// A token issuer whose JWKS is served over HTTP, as the real auth-service does.
+pub struct Issuer {
+    pub issuer: TestIssuer,
+    pub jwks: JwksServer,
+}
+
+impl Issuer {
+    pub async fn start() -> Self {
+        let issuer = TestIssuer::new();
+        let jwks = issuer.serve_jwks().await;
+        Self { issuer, jwks }
+    }
+
+    /// A valid token of a plain user.
+    pub fn user(&self, sub: &str, scope: &str) -> String {
+        self.issuer.user_token(sub, scope, &["user"])
+    }
+
+    /// A valid token of an administrator.
+    pub fn admin(&self, sub: &str, scope: &str) -> String {
+        self.issuer.user_token(sub, scope, &["admin"])
+    }
+
+    /// What a service under test needs to verify this issuer's tokens.
+    pub fn verifier_config(&self) -> VerifierConfig {
+        self.issuer.verifier_config(&self.jwks.url())
+    }
+}
+
+/// A running orders-service; stopped when dropped.
+pub struct Orders {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    channel: Channel,
+    http: reqwest::Client,
+    _data: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts orders-service trusting `issuer`, and waits until it is ready.
+pub async fn spawn_orders(issuer: &Issuer) -> Orders {
+    let orders = spawn_orders_with(issuer.verifier_config()).await;
+    eventually("orders-service ready", || async {
+        orders.readyz().await == reqwest::StatusCode::OK
+    })
+    .await;
+    orders
+}
+
+/// Starts orders-service with this verifier configuration, without waiting for readiness.
+pub async fn spawn_orders_with(auth: VerifierConfig) -> Orders {
+    let data = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}/orders.db", data.path().display()),
+        auth,
+        ..Config::default()
+    };
+    let app = App::build(config).await.expect("orders-service builds");
+    let (grpc_addr, http_addr) = (app.grpc_addr(), app.http_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect_lazy();
+    Orders {
+        grpc_addr,
+        http_addr,
+        channel,
+        http: reqwest::Client::new(),
+        _data: data,
+        _stop: stop,
+    }
+}
+
+impl Orders {
+    /// A caller presenting `token` (any string: valid, forged or garbage).
+    pub fn with_token(&self, token: impl Into<String>) -> Caller {
+        Caller {
+            client: OrderServiceClient::new(self.channel.clone()),
+            token: Some(token.into()),
+        }
+    }
+
+    /// A caller presenting no token at all.
+    pub fn anonymous(&self) -> Caller {
+        Caller {
+            client: OrderServiceClient::new(self.channel.clone()),
+            token: None,
+        }
+    }
+
+    pub async fn get_http(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("http://{}{path}", self.http_addr))
+            .send()
+            .await
+            .expect("ops endpoint answers")
+    }
+
+    pub async fn readyz(&self) -> reqwest::StatusCode {
+        self.get_http("/readyz").await.status()
+    }
+}
+
+/// One caller of the gRPC API.
+#[derive(Clone)]
+pub struct Caller {
+    client: OrderServiceClient<Channel>,
+    token: Option<String>,
+}
+
+impl Caller {
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            let value = format!("Bearer {token}").parse().expect("ASCII token");
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
+    pub async fn create(&self, item: &str, quantity: i32) -> Result<Order, Status> {
+        let message = CreateOrderRequest {
+            item: item.to_owned(),
+            quantity,
+        };
+        let request = self.request(message);
+        Ok(self
+            .client
+            .clone()
+            .create_order(request)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Order, Status> {
+        let request = self.request(GetOrderRequest { id: id.to_owned() });
+        Ok(self.client.clone().get_order(request).await?.into_inner())
+    }
+
+    pub async fn list_page(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<ListOrdersResponse, Status> {
+        let request = self.request(ListOrdersRequest {
+            page_size,
+            page_token: page_token.to_owned(),
+        });
+        Ok(self.client.clone().list_orders(request).await?.into_inner())
+    }
+
+    /// Every order the caller can see, walking all pages.
+    pub async fn list_all(&self, page_size: u32) -> Result<Vec<Order>, Status> {
+        let mut orders = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self.list_page(page_size, &token).await?;
+            orders.extend(page.orders);
+            if page.next_page_token.is_empty() {
+                return Ok(orders);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<Order, Status> {
+        let request = self.request(CancelOrderRequest { id: id.to_owned() });
+        Ok(self
+            .client
+            .clone()
+            .cancel_order(request)
+            .await?
+            .into_inner())
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after a deadline.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that `result` failed with `code`.
+#[track_caller]
+pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::Code) {
+    match result {
+        Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
+        Err(status) => assert_eq!(status.code(), code, "{status:?}"),
+    }
+}

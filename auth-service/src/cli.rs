@@ -1,0 +1,279 @@
+//! The command line: `serve` (the default) and the operator commands `user add` and
+//! `client add`. The commands open (and if need be create and migrate) the same database as the
+//! server, so they work on a fresh data directory and next to a running server.
+
+use std::io::{Read, Write};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::App;
+use crate::clients::{self, NewClient};
+use crate::config::Config;
+use crate::db;
+use crate::passwords::{Passwords, SecretString};
+use crate::scope::{self, ScopeSet};
+use crate::users::{self, NewUser};
+
+/// Longest password read from standard input, in bytes.
+const MAX_STDIN_PASSWORD: u64 = 4096;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth-service",
+    version,
+    about = "The token issuer: users, sessions, signing keys, JWKS."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP and gRPC (the default when no command is given).
+    Serve,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage service clients (`client_credentials`).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add(UserAdd),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAdd {
+    /// 1-64 characters of [A-Za-z0-9._@-].
+    #[arg(long)]
+    pub username: String,
+    /// Roles, separated by commas or spaces (`admin,user`).
+    #[arg(long, default_value = "user")]
+    pub roles: String,
+    /// Scopes, separated by spaces (`"orders:read orders:write"`).
+    #[arg(long, default_value = "")]
+    pub scopes: String,
+    /// Read the password from standard input (one trailing newline is removed). Required:
+    /// passwords on the command line leak into shell history and the process list.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client and print its generated secret (once) on standard output.
+    Add(ClientAdd),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientAdd {
+    /// 1-64 characters of [A-Za-z0-9._@-].
+    #[arg(long)]
+    pub id: String,
+    /// Scopes, separated by spaces.
+    #[arg(long, default_value = "")]
+    pub scopes: String,
+    /// Roles, separated by commas or spaces.
+    #[arg(long, default_value = "")]
+    pub roles: String,
+}
+
+/// Runs the parsed command line. `stdin` and `stdout` are the operator's terminal (tests pass
+/// buffers); logs go to stderr through `tracing`.
+pub async fn run(
+    cli: Cli,
+    stdin: impl Read + Send + 'static,
+    stdout: &mut (impl Write + Send),
+) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.config).await,
+        Command::User {
+            command: UserCommand::Add(add),
+        } => user_add(&cli.config, add, stdin, stdout).await,
+        Command::Client {
+            command: ClientCommand::Add(add),
+        } => client_add(&cli.config, add, stdout).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    tracing::info!(
+        http = %app.http_addr(),
+        grpc = %app.grpc_addr(),
+        kid = app.kid(),
+        "auth-service listening"
+    );
+    app.run(shared::shutdown::signal()).await?;
+    tracing::info!("auth-service stopped");
+    Ok(())
+}
+
+async fn user_add(
+    config: &Config,
+    add: UserAdd,
+    stdin: impl Read + Send + 'static,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    if !add.password_stdin {
+        bail!("pass the password on standard input with --password-stdin");
+    }
+    users::validate_username(&add.username)?;
+    let roles = scope::parse_roles(&add.roles)?;
+    let scopes = ScopeSet::parse(&add.scopes)?;
+    let password = read_password(stdin).await?;
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let passwords = Passwords::new().await?;
+    let user = users::create(
+        &pool,
+        &passwords,
+        NewUser {
+            username: add.username,
+            password,
+            roles,
+            scopes,
+        },
+    )
+    .await?;
+    writeln!(
+        stdout,
+        "created user {} (id {}) with roles [{}] and scopes [{}]",
+        user.username,
+        user.id,
+        scope::roles_to_string(&user.roles),
+        user.scopes
+    )?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn client_add(
+    config: &Config,
+    add: ClientAdd,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let roles = scope::parse_roles(&add.roles)?;
+    let scopes = ScopeSet::parse(&add.scopes)?;
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let passwords = Passwords::new().await?;
+    let (client, secret) = clients::create(
+        &pool,
+        &passwords,
+        NewClient {
+            id: add.id,
+            scopes,
+            roles,
+        },
+    )
+    .await?;
+    // The secret alone on stdout, so that `SECRET=$(auth-service client add ...)` works; the
+    // explanation for a person goes to stderr.
+    eprintln!(
+        "created client {} with scopes [{}]; its secret follows, shown this once",
+        client.id, client.scopes
+    );
+    writeln!(stdout, "{}", secret.expose())?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Reads the password from `stdin`, removing one trailing newline (`\n` or `\r\n`).
+async fn read_password(stdin: impl Read + Send + 'static) -> anyhow::Result<SecretString> {
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut raw = String::new();
+        stdin
+            .take(MAX_STDIN_PASSWORD + 1)
+            .read_to_string(&mut raw)
+            .map(|_| raw)
+    })
+    .await?
+    .context("cannot read the password from standard input (it must be UTF-8)")?;
+    if raw.len() as u64 > MAX_STDIN_PASSWORD {
+        bail!("the password on standard input is longer than {MAX_STDIN_PASSWORD} bytes");
+    }
+    let password = trim_newline(&raw);
+    if password.is_empty() {
+        bail!("the password on standard input is empty");
+    }
+    Ok(SecretString::new(password))
+}
+
+fn trim_newline(raw: &str) -> &str {
+    let line = raw.strip_suffix('\n').unwrap_or(raw);
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_flags_apply_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "user",
+            "add",
+            "--username",
+            "alice",
+            "--password-stdin",
+            "--keys-dir",
+            "/tmp/k",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config.keys_dir, std::path::Path::new("/tmp/k"));
+        assert!(matches!(
+            cli.command,
+            Some(Command::User {
+                command: UserCommand::Add(UserAdd {
+                    password_stdin: true,
+                    ..
+                })
+            })
+        ));
+    }
+
+    #[test]
+    fn one_trailing_newline_is_removed() {
+        assert_eq!(trim_newline("secret\n"), "secret");
+        assert_eq!(trim_newline("secret\r\n"), "secret");
+        assert_eq!(trim_newline("secret"), "secret");
+        assert_eq!(trim_newline("secret \n\n"), "secret \n");
+    }
+
+    #[tokio::test]
+    async fn password_from_stdin() {
+        let password = read_password(std::io::Cursor::new(b"hunter2!\n".to_vec()))
+            .await
+            .expect("password");
+        assert_eq!(password.expose(), "hunter2!");
+        assert!(
+            read_password(std::io::Cursor::new(b"\n".to_vec()))
+                .await
+                .is_err()
+        );
+        assert!(
+            read_password(std::io::Cursor::new(vec![b'a'; 5000]))
+                .await
+                .is_err()
+        );
+    }
+}

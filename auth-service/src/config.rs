@@ -1,0 +1,215 @@
+//! Configuration: environment variables with matching command-line flags, and their defaults.
+//!
+//! Every default is a constant of this module and [`Config::default`] is built from the same
+//! constants, so tests get exactly what an operator gets without touching the process
+//! environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
+pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+pub const ENV_DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
+pub const ENV_KEYS_DIR: &str = "AUTH_KEYS_DIR";
+pub const ENV_ISSUER: &str = "AUTH_ISSUER";
+pub const ENV_AUDIENCE: &str = "AUTH_AUDIENCE";
+pub const ENV_ACCESS_TOKEN_TTL: &str = "AUTH_ACCESS_TOKEN_TTL";
+pub const ENV_REFRESH_TOKEN_TTL: &str = "AUTH_REFRESH_TOKEN_TTL";
+pub const ENV_JWKS_MAX_AGE: &str = "AUTH_JWKS_MAX_AGE";
+
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/auth.db";
+pub const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 10;
+pub const DEFAULT_KEYS_DIR: &str = "data/keys";
+pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
+pub const DEFAULT_AUDIENCE: &str = "orders";
+pub const DEFAULT_ACCESS_TOKEN_TTL: &str = "5m";
+pub const DEFAULT_REFRESH_TOKEN_TTL: &str = "14d";
+pub const DEFAULT_JWKS_MAX_AGE: &str = "5m";
+
+/// The service configuration. Flags are global, so they apply to every subcommand.
+#[derive(Clone, Args)]
+pub struct Config {
+    /// Address of the HTTP listener (token endpoint, JWKS, health, metrics).
+    #[arg(long, env = ENV_HTTP_ADDR, default_value = DEFAULT_HTTP_ADDR, global = true)]
+    pub http_addr: SocketAddr,
+
+    /// Address of the gRPC listener (`auth.v1.SessionService`).
+    #[arg(long, env = ENV_GRPC_ADDR, default_value = DEFAULT_GRPC_ADDR, global = true)]
+    pub grpc_addr: SocketAddr,
+
+    /// `sqlite://path` (created if missing) or `postgres://...`. May carry a password: never
+    /// printed in full.
+    #[arg(long, env = ENV_DATABASE_URL, default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
+    pub database_url: String,
+
+    /// Size of the database connection pool.
+    #[arg(long, env = ENV_DATABASE_MAX_CONNECTIONS, default_value_t = DEFAULT_DATABASE_MAX_CONNECTIONS, global = true)]
+    pub database_max_connections: u32,
+
+    /// Directory of the signing key (`signing-key.pem`), created with mode 0700.
+    #[arg(long, env = ENV_KEYS_DIR, default_value = DEFAULT_KEYS_DIR, global = true)]
+    pub keys_dir: PathBuf,
+
+    /// The `iss` of issued tokens; also the base URL of the published endpoints.
+    #[arg(long, env = ENV_ISSUER, default_value = DEFAULT_ISSUER, global = true)]
+    pub issuer: String,
+
+    /// The `aud` of issued access tokens.
+    #[arg(long, env = ENV_AUDIENCE, default_value = DEFAULT_AUDIENCE, global = true)]
+    pub audience: String,
+
+    /// Lifetime of access tokens (humantime: `5m`, `1h`).
+    #[arg(long, env = ENV_ACCESS_TOKEN_TTL, default_value = DEFAULT_ACCESS_TOKEN_TTL, value_parser = humantime::parse_duration, global = true)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of a session and of its refresh tokens (absolute, counted from the login).
+    #[arg(long, env = ENV_REFRESH_TOKEN_TTL, default_value = DEFAULT_REFRESH_TOKEN_TTL, value_parser = humantime::parse_duration, global = true)]
+    pub refresh_token_ttl: Duration,
+
+    /// `Cache-Control: max-age` of the JWKS document.
+    #[arg(long, env = ENV_JWKS_MAX_AGE, default_value = DEFAULT_JWKS_MAX_AGE, value_parser = humantime::parse_duration, global = true)]
+    pub jwks_max_age: Duration,
+}
+
+impl Config {
+    /// The issuer without a trailing slash, the base of every published URL.
+    pub fn issuer_base(&self) -> &str {
+        self.issuer.trim_end_matches('/')
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: DEFAULT_HTTP_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_HTTP_ADDR is a socket address"),
+            grpc_addr: DEFAULT_GRPC_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_GRPC_ADDR is a socket address"),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            database_max_connections: DEFAULT_DATABASE_MAX_CONNECTIONS,
+            keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
+            issuer: DEFAULT_ISSUER.to_owned(),
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            access_token_ttl: humantime::parse_duration(DEFAULT_ACCESS_TOKEN_TTL)
+                .expect("BUG: DEFAULT_ACCESS_TOKEN_TTL is a duration"),
+            refresh_token_ttl: humantime::parse_duration(DEFAULT_REFRESH_TOKEN_TTL)
+                .expect("BUG: DEFAULT_REFRESH_TOKEN_TTL is a duration"),
+            jwks_max_age: humantime::parse_duration(DEFAULT_JWKS_MAX_AGE)
+                .expect("BUG: DEFAULT_JWKS_MAX_AGE is a duration"),
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("grpc_addr", &self.grpc_addr)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .field("keys_dir", &self.keys_dir)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("jwks_max_age", &self.jwks_max_age)
+            .finish()
+    }
+}
+
+/// A database URL with the password of its user-info (`scheme://user:password@host`) replaced,
+/// fit for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--access-token-ttl",
+            "90s",
+            "--refresh-token-ttl",
+            "1h",
+            "--database-url",
+            "sqlite://x.db",
+            "--keys-dir",
+            "k",
+            "--issuer",
+            "https://issuer.example",
+            "--audience",
+            "a",
+            "--jwks-max-age",
+            "1m",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--database-max-connections",
+            "3",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.config.access_token_ttl, Duration::from_secs(90));
+        assert_eq!(cli.config.refresh_token_ttl, Duration::from_secs(3600));
+        assert_eq!(cli.config.http_addr.port(), 0);
+    }
+
+    #[test]
+    fn default_matches_the_documented_values() {
+        let config = Config::default();
+        assert_eq!(config.http_addr.port(), 8081);
+        assert_eq!(config.grpc_addr.port(), 50051);
+        assert_eq!(config.access_token_ttl, Duration::from_secs(300));
+        assert_eq!(
+            config.refresh_token_ttl,
+            Duration::from_secs(14 * 24 * 3600)
+        );
+        assert_eq!(config.jwks_max_age, Duration::from_secs(300));
+        assert_eq!(config.audience, "orders");
+    }
+
+    #[test]
+    fn database_password_is_redacted() {
+        let config = Config {
+            database_url: "postgres://app:s3cret@db:5432/auth?sslmode=require".into(),
+            ..Config::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("postgres://app:***@db:5432/auth?sslmode=require"));
+        assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
+    }
+}

@@ -1,0 +1,123 @@
+//! The errors of the token endpoint and their one mapping to the wire (RFC 6749 §5.2).
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+
+/// `WWW-Authenticate` of a failed HTTP Basic client authentication.
+pub const BASIC_CHALLENGE: &str = r#"Basic realm="auth-service""#;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Every way a token request fails. Descriptions are static: nothing the client sent is
+/// echoed back.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(&'static str),
+    /// The body exceeds the limit (413, still in the RFC 6749 shape).
+    #[error("invalid_request: request body too large")]
+    BodyTooLarge,
+    #[error("invalid_client: {description}")]
+    InvalidClient {
+        description: &'static str,
+        /// The client tried HTTP Basic: the answer carries a `WWW-Authenticate` challenge.
+        basic: bool,
+    },
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(&'static str),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    #[error("invalid_scope: {0}")]
+    InvalidScope(&'static str),
+    /// Anything on our side; logged, answered with a generic 500 `server_error`.
+    #[error("internal error: {0}")]
+    Internal(#[source] BoxError),
+}
+
+impl TokenError {
+    pub fn internal(e: impl Into<BoxError>) -> Self {
+        Self::Internal(e.into())
+    }
+
+    /// The RFC 6749 `error` code; also the label of `auth_token_errors_total`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) | Self::BodyTooLarge => "invalid_request",
+            Self::InvalidClient { .. } => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::Internal(_) => "server_error",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn description(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(d)
+            | Self::InvalidGrant(d)
+            | Self::UnauthorizedClient(d)
+            | Self::InvalidScope(d) => d,
+            Self::InvalidClient { description, .. } => description,
+            Self::BodyTooLarge => "request body too large",
+            Self::UnsupportedGrantType => {
+                "grant_type must be password, refresh_token or client_credentials"
+            }
+            Self::Internal(_) => "the server could not handle the request",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    error_description: &'static str,
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache`, required on token responses (RFC 6749
+/// §5.1) and applied to errors as well.
+pub fn no_store(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        match &self {
+            Self::Internal(e) => tracing::error!(error = %e, "token request failed"),
+            other => tracing::info!(error = code, reason = %other, "token request refused"),
+        }
+        metrics::counter!("auth_token_errors_total", "error" => code).increment(1);
+        let mut response = (
+            self.status(),
+            Json(ErrorBody {
+                error: code,
+                error_description: self.description(),
+            }),
+        )
+            .into_response();
+        if matches!(self, Self::InvalidClient { basic: true, .. }) {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+        }
+        no_store(&mut response);
+        response
+    }
+}

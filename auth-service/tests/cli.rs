@@ -1,0 +1,183 @@
+//! The operator commands, run as the real binary against the same data directory as a server.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::sync::Arc;
+
+use common::{database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+
+/// Runs `auth-service <args>` with its state in `dir`, feeding `stdin`.
+async fn auth_cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .args(args)
+        // Only what the test sets: nothing from the environment of the test run.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url(dir))
+        .env("AUTH_KEYS_DIR", keys_dir(dir))
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("auth-service binary starts");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.as_bytes())
+        .await
+        .expect("stdin written");
+    drop(pipe);
+    child.wait_with_output().await.expect("auth-service exits")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn user_add_on_a_fresh_data_dir_then_log_in() {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let output = auth_cli(
+        dir.path(),
+        &[
+            "user",
+            "add",
+            "--username",
+            "bob",
+            "--roles",
+            "admin,user",
+            "--scopes",
+            "orders:read orders:write",
+            "--password-stdin",
+        ],
+        "s3cret-password\n",
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("created user bob"),
+        "{}",
+        stdout(&output)
+    );
+
+    let auth = spawn_auth_with(test_config(dir.path()), Arc::clone(&dir)).await;
+    // The trailing newline was not part of the password.
+    let tokens = auth.login("bob", "s3cret-password").await;
+    let principal = auth
+        .jwks_verifier()
+        .await
+        .verify(&tokens.access_token)
+        .await
+        .expect("valid");
+    assert_eq!(principal.claims().roles, ["admin", "user"]);
+    assert_eq!(tokens.scope.as_deref(), Some("orders:read orders:write"));
+}
+
+#[tokio::test]
+async fn user_add_next_to_a_running_server_and_refusals() {
+    let auth = spawn_auth().await;
+    let args = [
+        "user",
+        "add",
+        "--username",
+        "carol",
+        "--scopes",
+        "orders:read",
+        "--password-stdin",
+    ];
+    let output = auth_cli(auth.dir(), &args, "a-long-password\n").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    auth.login("carol", "a-long-password").await;
+
+    let duplicate = auth_cli(auth.dir(), &args, "another-password\n").await;
+    assert!(!duplicate.status.success());
+    assert!(
+        stderr(&duplicate).contains("already exists"),
+        "{}",
+        stderr(&duplicate)
+    );
+    // The original password still works: nothing was overwritten.
+    auth.login("carol", "a-long-password").await;
+
+    let short = auth_cli(
+        auth.dir(),
+        &["user", "add", "--username", "dave", "--password-stdin"],
+        "short\n",
+    )
+    .await;
+    assert!(!short.status.success());
+    assert!(stderr(&short).contains("password"), "{}", stderr(&short));
+
+    let empty = auth_cli(
+        auth.dir(),
+        &["user", "add", "--username", "dave", "--password-stdin"],
+        "\n",
+    )
+    .await;
+    assert!(!empty.status.success());
+
+    let bad_name = auth_cli(
+        auth.dir(),
+        &[
+            "user",
+            "add",
+            "--username",
+            "dave smith",
+            "--password-stdin",
+        ],
+        "a-long-password\n",
+    )
+    .await;
+    assert!(!bad_name.status.success());
+    assert!(
+        stderr(&bad_name).contains("username"),
+        "{}",
+        stderr(&bad_name)
+    );
+
+    let no_stdin_flag = auth_cli(
+        auth.dir(),
+        &["user", "add", "--username", "dave"],
+        "a-long-password\n",
+    )
+    .await;
+    assert!(!no_stdin_flag.status.success());
+}
+
+#[tokio::test]
+async fn client_add_prints_a_secret_that_works_with_client_credentials() {
+    let auth = spawn_auth().await;
+    let output = auth_cli(
+        auth.dir(),
+        &[
+            "client",
+            "add",
+            "--id",
+            "orders-service",
+            "--scopes",
+            "sessions:check",
+        ],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let secret = stdout(&output).trim().to_owned();
+    assert_eq!(secret.len(), 43, "256-bit base64url secret, got {secret:?}");
+
+    let tokens = auth.client_token("orders-service", &secret).await;
+    assert_eq!(tokens.scope.as_deref(), Some("sessions:check"));
+
+    let duplicate = auth_cli(auth.dir(), &["client", "add", "--id", "orders-service"], "").await;
+    assert!(!duplicate.status.success());
+    assert!(
+        stdout(&duplicate).is_empty(),
+        "no secret printed on failure"
+    );
+}

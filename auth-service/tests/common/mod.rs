@@ -1,0 +1,285 @@
+//! Test set-up: the real auth-service, in process, on port 0, with its SQLite database and
+//! signing key in a temporary directory. Other crates' tests can copy this pattern:
+//!
+//! ```ignore
+//! let auth = spawn_auth().await;
+//! auth.create_user("alice", "correct horse", "user", "orders:read").await;
+//! let tokens = auth.login("alice", "correct horse").await;
+//! ```
+#![allow(dead_code)] // Each test binary uses a different part of these helpers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use auth_service::app::ServeError;
+use auth_service::clients::{self, NewClient};
+use auth_service::scope::{ScopeSet, parse_roles};
+use auth_service::users::{self, NewUser, User};
+use auth_service::{App, AppState, Config};
+use proto::auth::v1::session_service_client::SessionServiceClient;
+use serde::Deserialize;
+use shared::jwk::{JwkSet, KeySet};
+use shared::verifier::{Keys, Policy, Verifier};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+/// The `iss` of every token the test issuer signs.
+pub const TEST_ISSUER: &str = "http://auth.test";
+/// The `aud` of every token the test issuer signs (the default of `AUTH_AUDIENCE`).
+pub const TEST_AUDIENCE: &str = "orders";
+
+/// A running auth-service.
+pub struct TestAuth {
+    /// `http://127.0.0.1:<port>`
+    pub http_url: String,
+    /// `http://127.0.0.1:<port>` of the gRPC listener.
+    pub grpc_url: String,
+    pub config: Config,
+    /// Database pool and password hasher of the running service, for direct set-up.
+    pub state: AppState,
+    /// The key id of the signing key.
+    pub kid: String,
+    pub http: reqwest::Client,
+    dir: Arc<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: i64,
+    pub scope: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+/// The configuration of a test instance whose state lives in `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    Config {
+        http_addr: "127.0.0.1:0".parse().expect("address"),
+        grpc_addr: "127.0.0.1:0".parse().expect("address"),
+        database_url: database_url(dir),
+        keys_dir: keys_dir(dir),
+        issuer: TEST_ISSUER.to_owned(),
+        audience: TEST_AUDIENCE.to_owned(),
+        ..Config::default()
+    }
+}
+
+pub fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("auth.db").display())
+}
+
+pub fn keys_dir(dir: &Path) -> PathBuf {
+    dir.join("keys")
+}
+
+/// Starts an auth-service on a fresh temporary directory.
+pub async fn spawn_auth() -> TestAuth {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    spawn_auth_with(test_config(dir.path()), dir).await
+}
+
+/// Starts an auth-service with `config`, keeping `dir` alive as long as the service.
+pub async fn spawn_auth_with(config: Config, dir: Arc<TempDir>) -> TestAuth {
+    // Install the process-wide metrics recorder before anything is counted.
+    shared::telemetry::prometheus();
+    let app = App::build(config.clone())
+        .await
+        .expect("auth-service builds");
+    let http_url = format!("http://{}", app.http_addr());
+    let grpc_url = format!("http://{}", app.grpc_addr());
+    let state = app.state().clone();
+    let kid = app.kid().to_owned();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stop.await;
+    }));
+    TestAuth {
+        http_url,
+        grpc_url,
+        config,
+        state,
+        kid,
+        // The platform's client builder: reqwest with aws-lc-rs as its TLS provider.
+        http: shared::http::client_builder().build().expect("HTTP client"),
+        dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestAuth {
+    /// The temporary directory holding the database and the keys.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn shared_dir(&self) -> Arc<TempDir> {
+        Arc::clone(&self.dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http_url)
+    }
+
+    pub fn jwks_url(&self) -> String {
+        self.url("/.well-known/jwks.json")
+    }
+
+    /// Creates a user directly in the database (what `auth-service user add` does).
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        roles: &str,
+        scopes: &str,
+    ) -> User {
+        users::create(
+            &self.state.pool,
+            &self.state.passwords,
+            NewUser {
+                username: username.to_owned(),
+                password: password.to_owned().into(),
+                roles: parse_roles(roles).expect("roles"),
+                scopes: ScopeSet::parse(scopes).expect("scopes"),
+            },
+        )
+        .await
+        .expect("user created")
+    }
+
+    /// Registers a client and returns its secret (what `auth-service client add` does).
+    pub async fn create_client(&self, id: &str, scopes: &str, roles: &str) -> String {
+        let (_, secret) = clients::create(
+            &self.state.pool,
+            &self.state.passwords,
+            NewClient {
+                id: id.to_owned(),
+                scopes: ScopeSet::parse(scopes).expect("scopes"),
+                roles: parse_roles(roles).expect("roles"),
+            },
+        )
+        .await
+        .expect("client created");
+        secret.expose().to_owned()
+    }
+
+    /// `POST /oauth/token` with a form body.
+    pub async fn post_token(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(self.url("/oauth/token"))
+            .form(form)
+            .send()
+            .await
+            .expect("token request sent")
+    }
+
+    /// A password login that must succeed.
+    pub async fn login(&self, username: &str, password: &str) -> TokenResponse {
+        let response = self
+            .post_token(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ])
+            .await;
+        expect_tokens(response).await
+    }
+
+    /// A refresh that must succeed.
+    pub async fn refresh(&self, refresh_token: &str) -> TokenResponse {
+        let response = self
+            .post_token(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .await;
+        expect_tokens(response).await
+    }
+
+    /// A `client_credentials` token (HTTP Basic) that must succeed.
+    pub async fn client_token(&self, id: &str, secret: &str) -> TokenResponse {
+        let response = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token request sent");
+        expect_tokens(response).await
+    }
+
+    /// The served JWKS.
+    pub async fn fetch_jwks(&self) -> JwkSet {
+        self.http
+            .get(self.jwks_url())
+            .send()
+            .await
+            .expect("JWKS request sent")
+            .json()
+            .await
+            .expect("JWKS is JSON")
+    }
+
+    /// A verifier fed only with the served JWKS, as a resource service would be.
+    pub async fn jwks_verifier(&self) -> Verifier {
+        let (keys, dropped) = KeySet::from_jwks(&self.fetch_jwks().await);
+        assert!(
+            dropped.is_empty(),
+            "the issuer publishes a refused key: {dropped:?}"
+        );
+        Verifier::new(Keys::fixed(keys), Policy::new(TEST_ISSUER, TEST_AUDIENCE))
+    }
+
+    pub async fn grpc_client(&self) -> SessionServiceClient<Channel> {
+        SessionServiceClient::connect(self.grpc_url.clone())
+            .await
+            .expect("gRPC connects")
+    }
+
+    /// Stops the service and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl Drop for TestAuth {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// The tokens of a 200 response; panics with the body otherwise.
+pub async fn expect_tokens(response: reqwest::Response) -> TokenResponse {
+    let status = response.status();
+    let body = response.text().await.expect("body");
+    assert_eq!(status, 200, "token request failed: {body}");
+    serde_json::from_str(&body).expect("token response JSON")
+}
+
+/// The status and RFC 6749 error body of a refused token request.
+pub async fn expect_error(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    assert_ne!(status, 200, "expected an error, got {body}");
+    let json: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("error body is not JSON: {body:?}"));
+    assert!(json["error"].is_string(), "no `error` member: {body}");
+    (status, json)
+}

@@ -1,0 +1,68 @@
+//! Interoperability: an access token of auth-service verifies with an independent JOSE
+//! implementation (PyJWT) fed only the served JWKS URL.
+//!
+//! Needs `python3` with `pyjwt[crypto]`. Without it the test passes without checking anything
+//! and says so, unless `INTEROP_REQUIRED` is set (CI sets it), in which case it fails.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TEST_AUDIENCE, TEST_ISSUER, spawn_auth};
+use tokio::process::Command;
+
+async fn pyjwt_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import jwt, cryptography"])
+        .output()
+        .await
+        .is_ok_and(|output| output.status.success())
+}
+
+#[tokio::test]
+async fn pyjwt_verifies_an_access_token_with_the_served_jwks() {
+    if !pyjwt_available().await {
+        assert!(
+            std::env::var_os("INTEROP_REQUIRED").is_none(),
+            "INTEROP_REQUIRED is set but python3 cannot import jwt (pip install 'pyjwt[crypto]')"
+        );
+        eprintln!("python3 with pyjwt[crypto] not found: PyJWT interop test skipped");
+        return;
+    }
+    let auth = spawn_auth().await;
+    let user = auth
+        .create_user(
+            "alice",
+            "correct horse battery",
+            "user",
+            "orders:read orders:write",
+        )
+        .await;
+    let token = auth
+        .login("alice", "correct horse battery")
+        .await
+        .access_token;
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pyjwt_verify.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args([&auth.jwks_url(), &token, TEST_ISSUER, TEST_AUDIENCE])
+        .output()
+        .await
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "PyJWT refused the token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verified: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("PyJWT prints JSON");
+    assert_eq!(verified["kid"], auth.kid.as_str());
+    let claims = &verified["claims"];
+    assert_eq!(claims["iss"], TEST_ISSUER);
+    assert_eq!(claims["aud"], TEST_AUDIENCE);
+    assert_eq!(claims["sub"], user.id.as_str());
+    assert_eq!(claims["scope"], "orders:read orders:write");
+    assert_eq!(claims["roles"], serde_json::json!(["user"]));
+    assert!(claims["sid"].is_string());
+}

@@ -1,5 +1,6 @@
 //! Logs and metrics, set up the same way in every service.
 
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use axum::http::header;
@@ -26,7 +27,11 @@ pub fn init(service: &'static str) {
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     };
     if result.is_ok() {

@@ -3,12 +3,21 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::jwks::{FetchError, JwksClient, JwksConfig};
+use crate::revocation::{FeedConfig, RevocationFeed};
+use crate::service_token::{Secret, ServiceToken};
+use crate::session::{
+    GrpcSessionLookup, LookupError, RedisSessionLookup, SessionCheck, SessionLookup, StatefulCheck,
+};
 use crate::verifier::{Keys, Policy, Verifier};
 
 pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
 pub const DEFAULT_AUDIENCE: &str = "orders";
 pub const DEFAULT_JWKS_URL: &str = "http://127.0.0.1:8081/.well-known/jwks.json";
+pub const DEFAULT_GRPC_URL: &str = "http://127.0.0.1:50051";
+pub const DEFAULT_TOKEN_URL: &str = "http://127.0.0.1:8081/oauth/token";
 
 /// How a verifier decides whether a validly signed token is still good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -16,6 +25,23 @@ pub enum AuthMode {
     /// Signature and claims only: no I/O per request; revocation only by expiry.
     #[default]
     Stateless,
+    /// Also asks whether the token's session is active on every request: the shared Redis store
+    /// when `REDIS_URL` is set, else the issuer over gRPC. Revocation takes effect at once.
+    Stateful,
+    /// Also consults an in-memory revocation set pushed by the issuer over a gRPC stream: no
+    /// I/O per request, revocation within the push delay. Falls back to `stateful` checks when
+    /// the stream has been silent for `AUTH_MAX_STALENESS`, or fails closed.
+    Hybrid,
+}
+
+impl AuthMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Stateless => "stateless",
+            AuthMode::Stateful => "stateful",
+            AuthMode::Hybrid => "hybrid",
+        }
+    }
 }
 
 /// Parses a human duration such as `30s`, `5m` or `24h`.
@@ -55,6 +81,37 @@ pub struct VerifierConfig {
     /// How long the last good key set serves while the issuer cannot be reached.
     #[arg(long = "auth-jwks-max-stale", env = "AUTH_JWKS_MAX_STALE", value_parser = parse_duration, default_value = "24h")]
     pub jwks_max_stale: Duration,
+    /// The issuer's gRPC endpoint (`stateful` session checks, `hybrid` revocation stream).
+    #[arg(long = "auth-grpc-url", env = "AUTH_GRPC_URL", default_value = DEFAULT_GRPC_URL)]
+    pub grpc_url: String,
+    /// The issuer's token endpoint, for this verifier's own client-credentials token.
+    #[arg(long = "auth-token-url", env = "AUTH_TOKEN_URL", default_value = DEFAULT_TOKEN_URL)]
+    pub token_url: String,
+    /// This verifier's client id at the issuer (needs scope `sessions:check`); required by
+    /// `hybrid`, and by `stateful` without `REDIS_URL`.
+    #[arg(long = "auth-client-id", env = "AUTH_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// This verifier's client secret.
+    #[arg(
+        long = "auth-client-secret",
+        env = "AUTH_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<Secret>,
+    /// The shared session store: `stateful` verifiers read sessions from it directly.
+    #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// `hybrid`: how long the revocation stream may stay silent before requests fall back to
+    /// `stateful` checks (or fail closed).
+    #[arg(long = "auth-max-staleness", env = "AUTH_MAX_STALENESS", value_parser = parse_duration, default_value = "5s")]
+    pub max_staleness: Duration,
+    /// `stateful`: how long a positive session answer is reused. 0 (the default) asks on every
+    /// request; a non-zero TTL lets a revoked session through for up to that long.
+    #[arg(long = "auth-session-cache-ttl", env = "AUTH_SESSION_CACHE_TTL", value_parser = parse_duration, default_value = "0s")]
+    pub session_cache_ttl: Duration,
+    /// Deadline of one session lookup.
+    #[arg(long = "auth-session-timeout", env = "AUTH_SESSION_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
+    pub session_timeout: Duration,
 }
 
 impl Default for VerifierConfig {
@@ -70,6 +127,14 @@ impl Default for VerifierConfig {
             jwks_min_refetch_interval: JwksConfig::DEFAULT_MIN_REFETCH_INTERVAL,
             jwks_timeout: JwksConfig::DEFAULT_TIMEOUT,
             jwks_max_stale: JwksConfig::DEFAULT_MAX_STALE,
+            grpc_url: DEFAULT_GRPC_URL.to_owned(),
+            token_url: DEFAULT_TOKEN_URL.to_owned(),
+            client_id: None,
+            client_secret: None,
+            redis_url: None,
+            max_staleness: Duration::from_secs(5),
+            session_cache_ttl: Duration::ZERO,
+            session_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -83,6 +148,14 @@ pub enum ConfigError {
     Empty,
     #[error("JWKS client: {0}")]
     Jwks(#[from] FetchError),
+    #[error(
+        "AUTH_MODE={0} needs AUTH_CLIENT_ID and AUTH_CLIENT_SECRET (a client with scope sessions:check){1}"
+    )]
+    MissingCredentials(&'static str, &'static str),
+    #[error("session lookup: {0}")]
+    Lookup(#[from] LookupError),
+    #[error("AUTH_GRPC_URL: {0}")]
+    GrpcUrl(String),
 }
 
 impl VerifierConfig {
@@ -116,7 +189,56 @@ impl VerifierConfig {
             return Err(ConfigError::RefreshFasterThanRefetchLimit);
         }
         let client = JwksClient::start(self.jwks())?;
-        Ok(Verifier::new(Keys::remote(client), self.policy()))
+        let verifier = Verifier::new(Keys::remote(client), self.policy());
+        Ok(verifier.with_session_check(self.session_check()?))
+    }
+
+    fn service_token(&self) -> Result<Option<Arc<ServiceToken>>, ConfigError> {
+        match (&self.client_id, &self.client_secret) {
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok(Some(Arc::new(
+                ServiceToken::new(&self.token_url, id, secret.clone(), self.session_timeout)?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The `stateful` check this configuration allows: Redis when `REDIS_URL` is set, else the
+    /// issuer over gRPC with the client credentials.
+    fn stateful_check(&self) -> Result<Option<StatefulCheck>, ConfigError> {
+        let lookup: Arc<dyn SessionLookup> = if let Some(url) = &self.redis_url {
+            Arc::new(RedisSessionLookup::new(url, self.session_timeout)?)
+        } else if let Some(token) = self.service_token()? {
+            Arc::new(GrpcSessionLookup::new(
+                &self.grpc_url,
+                token,
+                self.session_timeout,
+            )?)
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(StatefulCheck::new(lookup, self.session_cache_ttl)))
+    }
+
+    fn session_check(&self) -> Result<SessionCheck, ConfigError> {
+        match self.mode {
+            AuthMode::Stateless => Ok(SessionCheck::Stateless),
+            AuthMode::Stateful => self.stateful_check()?.map(SessionCheck::Stateful).ok_or(
+                ConfigError::MissingCredentials("stateful", ", or REDIS_URL"),
+            ),
+            AuthMode::Hybrid => {
+                let token = self
+                    .service_token()?
+                    .ok_or(ConfigError::MissingCredentials("hybrid", ""))?;
+                let feed = RevocationFeed::start(FeedConfig {
+                    grpc_url: self.grpc_url.clone(),
+                    token,
+                    max_staleness: self.max_staleness,
+                    fallback: self.stateful_check()?,
+                })
+                .map_err(|e| ConfigError::GrpcUrl(e.to_string()))?;
+                Ok(SessionCheck::Hybrid(feed))
+            }
+        }
     }
 }
 
@@ -145,7 +267,7 @@ mod tests {
             "--auth-leeway",
             "5s",
             "--auth-mode",
-            "stateless",
+            "hybrid",
             "--auth-jwks-max-stale",
             "1h 30m",
         ])
@@ -153,6 +275,43 @@ mod tests {
         assert_eq!(parsed.verifier.leeway, Duration::from_secs(5));
         assert_eq!(parsed.verifier.jwks_max_stale, Duration::from_secs(5400));
         assert!(Cli::try_parse_from(["verifier", "--auth-leeway", "soon"]).is_err());
+        assert_eq!(parsed.verifier.mode, AuthMode::Hybrid);
         assert!(Cli::try_parse_from(["verifier", "--auth-mode", "trusting"]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stateful_and_hybrid_need_a_way_to_ask() {
+        for mode in [AuthMode::Stateful, AuthMode::Hybrid] {
+            let config = VerifierConfig {
+                mode,
+                ..VerifierConfig::default()
+            };
+            assert!(matches!(
+                config.build_verifier(),
+                Err(ConfigError::MissingCredentials(..))
+            ));
+        }
+        let with_redis = VerifierConfig {
+            mode: AuthMode::Stateful,
+            redis_url: Some("redis://127.0.0.1:1".into()),
+            ..VerifierConfig::default()
+        };
+        assert_eq!(
+            with_redis.build_verifier().unwrap().session_check().mode(),
+            "stateful"
+        );
+        let with_client = VerifierConfig {
+            mode: AuthMode::Hybrid,
+            client_id: Some("gateway".into()),
+            client_secret: Some(Secret::new("s")),
+            ..VerifierConfig::default()
+        };
+        let verifier = with_client.build_verifier().unwrap();
+        assert_eq!(verifier.session_check().mode(), "hybrid");
     }
 }

@@ -37,6 +37,8 @@ pub enum RejectReason {
     LifetimeTooLong,
     WrongIssuer,
     WrongAudience,
+    /// The token's session has ended, its user was disabled or its key revoked.
+    Revoked,
 }
 
 impl RejectReason {
@@ -60,6 +62,7 @@ impl RejectReason {
             RejectReason::LifetimeTooLong => "lifetime_too_long",
             RejectReason::WrongIssuer => "wrong_issuer",
             RejectReason::WrongAudience => "wrong_audience",
+            RejectReason::Revoked => "revoked",
         }
     }
 }

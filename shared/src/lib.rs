@@ -22,6 +22,9 @@ pub mod http;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+pub mod revocation;
+pub mod service_token;
+pub mod session;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "test-util")]

@@ -9,6 +9,7 @@ use crate::error::{AuthError, RejectReason};
 use crate::jwk::{KeySet, VerifyingKey};
 use crate::jwks::JwksClient;
 use crate::jws::{ACCESS_TOKEN_TYPE, ALGORITHM, Header, MAX_KID_LEN, UnverifiedJws};
+use crate::session::SessionCheck;
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,13 +139,36 @@ pub struct Verifier {
 struct Inner {
     keys: Keys,
     policy: Policy,
+    sessions: SessionCheck,
 }
 
 impl Verifier {
+    /// A `stateless` verifier: signature and claims only.
     pub fn new(keys: Keys, policy: Policy) -> Self {
         Self {
-            inner: Arc::new(Inner { keys, policy }),
+            inner: Arc::new(Inner {
+                keys,
+                policy,
+                sessions: SessionCheck::Stateless,
+            }),
         }
+    }
+
+    /// The same verifier with `check` applied to every token that passed signature and claims.
+    pub fn with_session_check(self, check: SessionCheck) -> Self {
+        metrics::gauge!("auth_verifier_mode", "mode" => check.mode()).set(1.0);
+        Self {
+            inner: Arc::new(Inner {
+                keys: self.inner.keys.clone(),
+                policy: self.inner.policy.clone(),
+                sessions: check,
+            }),
+        }
+    }
+
+    /// The session check of this verifier (its mode).
+    pub fn session_check(&self) -> &SessionCheck {
+        &self.inner.sessions
     }
 
     pub fn policy(&self) -> &Policy {
@@ -153,7 +177,7 @@ impl Verifier {
 
     /// Whether a usable key set is loaded: a verifier that cannot verify is not ready.
     pub fn is_ready(&self) -> bool {
-        self.inner.keys.is_ready()
+        self.inner.keys.is_ready() && self.inner.sessions.is_ready()
     }
 
     /// Verifies `token` now.
@@ -185,6 +209,7 @@ impl Verifier {
         }
         let claims: AccessClaims = jws.payload()?;
         policy.check_claims(&claims, now)?;
+        self.inner.sessions.check(kid, &claims).await?;
         Ok(Principal::from_verified_claims(claims))
     }
 }

@@ -7,6 +7,8 @@
 #   DEMO_ADMIN_PASSWORD, DEMO_USER_PASSWORD  passwords for the seeded users (first run only;
 #                                            generated and kept in data/demo-credentials.env otherwise)
 #   CARGO_PROFILE                            dev (default) or release
+#   AUTH_MODE                                stateless (default), stateful or hybrid: how the gateway
+#                                            and orders-service check sessions (docs/MODES.md)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -32,11 +34,16 @@ if [ ! -f "$credentials" ]; then
   printf '%s\n' "$user_password" | "$auth" user add --username demo \
     --roles user --scopes "orders:read orders:write" --password-stdin
   client_secret=$("$auth" client add --id demo-service --scopes "orders:read" | tail -n 1)
+  # The verifiers' own clients, for the stateful and hybrid modes.
+  gateway_secret=$("$auth" client add --id gateway --scopes "sessions:check" | tail -n 1)
+  orders_secret=$("$auth" client add --id orders-service --scopes "sessions:check" | tail -n 1)
   umask 077
   cat > "$credentials" <<CREDENTIALS
 DEMO_ADMIN_PASSWORD='$admin_password'
 DEMO_USER_PASSWORD='$user_password'
 DEMO_CLIENT_SECRET='$client_secret'
+GATEWAY_CLIENT_SECRET='$gateway_secret'
+ORDERS_CLIENT_SECRET='$orders_secret'
 CREDENTIALS
 fi
 # shellcheck disable=SC1090
@@ -55,9 +62,10 @@ stop() {
 trap 'stop; exit 0' INT TERM
 trap stop EXIT
 
-start() { # start NAME BINARY
+start() { # start NAME BINARY [VAR=VALUE...]
   local name=$1 binary=$2
-  "$binary" > >(sed -u "s/^/[$name] /") 2>&1 &
+  shift 2
+  env "$@" "$binary" > >(sed -u "s/^/[$name] /") 2>&1 &
   pids+=($!)
 }
 
@@ -77,15 +85,16 @@ wait_ready() { # wait_ready NAME URL
 echo "==> Starting auth-service, orders-service and gateway"
 start auth "$auth"
 wait_ready auth-service http://127.0.0.1:8081/readyz
-start orders "$orders"
-start gateway "$gateway"
+export AUTH_MODE=${AUTH_MODE:-stateless}
+start orders "$orders" AUTH_CLIENT_ID=orders-service "AUTH_CLIENT_SECRET=$ORDERS_CLIENT_SECRET"
+start gateway "$gateway" AUTH_CLIENT_ID=gateway "AUTH_CLIENT_SECRET=$GATEWAY_CLIENT_SECRET"
 wait_ready orders-service http://127.0.0.1:9092/readyz
 wait_ready gateway http://127.0.0.1:8080/readyz
 
 gw=http://127.0.0.1:8080
 cat <<USAGE
 
-The platform is up. Frontends talk to the gateway at $gw only.
+The platform is up (verifiers in AUTH_MODE=$AUTH_MODE). Frontends talk to the gateway at $gw only.
 Demo users: admin / $DEMO_ADMIN_PASSWORD (role admin), demo / $DEMO_USER_PASSWORD (role user).
 Service client: demo-service / $DEMO_CLIENT_SECRET (scope orders:read).
 
@@ -112,6 +121,11 @@ Try it in another terminal:
 
   # The issuer's public keys
   curl -s $gw/.well-known/jwks.json
+
+  # Log out: in stateful or hybrid mode the token is refused right after (401); in stateless
+  # mode it keeps working until it expires
+  curl -s -X POST $gw/v1/logout -H "Authorization: Bearer \$TOKEN"
+  curl -si $gw/v1/orders -H "Authorization: Bearer \$TOKEN"
 
 Press Ctrl-C to stop all three services.
 USAGE

@@ -1,236 +1,17 @@
 //! The whole system end to end: the real auth-service, orders-service and gateway, in-process
 //! on port 0, talking real HTTP and gRPC. The verifiers know nothing but the issuer's JWKS URL.
 
-use std::time::{Duration, Instant};
+mod stack;
 
-use auth_service::scope::{ScopeSet, parse_roles};
-use auth_service::users::{self, NewUser};
+use auth_service::scope::ScopeSet;
 use proto::orders::v1 as pb;
-use proto::orders::v1::order_service_client::OrderServiceClient;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shared::config::VerifierConfig;
-use tokio::sync::oneshot;
+use stack::{ISSUER, Options, Stack};
 use tonic::Code;
 
-const ISSUER: &str = "https://auth.e2e.test";
-const AUDIENCE: &str = "orders";
-const PASSWORD: &str = "correct horse battery staple";
-
-/// The three services, stopped when dropped.
-struct Stack {
-    gateway: String,
-    orders_grpc: String,
-    auth: auth_service::AppState,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
-    _stops: Vec<oneshot::Sender<()>>,
-}
-
-fn stop_signal(stops: &mut Vec<oneshot::Sender<()>>) -> impl Future<Output = ()> + Send + 'static {
-    let (stop, stopped) = oneshot::channel::<()>();
-    stops.push(stop);
-    async move {
-        let _ = stopped.await;
-    }
-}
-
 async fn spawn_stack() -> Stack {
-    let data = tempfile::tempdir().expect("temp dir");
-    let dir = data.path();
-    let mut stops = Vec::new();
-    let any_port = "127.0.0.1:0".parse().unwrap();
-
-    let auth = auth_service::App::build(auth_service::Config {
-        http_addr: any_port,
-        grpc_addr: any_port,
-        database_url: format!("sqlite://{}/auth.db", dir.display()),
-        keys_dir: dir.join("keys"),
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        ..auth_service::Config::default()
-    })
-    .await
-    .expect("auth-service builds");
-    let auth_url = format!("http://{}", auth.http_addr());
-    let auth_state = auth.state().clone();
-    tokio::spawn(auth.run(stop_signal(&mut stops)));
-
-    let verifier = VerifierConfig {
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        jwks_url: format!("{auth_url}/.well-known/jwks.json"),
-        ..VerifierConfig::default()
-    };
-    let orders = orders_service::App::build(orders_service::Config {
-        grpc_addr: any_port,
-        http_addr: any_port,
-        database_url: format!("sqlite://{}/orders.db", dir.display()),
-        auth: verifier.clone(),
-        ..orders_service::Config::default()
-    })
-    .await
-    .expect("orders-service builds");
-    let orders_grpc = format!("http://{}", orders.grpc_addr());
-    let orders_ready = format!("http://{}/readyz", orders.http_addr());
-    tokio::spawn(orders.run(stop_signal(&mut stops)));
-
-    let gateway = gateway::App::build(gateway::Config {
-        addr: any_port,
-        auth_http_url: auth_url,
-        orders_grpc_url: orders_grpc.clone(),
-        auth: verifier,
-        ..gateway::Config::default()
-    })
-    .await
-    .expect("gateway builds");
-    let gateway_url = format!("http://{}", gateway.gateway_addr());
-    tokio::spawn(gateway.run(stop_signal(&mut stops)));
-
-    let http = shared::http::client_builder().build().unwrap();
-    let stack = Stack {
-        gateway: gateway_url,
-        orders_grpc,
-        auth: auth_state,
-        http,
-        _data: data,
-        _stops: stops,
-    };
-    for ready in [orders_ready, stack.url("/readyz")] {
-        stack.eventually_ok(&ready).await;
-    }
-    stack
-}
-
-impl Stack {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway)
-    }
-
-    async fn eventually_ok(&self, url: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(response) = self.http.get(url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{url} never became ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn add_user(&self, username: &str, roles: &str, scopes: &str) -> String {
-        users::create(
-            &self.auth.pool,
-            &self.auth.passwords,
-            NewUser {
-                username: username.into(),
-                password: PASSWORD.to_owned().into(),
-                roles: parse_roles(roles).unwrap(),
-                scopes: ScopeSet::parse(scopes).unwrap(),
-            },
-        )
-        .await
-        .expect("user created")
-        .id
-    }
-
-    /// Logs in through the gateway's `/oauth/token` (forwarded to auth-service).
-    async fn login(&self, username: &str, scope: Option<&str>) -> Value {
-        let mut form = vec![
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", PASSWORD),
-        ];
-        if let Some(scope) = scope {
-            form.push(("scope", scope));
-        }
-        let response = self
-            .http
-            .post(self.url("/oauth/token"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.headers()["cache-control"], "no-store");
-        response.json().await.unwrap()
-    }
-
-    async fn token(&self, username: &str, scope: Option<&str>) -> String {
-        self.login(username, scope).await["access_token"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn rest(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, body)
-    }
-
-    async fn grpc(&self, token: &str) -> OrdersAs {
-        OrdersAs {
-            client: OrderServiceClient::connect(self.orders_grpc.clone())
-                .await
-                .unwrap(),
-            token: token.to_owned(),
-        }
-    }
-}
-
-/// A gRPC client of orders-service calling with one token.
-struct OrdersAs {
-    client: OrderServiceClient<tonic::transport::Channel>,
-    token: String,
-}
-
-impl OrdersAs {
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        shared::grpc::with_bearer(&mut request, &self.token).unwrap();
-        request
-    }
-
-    async fn get(&mut self, id: &str) -> Result<pb::Order, tonic::Status> {
-        let request = self.request(pb::GetOrderRequest { id: id.into() });
-        self.client
-            .get_order(request)
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    async fn list(&mut self) -> Result<Vec<pb::Order>, tonic::Status> {
-        let request = self.request(pb::ListOrdersRequest::default());
-        self.client
-            .list_orders(request)
-            .await
-            .map(|r| r.into_inner().orders)
-    }
-
-    async fn create(&mut self, item: &str, quantity: i32) -> Result<pb::Order, tonic::Status> {
-        let request = self.request(pb::CreateOrderRequest {
-            item: item.into(),
-            quantity,
-        });
-        self.client
-            .create_order(request)
-            .await
-            .map(tonic::Response::into_inner)
-    }
+    Stack::start(Options::default()).await
 }
 
 #[tokio::test]
@@ -481,8 +262,8 @@ async fn refresh_and_service_tokens_work_through_the_gateway() {
     assert_eq!(status, StatusCode::OK);
 
     let (_, secret) = auth_service::clients::create(
-        &stack.auth.pool,
-        &stack.auth.passwords,
+        &stack.auth_state.pool,
+        &stack.auth_state.passwords,
         auth_service::clients::NewClient {
             id: "reporting".into(),
             scopes: ScopeSet::parse("orders:read").unwrap(),

@@ -122,6 +122,7 @@ impl RevocationFeed {
             endpoint,
             config.token,
         ));
+        tokio::spawn(report_loop(Arc::downgrade(&feed.inner)));
         Ok(feed)
     }
 
@@ -269,12 +270,25 @@ async fn watch_once(
             Some(Message::Heartbeat(_)) => feed.heard(),
             None => {}
         }
-        #[allow(clippy::cast_precision_loss)]
-        {
-            metrics::gauge!("auth_revocation_entries").set(feed.entries() as f64);
-        }
     }
     Ok(())
+}
+
+/// Publishes the feed's lag and size every second, including while it is disconnected (when
+/// the lag is what an operator most needs to see).
+async fn report_loop(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let feed = RevocationFeed { inner };
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::gauge!("auth_revocation_feed_lag_seconds").set(feed.lag().as_secs_f64());
+            metrics::gauge!("auth_revocation_entries").set(feed.entries() as f64);
+            metrics::gauge!("auth_revocation_last_sequence").set(feed.last_sequence() as f64);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ impl StatefulCheck {
             Ok(true) => {
                 if let Some(cache) = &self.active_cache {
                     cache.insert(sid.to_owned(), ()).await;
+                    #[allow(clippy::cast_precision_loss)]
+                    metrics::gauge!("auth_session_cache_entries").set(cache.entry_count() as f64);
                 }
                 Ok(())
             }
@@ -234,5 +236,97 @@ impl SessionLookup for RedisSessionLookup {
                 .await
                 .map_err(|e| LookupError(e.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::claims::Audience;
+
+    /// A scripted session store counting its lookups.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        active: Mutex<Option<bool>>,
+        lookups: AtomicUsize,
+    }
+
+    impl SessionLookup for Scripted {
+        fn is_active<'a>(&'a self, _sid: &'a str) -> BoxFuture<'a, Result<bool, LookupError>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let answer = *self.active.lock().unwrap();
+            Box::pin(async move { answer.ok_or_else(|| LookupError("down".into())) })
+        }
+    }
+
+    fn claims(sid: Option<&str>) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            sub: "u".into(),
+            aud: Audience::One("a".into()),
+            exp: 2,
+            iat: 1,
+            nbf: None,
+            jti: "j".into(),
+            scope: None,
+            roles: vec![],
+            sid: sid.map(str::to_owned),
+            client_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_request_asks_without_a_cache() {
+        let store = Arc::new(Scripted::default());
+        *store.active.lock().unwrap() = Some(true);
+        let check = StatefulCheck::new(store.clone(), Duration::ZERO);
+        for _ in 0..3 {
+            check.check(&claims(Some("s"))).await.unwrap();
+        }
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 3);
+        *store.active.lock().unwrap() = Some(false);
+        assert_eq!(
+            check.check(&claims(Some("s"))).await,
+            Err(AuthError::Unauthenticated(RejectReason::Revoked))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_fails_closed() {
+        let store = Arc::new(Scripted::default());
+        let check = StatefulCheck::new(store, Duration::ZERO);
+        assert_eq!(
+            check.check(&claims(Some("s"))).await,
+            Err(AuthError::Unavailable)
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_without_a_session_are_not_looked_up() {
+        let store = Arc::new(Scripted::default());
+        let check = StatefulCheck::new(store.clone(), Duration::ZERO);
+        check.check(&claims(None)).await.unwrap();
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_configured_cache_reuses_positive_answers_only() {
+        let store = Arc::new(Scripted::default());
+        *store.active.lock().unwrap() = Some(false);
+        let check = StatefulCheck::new(store.clone(), Duration::from_secs(60));
+        assert!(check.check(&claims(Some("s"))).await.is_err());
+        assert!(check.check(&claims(Some("s"))).await.is_err());
+        assert_eq!(
+            store.lookups.load(Ordering::SeqCst),
+            2,
+            "negative answers are not cached"
+        );
+        *store.active.lock().unwrap() = Some(true);
+        check.check(&claims(Some("s"))).await.unwrap();
+        check.check(&claims(Some("s"))).await.unwrap();
+        assert_eq!(store.lookups.load(Ordering::SeqCst), 3);
     }
 }

@@ -196,3 +196,5 @@ impl Drop for JwksServer {
         self.task.abort();
     }
 }
+
+pub mod attacks;

@@ -47,7 +47,10 @@ async fn positive_controls_are_accepted() {
     let mut within_leeway = claims();
     within_leeway["iat"] = json!(now - 600);
     within_leeway["exp"] = json!(now - 5);
-    accepted.push(("expired within the leeway", sign(issuer.header(), within_leeway)));
+    accepted.push((
+        "expired within the leeway",
+        sign(issuer.header(), within_leeway),
+    ));
     for typ in ["AT+JWT", "application/at+jwt"] {
         let mut header = issuer.header();
         header["typ"] = json!(typ);
@@ -61,7 +64,10 @@ async fn positive_controls_are_accepted() {
     }
     let mut two_audiences = claims();
     two_audiences["aud"] = json!(["payments", "orders"]);
-    accepted.push(("audience among several", sign(issuer.header(), two_audiences)));
+    accepted.push((
+        "audience among several",
+        sign(issuer.header(), two_audiences),
+    ));
 
     for (name, token) in accepted {
         let principal = verifier.verify(&token).await;

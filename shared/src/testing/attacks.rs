@@ -29,7 +29,13 @@ struct Catalog<'a> {
 }
 
 impl Catalog<'_> {
-    fn add(&mut self, class: u8, name: impl Into<String>, token: String, expected: &'static [RejectReason]) {
+    fn add(
+        &mut self,
+        class: u8,
+        name: impl Into<String>,
+        token: String,
+        expected: &'static [RejectReason],
+    ) {
         self.attacks.push(Attack {
             class,
             name: name.into(),
@@ -44,9 +50,12 @@ impl Catalog<'_> {
 
     /// Valid claims, issued ten minutes ago so that time claims can be moved either way.
     fn claims(&self) -> Value {
-        let mut claims =
-            serde_json::to_value(self.issuer.claims("victim", "orders:read orders:write", &["user"]))
-                .expect("claims");
+        let mut claims = serde_json::to_value(self.issuer.claims(
+            "victim",
+            "orders:read orders:write",
+            &["user"],
+        ))
+        .expect("claims");
         claims["iat"] = json!(self.now - 60);
         claims["nbf"] = json!(self.now - 60);
         claims
@@ -97,7 +106,11 @@ fn der_len(len: usize) -> Vec<u8> {
     if len < 0x80 {
         vec![u8::try_from(len).expect("short length")]
     } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
         let mut out = vec![0x80 | u8::try_from(bytes.len()).expect("length of length")];
         out.extend(bytes);
         out
@@ -136,14 +149,26 @@ fn public_key_encodings(issuer: &TestIssuer) -> Vec<(&'static str, Vec<u8>)> {
     let pkcs1_pem = pem::encode(&pem::Pem::new("RSA PUBLIC KEY", pkcs1.clone()));
     vec![
         ("SPKI PEM", spki_pem.clone().into_bytes()),
-        ("SPKI PEM without final newline", spki_pem.trim_end().as_bytes().to_vec()),
-        ("SPKI PEM with CRLF", spki_pem.replace('\n', "\r\n").into_bytes()),
+        (
+            "SPKI PEM without final newline",
+            spki_pem.trim_end().as_bytes().to_vec(),
+        ),
+        (
+            "SPKI PEM with CRLF",
+            spki_pem.replace('\n', "\r\n").into_bytes(),
+        ),
         ("PKCS#1 PEM", pkcs1_pem.clone().into_bytes()),
-        ("PKCS#1 PEM without final newline", pkcs1_pem.trim_end().as_bytes().to_vec()),
+        (
+            "PKCS#1 PEM without final newline",
+            pkcs1_pem.trim_end().as_bytes().to_vec(),
+        ),
         ("SPKI DER", spki),
         ("PKCS#1 DER", pkcs1),
         ("JWK JSON", serde_json::to_vec(&jwk).expect("json")),
-        ("JWKS JSON", serde_json::to_vec(&issuer.jwks()).expect("json")),
+        (
+            "JWKS JSON",
+            serde_json::to_vec(&issuer.jwks()).expect("json"),
+        ),
         ("raw modulus", n),
         ("modulus base64url", jwk.n.clone().expect("n").into_bytes()),
     ]
@@ -167,48 +192,132 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
     for alg in ["none", "None", "NONE", "nOnE"] {
         let header = json!({ "alg": alg, "typ": "at+jwt", "kid": kid });
         let empty_signature = unsigned(&header, &claims, "");
-        c.add(1, format!("alg {alg}, empty signature"), empty_signature.clone(), &[Malformed]);
-        c.add(1, format!("alg {alg}, two segments"), empty_signature.trim_end_matches('.').to_owned(), &[Malformed]);
-        c.add(1, format!("alg {alg}, junk signature"), unsigned(&header, &claims, "AAAA"), &[AlgorithmNotAllowed]);
-        c.add(1, format!("alg {alg}, real RS256 signature"), c.sign(&header, &claims), &[AlgorithmNotAllowed]);
+        c.add(
+            1,
+            format!("alg {alg}, empty signature"),
+            empty_signature.clone(),
+            &[Malformed],
+        );
+        c.add(
+            1,
+            format!("alg {alg}, two segments"),
+            empty_signature.trim_end_matches('.').to_owned(),
+            &[Malformed],
+        );
+        c.add(
+            1,
+            format!("alg {alg}, junk signature"),
+            unsigned(&header, &claims, "AAAA"),
+            &[AlgorithmNotAllowed],
+        );
+        c.add(
+            1,
+            format!("alg {alg}, real RS256 signature"),
+            c.sign(&header, &claims),
+            &[AlgorithmNotAllowed],
+        );
     }
 
     // 2. Signatures and structure.
     let (signing_input, signature) = valid.rsplit_once('.').expect("three segments");
-    c.add(2, "missing signature segment", signing_input.to_owned(), &[Malformed]);
-    c.add(2, "empty signature", format!("{signing_input}."), &[Malformed]);
+    c.add(
+        2,
+        "missing signature segment",
+        signing_input.to_owned(),
+        &[Malformed],
+    );
+    c.add(
+        2,
+        "empty signature",
+        format!("{signing_input}."),
+        &[Malformed],
+    );
     for cut in [1, 2, 4, 40] {
-        c.add(2, format!("signature truncated by {cut}"), format!("{signing_input}.{}", &signature[..signature.len() - cut]), &[BadSignature, Malformed]);
+        c.add(
+            2,
+            format!("signature truncated by {cut}"),
+            format!("{signing_input}.{}", &signature[..signature.len() - cut]),
+            &[BadSignature, Malformed],
+        );
     }
     let mut flipped = signature.as_bytes().to_vec();
     flipped[10] = if flipped[10] == b'A' { b'B' } else { b'A' };
-    c.add(2, "altered signature", format!("{signing_input}.{}", String::from_utf8(flipped).expect("ascii")), &[BadSignature]);
+    c.add(
+        2,
+        "altered signature",
+        format!(
+            "{signing_input}.{}",
+            String::from_utf8(flipped).expect("ascii")
+        ),
+        &[BadSignature],
+    );
     let mut escalated = claims.clone();
     escalated["roles"] = json!(["admin"]);
     let header_b64 = signing_input.split_once('.').expect("two segments").0;
-    c.add(2, "altered payload", format!("{header_b64}.{}.{signature}", b64_encode(escalated.to_string())), &[BadSignature]);
-    c.add(2, "four segments", format!("{valid}.{signature}"), &[Malformed]);
+    c.add(
+        2,
+        "altered payload",
+        format!(
+            "{header_b64}.{}.{signature}",
+            b64_encode(escalated.to_string())
+        ),
+        &[BadSignature],
+    );
+    c.add(
+        2,
+        "four segments",
+        format!("{valid}.{signature}"),
+        &[Malformed],
+    );
     let jwe_header = b64_encode(r#"{"alg":"RSA-OAEP","enc":"A256GCM"}"#);
-    c.add(2, "five segments (a JWE)", format!("{jwe_header}.AAAA.AAAA.AAAA.AAAA"), &[Malformed]);
+    c.add(
+        2,
+        "five segments (a JWE)",
+        format!("{jwe_header}.AAAA.AAAA.AAAA.AAAA"),
+        &[Malformed],
+    );
     c.add(2, "garbage", "not-a-token".to_owned(), &[Malformed]);
 
     // 3. Algorithm confusion: HS256 keyed with the public key, in every encoding.
     for alg in ["HS256", "hs256"] {
         let header = json!({ "alg": alg, "typ": "at+jwt", "kid": kid });
         for (encoding, secret) in public_key_encodings(issuer) {
-            c.add(3, format!("{alg} with the public key as {encoding}"), hs256(&secret, &header, &claims), &[AlgorithmNotAllowed]);
+            c.add(
+                3,
+                format!("{alg} with the public key as {encoding}"),
+                hs256(&secret, &header, &claims),
+                &[AlgorithmNotAllowed],
+            );
         }
     }
 
     // 4. Any other algorithm, including all-zero signatures.
-    for alg in ["HS384", "HS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS384", "RS512", "EdDSA", "rs256", "RS256 ", ""] {
+    for alg in [
+        "HS384", "HS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS384", "RS512",
+        "EdDSA", "rs256", "RS256 ", "",
+    ] {
         let header = json!({ "alg": alg, "typ": "at+jwt", "kid": kid });
         for len in [64, 256] {
-            c.add(4, format!("alg {alg:?}, {len} zero bytes"), unsigned(&header, &claims, &b64_encode(vec![0u8; len])), &[AlgorithmNotAllowed]);
+            c.add(
+                4,
+                format!("alg {alg:?}, {len} zero bytes"),
+                unsigned(&header, &claims, &b64_encode(vec![0u8; len])),
+                &[AlgorithmNotAllowed],
+            );
         }
     }
-    c.add(4, "no alg", c.sign(&json!({ "typ": "at+jwt", "kid": kid }), &claims), &[Malformed]);
-    c.add(4, "RS256 with an all-zero signature", unsigned(&c.header(), &claims, &b64_encode([0u8; 256])), &[BadSignature]);
+    c.add(
+        4,
+        "no alg",
+        c.sign(&json!({ "typ": "at+jwt", "kid": kid }), &claims),
+        &[Malformed],
+    );
+    c.add(
+        4,
+        "RS256 with an all-zero signature",
+        unsigned(&c.header(), &claims, &b64_encode([0u8; 256])),
+        &[BadSignature],
+    );
 
     // 5. Key material in the header, signed by the attacker.
     let attacker_jwk = serde_json::to_value(attacker.signer().public_jwk()).expect("jwk");
@@ -216,13 +325,26 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
         ("jwk", attacker_jwk),
         ("jku", json!(sink_url)),
         ("x5u", json!(sink_url)),
-        ("x5c", json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"])),
+        (
+            "x5c",
+            json!(["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"]),
+        ),
     ] {
         let mut header = c.header();
         header[member] = value;
-        c.add(5, format!("{member}, attacker-signed, issuer's kid"), attacker.forge(&header.to_string(), &claims.to_string()), &[BadSignature]);
+        c.add(
+            5,
+            format!("{member}, attacker-signed, issuer's kid"),
+            attacker.forge(&header.to_string(), &claims.to_string()),
+            &[BadSignature],
+        );
         header["kid"] = json!(attacker.kid());
-        c.add(5, format!("{member}, attacker-signed, attacker's kid"), attacker.forge(&header.to_string(), &claims.to_string()), &[UnknownKey]);
+        c.add(
+            5,
+            format!("{member}, attacker-signed, attacker's kid"),
+            attacker.forge(&header.to_string(), &claims.to_string()),
+            &[UnknownKey],
+        );
     }
 
     // 6. Hostile kids.
@@ -234,11 +356,31 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
         ("CR LF", json!("a\r\nX-Injected: 1")),
         ("empty", json!("")),
     ] {
-        c.add(6, format!("kid: {name}"), c.with_header("kid", kid), &[UnknownKey, MissingKid]);
+        c.add(
+            6,
+            format!("kid: {name}"),
+            c.with_header("kid", kid),
+            &[UnknownKey, MissingKid],
+        );
     }
-    c.add(6, "kid: 10 KB", c.with_header("kid", json!("k".repeat(10 * 1024))), &[MissingKid, TooLarge]);
-    for (name, kid) in [("number", json!(7)), ("object", json!({"a": 1})), ("array", json!(["x"])), ("null", json!(null))] {
-        c.add(6, format!("kid: {name}"), c.with_header("kid", kid), &[Malformed, MissingKid]);
+    c.add(
+        6,
+        "kid: 10 KB",
+        c.with_header("kid", json!("k".repeat(10 * 1024))),
+        &[MissingKid, TooLarge],
+    );
+    for (name, kid) in [
+        ("number", json!(7)),
+        ("object", json!({"a": 1})),
+        ("array", json!(["x"])),
+        ("null", json!(null)),
+    ] {
+        c.add(
+            6,
+            format!("kid: {name}"),
+            c.with_header("kid", kid),
+            &[Malformed, MissingKid],
+        );
     }
     let mut no_kid = c.header();
     no_kid.as_object_mut().expect("object").remove("kid");
@@ -246,33 +388,114 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
 
     // 8. Time claims.
     let now = c.now;
-    c.add(8, "exp in the past", c.with_claim("exp", json!(now - 31)), &[Expired]);
-    for (name, exp) in [("string", json!("9999999999")), ("null", json!(null)), ("float", json!(1.5)), ("boolean", json!(true)), ("array", json!([1]))] {
-        c.add(8, format!("exp as {name}"), c.with_claim("exp", exp), &[InvalidClaims]);
+    c.add(
+        8,
+        "exp in the past",
+        c.with_claim("exp", json!(now - 31)),
+        &[Expired],
+    );
+    for (name, exp) in [
+        ("string", json!("9999999999")),
+        ("null", json!(null)),
+        ("float", json!(1.5)),
+        ("boolean", json!(true)),
+        ("array", json!([1])),
+    ] {
+        c.add(
+            8,
+            format!("exp as {name}"),
+            c.with_claim("exp", exp),
+            &[InvalidClaims],
+        );
     }
-    c.add(8, "exp overflowing", c.issuer.forge(&c.header().to_string(), &claims.to_string().replacen("\"exp\":", "\"exp\":1e400,\"was_exp\":", 1)), &[InvalidClaims]);
+    c.add(
+        8,
+        "exp overflowing",
+        c.issuer.forge(
+            &c.header().to_string(),
+            &claims
+                .to_string()
+                .replacen("\"exp\":", "\"exp\":1e400,\"was_exp\":", 1),
+        ),
+        &[InvalidClaims],
+    );
     c.add(8, "no exp", c.without_claim("exp"), &[InvalidClaims]);
     c.add(8, "no iat", c.without_claim("iat"), &[InvalidClaims]);
-    c.add(8, "nbf in the future", c.with_claim("nbf", json!(now + 120)), &[NotYetValid]);
-    c.add(8, "iat in the future", c.with_claim("iat", json!(now + 120)), &[IssuedInFuture]);
+    c.add(
+        8,
+        "nbf in the future",
+        c.with_claim("nbf", json!(now + 120)),
+        &[NotYetValid],
+    );
+    c.add(
+        8,
+        "iat in the future",
+        c.with_claim("iat", json!(now + 120)),
+        &[IssuedInFuture],
+    );
     let mut long_lived = claims.clone();
     long_lived["exp"] = json!(now + 3 * 3600);
-    c.add(8, "lifetime above the maximum", c.sign(&c.header(), &long_lived), &[LifetimeTooLong]);
+    c.add(
+        8,
+        "lifetime above the maximum",
+        c.sign(&c.header(), &long_lived),
+        &[LifetimeTooLong],
+    );
 
     // 9. Issuer and audience.
     let iss = issuer.issuer.as_str();
-    for bad in [format!("{iss}/"), format!("{iss}.evil.example"), iss[..iss.len() - 1].to_owned(), iss.to_uppercase()] {
-        c.add(9, format!("iss {bad:?}"), c.with_claim("iss", json!(bad)), &[WrongIssuer]);
+    for bad in [
+        format!("{iss}/"),
+        format!("{iss}.evil.example"),
+        iss[..iss.len() - 1].to_owned(),
+        iss.to_uppercase(),
+    ] {
+        c.add(
+            9,
+            format!("iss {bad:?}"),
+            c.with_claim("iss", json!(bad)),
+            &[WrongIssuer],
+        );
     }
-    c.add(9, "iss as an array", c.with_claim("iss", json!([iss])), &[InvalidClaims]);
-    for (name, aud) in [("another service", json!("payments")), ("empty array", json!([])), ("another service in an array", json!(["payments"])), ("with a trailing space", json!(format!("{} ", issuer.audience)))] {
-        c.add(9, format!("aud: {name}"), c.with_claim("aud", aud), &[WrongAudience]);
+    c.add(
+        9,
+        "iss as an array",
+        c.with_claim("iss", json!([iss])),
+        &[InvalidClaims],
+    );
+    for (name, aud) in [
+        ("another service", json!("payments")),
+        ("empty array", json!([])),
+        ("another service in an array", json!(["payments"])),
+        (
+            "with a trailing space",
+            json!(format!("{} ", issuer.audience)),
+        ),
+    ] {
+        c.add(
+            9,
+            format!("aud: {name}"),
+            c.with_claim("aud", aud),
+            &[WrongAudience],
+        );
     }
     c.add(9, "no aud", c.without_claim("aud"), &[InvalidClaims]);
 
     // 10. Token types.
-    for typ in [json!("JWT"), json!("id_token+jwt"), json!("refresh+jwt"), json!("at+jwt2"), json!(""), json!(null)] {
-        c.add(10, format!("typ {typ}"), c.with_header("typ", typ), &[WrongType]);
+    for typ in [
+        json!("JWT"),
+        json!("id_token+jwt"),
+        json!("refresh+jwt"),
+        json!("at+jwt2"),
+        json!(""),
+        json!(null),
+    ] {
+        c.add(
+            10,
+            format!("typ {typ}"),
+            c.with_header("typ", typ),
+            &[WrongType],
+        );
     }
     let mut untyped = c.header();
     untyped.as_object_mut().expect("object").remove("typ");
@@ -283,17 +506,51 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
         let mut header = c.header();
         header["crit"] = crit.clone();
         header["b64"] = json!(false);
-        c.add(11, format!("crit {crit}"), c.sign(&header, &claims), &[CriticalHeader]);
+        c.add(
+            11,
+            format!("crit {crit}"),
+            c.sign(&header, &claims),
+            &[CriticalHeader],
+        );
     }
 
     // 12. Duplicate members, non-objects.
     let header_text = c.header().to_string();
     let claims_text = claims.to_string();
-    c.add(12, "duplicate alg in the header", c.issuer.forge(&header_text.replacen('{', r#"{"alg":"none","#, 1), &claims_text), &[Malformed]);
-    c.add(12, "duplicate sub in the payload", c.issuer.forge(&header_text, &claims_text.replacen('{', r#"{"sub":"admin","#, 1)), &[InvalidClaims]);
-    c.add(12, "duplicate unknown member", c.issuer.forge(&header_text, &claims_text.replacen('{', r#"{"x":1,"x":2,"#, 1)), &[InvalidClaims]);
+    c.add(
+        12,
+        "duplicate alg in the header",
+        c.issuer.forge(
+            &header_text.replacen('{', r#"{"alg":"none","#, 1),
+            &claims_text,
+        ),
+        &[Malformed],
+    );
+    c.add(
+        12,
+        "duplicate sub in the payload",
+        c.issuer.forge(
+            &header_text,
+            &claims_text.replacen('{', r#"{"sub":"admin","#, 1),
+        ),
+        &[InvalidClaims],
+    );
+    c.add(
+        12,
+        "duplicate unknown member",
+        c.issuer.forge(
+            &header_text,
+            &claims_text.replacen('{', r#"{"x":1,"x":2,"#, 1),
+        ),
+        &[InvalidClaims],
+    );
     for payload in ["[]", "\"x\"", "1", "null", "{", "{}}", "\u{feff}{}"] {
-        c.add(12, format!("payload {payload:?}"), c.issuer.forge(&header_text, payload), &[InvalidClaims]);
+        c.add(
+            12,
+            format!("payload {payload:?}"),
+            c.issuer.forge(&header_text, payload),
+            &[InvalidClaims],
+        );
     }
 
     // 13. Non-canonical base64url.
@@ -305,7 +562,10 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
             ("leading space", format!(" {part}")),
             ("trailing newline", format!("{part}\n")),
             ("inner tab", format!("{}\t{}", &part[..4], &part[4..])),
-            ("standard alphabet", part.replace('-', "+").replace('_', "/")),
+            (
+                "standard alphabet",
+                part.replace('-', "+").replace('_', "/"),
+            ),
         ];
         for (name, mutated) in variants {
             if mutated == *part {
@@ -313,21 +573,47 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
             }
             let mut token: Vec<String> = parts.iter().map(|p| (*p).to_owned()).collect();
             token[segment] = mutated;
-            c.add(13, format!("segment {segment}: {name}"), token.join("."), &[Malformed, BadSignature]);
+            c.add(
+                13,
+                format!("segment {segment}: {name}"),
+                token.join("."),
+                &[Malformed, BadSignature],
+            );
         }
     }
     let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let last = parts[2].chars().last().expect("signature");
-    let with_bit = alphabet.chars().nth(alphabet.find(last).expect("base64url") | 1).expect("in range");
+    let with_bit = alphabet
+        .chars()
+        .nth(alphabet.find(last).expect("base64url") | 1)
+        .expect("in range");
     if with_bit != last {
-        c.add(13, "signature with non-zero trailing bits", format!("{}.{}.{}{with_bit}", parts[0], parts[1], &parts[2][..parts[2].len() - 1]), &[Malformed]);
+        c.add(
+            13,
+            "signature with non-zero trailing bits",
+            format!(
+                "{}.{}.{}{with_bit}",
+                parts[0],
+                parts[1],
+                &parts[2][..parts[2].len() - 1]
+            ),
+            &[Malformed],
+        );
     }
 
     // 14. Oversized input.
     c.add(14, "100,000 dots", ".".repeat(100_000), &[TooLarge]);
     c.add(14, "64 KB token", "a".repeat(64 * 1024), &[TooLarge]);
     let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
-    c.add(14, "deeply nested JSON", c.issuer.forge(&header_text, &claims_text.replacen('{', &format!(r#"{{"deep":{deep},"#), 1)), &[InvalidClaims, TooLarge]);
+    c.add(
+        14,
+        "deeply nested JSON",
+        c.issuer.forge(
+            &header_text,
+            &claims_text.replacen('{', &format!(r#"{{"deep":{deep},"#), 1),
+        ),
+        &[InvalidClaims, TooLarge],
+    );
 
     c.attacks
 }

@@ -28,7 +28,7 @@ use crate::error::{ApiError, error_response};
 use crate::extract::REQUEST_ID_HEADER;
 use crate::proxy::{self, Proxy, ProxyError};
 use crate::state::AppState;
-use crate::{ops, orders};
+use crate::{cookie, ops, orders};
 
 /// Largest gRPC message accepted from the orders service (a page of 100 orders is a few KiB).
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 256 * 1024;
@@ -63,6 +63,7 @@ pub fn router(state: AppState, proxy: Arc<Proxy>, limits: Limits) -> Router {
         .merge(orders::router())
         .merge(ops::router())
         .with_state(state)
+        .merge(cookie::router(proxy.clone()))
         .merge(proxy::router(proxy))
         .fallback(not_found)
         .layer(middleware::from_fn(ops::track))

@@ -61,9 +61,8 @@ impl ApiError {
             ApiError::Auth(AuthError::Unauthenticated(_)) | ApiError::InvalidToken => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Auth(AuthError::Forbidden { .. }) | ApiError::Forbidden => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::Auth(AuthError::Forbidden { .. } | AuthError::CrossSite)
+            | ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Auth(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

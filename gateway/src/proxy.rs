@@ -67,9 +67,14 @@ impl Proxy {
         })
     }
 
+    /// The HTTP client to the auth-service.
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The upstream URL for a request path and query, refusing any path the URL parser would
     /// rewrite (dot segments, backslashes): what is forwarded is exactly what was routed.
-    fn target(&self, path: &str, query: Option<&str>) -> Option<Url> {
+    pub(crate) fn target(&self, path: &str, query: Option<&str>) -> Option<Url> {
         let prefix = self.upstream.path().trim_end_matches('/');
         let expected = format!("{prefix}{path}");
         let mut url = self.upstream.clone();

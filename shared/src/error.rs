@@ -82,6 +82,9 @@ pub enum AuthError {
     /// 403 / `PERMISSION_DENIED`: the token is valid but lacks `scope`.
     #[error("insufficient scope: {} required", scope.as_str())]
     Forbidden { scope: Scope },
+    /// 403: a state-changing request authenticated by cookie that a browser marks cross-site.
+    #[error("cross-site request refused")]
+    CrossSite,
     /// 503 / `UNAVAILABLE`: the verifier cannot decide (no usable key set). Never fails open.
     #[error("verifier unavailable")]
     Unavailable,
@@ -132,6 +135,14 @@ impl IntoResponse for AuthError {
                     "scope": scope.as_str(),
                 }),
             ),
+            AuthError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                None,
+                serde_json::json!({
+                    "error": "cross_site_request",
+                    "error_description": "cookie-authenticated requests must come from this site",
+                }),
+            ),
             AuthError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 None,
@@ -163,6 +174,7 @@ impl From<AuthError> for tonic::Status {
             AuthError::Forbidden { scope } => {
                 tonic::Status::permission_denied(format!("scope {} is required", scope.as_str()))
             }
+            AuthError::CrossSite => tonic::Status::permission_denied("cross-site request refused"),
             AuthError::Unavailable => {
                 tonic::Status::unavailable("tokens cannot be verified right now")
             }

@@ -7,7 +7,7 @@ use std::fmt;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 
 use crate::authz::Principal;
 use crate::error::{AuthError, RejectReason};
@@ -42,10 +42,19 @@ impl fmt::Debug for BearerToken {
     }
 }
 
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer`: sent deliberately by the client, never by a browser on its own.
+    Header,
+    /// The [`ACCESS_TOKEN_COOKIE`]: attached by browsers automatically, hence the CSRF check.
+    Cookie,
+}
+
 /// Finds the one access token of a request: `Authorization: Bearer <token>` or the
 /// [`ACCESS_TOKEN_COOKIE`] cookie. A request carrying more than one token (two `Authorization`
 /// headers, two such cookies, or a header and a cookie) is refused rather than choosing one.
-pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, RejectReason> {
+pub fn token_from_headers(headers: &HeaderMap) -> Result<(&str, TokenSource), RejectReason> {
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     let from_header = match (authorization.next(), authorization.next()) {
         (None, _) => None,
@@ -64,9 +73,10 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, RejectReason> {
             }
         }
     }
-    let token = match (from_header, from_cookie) {
+    let (token, source) = match (from_header, from_cookie) {
         (Some(_), Some(_)) => return Err(RejectReason::Ambiguous),
-        (Some(token), None) | (None, Some(token)) => token,
+        (Some(token), None) => (token, TokenSource::Header),
+        (None, Some(token)) => (token, TokenSource::Cookie),
         (None, None) => return Err(RejectReason::Missing),
     };
     if token.len() > MAX_TOKEN_LEN {
@@ -75,7 +85,37 @@ pub fn token_from_headers(headers: &HeaderMap) -> Result<&str, RejectReason> {
     if token.is_empty() {
         return Err(RejectReason::Malformed);
     }
-    Ok(token)
+    Ok((token, source))
+}
+
+/// The CSRF defence for cookie-authenticated requests (the cookie is also `SameSite=Strict`;
+/// this is the second layer, for browsers or proxies that do not honour it): a state-changing
+/// request is refused when the browser marks it as not same-origin, by `Sec-Fetch-Site`, or,
+/// for browsers without fetch metadata, by an `Origin` whose host is not the request's `Host`.
+/// Requests with neither header do not come from a cross-site page: browsers always send
+/// `Origin` on cross-origin POST, PUT, PATCH and DELETE.
+pub fn check_same_origin(method: &Method, headers: &HeaderMap) -> Result<(), AuthError> {
+    if method.is_safe() {
+        return Ok(());
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.as_bytes() {
+            b"same-origin" | b"none" => Ok(()),
+            _ => Err(AuthError::CrossSite),
+        };
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, host)| host);
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        if origin_host.is_none() || origin_host != host {
+            return Err(AuthError::CrossSite);
+        }
+    }
+    Ok(())
 }
 
 /// The token of an `Authorization: Bearer <token>` value (RFC 6750 §2.1; the scheme is
@@ -108,7 +148,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Verifier::from_ref(state);
-        let token = token_from_headers(&parts.headers).inspect_err(|r| record_rejection(*r))?;
+        let (token, source) =
+            token_from_headers(&parts.headers).inspect_err(|r| record_rejection(*r))?;
+        if source == TokenSource::Cookie {
+            check_same_origin(&parts.method, &parts.headers)?;
+        }
         let principal = verifier.verify(token).await?;
         Ok(Self {
             principal,
@@ -146,11 +190,11 @@ mod tests {
     #[test]
     fn bearer_header_or_cookie() {
         let h = headers(&[(header::AUTHORIZATION, "Bearer abc")]);
-        assert_eq!(token_from_headers(&h), Ok("abc"));
+        assert_eq!(token_from_headers(&h), Ok(("abc", TokenSource::Header)));
         let h = headers(&[(header::AUTHORIZATION, "bearer abc")]);
-        assert_eq!(token_from_headers(&h), Ok("abc"));
+        assert_eq!(token_from_headers(&h), Ok(("abc", TokenSource::Header)));
         let h = headers(&[(header::COOKIE, "a=1; __Host-access_token=xyz; b=2")]);
-        assert_eq!(token_from_headers(&h), Ok("xyz"));
+        assert_eq!(token_from_headers(&h), Ok(("xyz", TokenSource::Cookie)));
     }
 
     #[test]
@@ -199,6 +243,43 @@ mod tests {
         let cookie = format!("__Host-access_token={}", "a".repeat(64 * 1024));
         let h = headers(&[(header::COOKIE, &cookie)]);
         assert_eq!(token_from_headers(&h), Err(RejectReason::TooLarge));
+    }
+
+    #[test]
+    fn cross_site_state_changes_are_refused() {
+        let post = Method::POST;
+        let ok = |pairs: &[(header::HeaderName, &str)]| check_same_origin(&post, &headers(pairs));
+        assert!(ok(&[]).is_ok());
+        assert!(
+            ok(&[(
+                header::HeaderName::from_static("sec-fetch-site"),
+                "same-origin"
+            )])
+            .is_ok()
+        );
+        assert!(ok(&[(header::HeaderName::from_static("sec-fetch-site"), "none")]).is_ok());
+        for site in ["cross-site", "same-site"] {
+            let h = [(header::HeaderName::from_static("sec-fetch-site"), site)];
+            assert_eq!(ok(&h), Err(AuthError::CrossSite), "{site}");
+        }
+        let same = [
+            (header::HOST, "shop.example"),
+            (header::ORIGIN, "https://shop.example"),
+        ];
+        assert!(ok(&same).is_ok());
+        for origin in [
+            "https://evil.example",
+            "null",
+            "https://shop.example.evil.example",
+        ] {
+            let h = [(header::HOST, "shop.example"), (header::ORIGIN, origin)];
+            assert_eq!(ok(&h), Err(AuthError::CrossSite), "{origin}");
+        }
+        let evil = headers(&[(header::ORIGIN, "https://evil.example")]);
+        assert!(
+            check_same_origin(&Method::GET, &evil).is_ok(),
+            "safe methods pass"
+        );
     }
 
     #[test]

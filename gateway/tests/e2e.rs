@@ -334,3 +334,150 @@ async fn the_issuer_documents_are_forwarded_by_the_gateway() {
         format!("{ISSUER}/.well-known/jwks.json")
     );
 }
+
+fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_pair(set_cookie: &str) -> &str {
+    set_cookie.split(';').next().unwrap()
+}
+
+/// Browsers: tokens travel in `HttpOnly; Secure; SameSite=Strict` cookies, and a cross-site
+/// state-changing request carrying them is refused (CSRF), while the same request from the
+/// site itself, or a read, goes through.
+#[tokio::test]
+async fn browsers_use_cookies_and_cross_site_requests_are_refused() {
+    let stack = spawn_stack().await;
+    stack
+        .add_user("alice", "user", "orders:read orders:write")
+        .await;
+    let form = [("username", "alice"), ("password", stack::PASSWORD)];
+
+    let cross_site_login = stack
+        .http
+        .post(stack.url("/v1/cookie/login"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site_login.status(), StatusCode::FORBIDDEN);
+
+    let login = stack
+        .http
+        .post(stack.url("/v1/cookie/login"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::NO_CONTENT);
+    let cookies = set_cookies(&login);
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for cookie in &cookies {
+        for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+            assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+        }
+    }
+    let jar = cookies
+        .iter()
+        .map(|c| cookie_pair(c))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let order = json!({"item": "tea", "quantity": 1});
+
+    let same_site = stack
+        .http
+        .post(stack.url("/v1/orders"))
+        .header("cookie", &jar)
+        .header("sec-fetch-site", "same-origin")
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_site.status(), StatusCode::CREATED);
+
+    let host = stack.gateway.trim_start_matches("http://").to_owned();
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+    ] {
+        let forged = stack
+            .http
+            .post(stack.url("/v1/orders"))
+            .header("cookie", &jar)
+            .header(name, value)
+            .json(&order)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+        let body: Value = forged.json().await.unwrap();
+        assert_eq!(body["error"], "cross_site_request");
+    }
+    let same_origin = stack
+        .http
+        .post(stack.url("/v1/orders"))
+        .header("cookie", &jar)
+        .header("origin", format!("http://{host}"))
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same_origin.status(), StatusCode::CREATED);
+    let cross_site_read = stack
+        .http
+        .get(stack.url("/v1/orders"))
+        .header("cookie", &jar)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        cross_site_read.status(),
+        StatusCode::OK,
+        "reads are not state changes"
+    );
+
+    let refreshed = stack
+        .http
+        .post(stack.url("/v1/cookie/refresh"))
+        .header("cookie", &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::NO_CONTENT);
+    let renewed = set_cookies(&refreshed);
+    assert_eq!(renewed.len(), 2);
+    assert_ne!(
+        cookie_pair(&renewed[1]),
+        cookie_pair(&cookies[1]),
+        "the refresh token rotated"
+    );
+
+    let logout = stack
+        .http
+        .post(stack.url("/v1/cookie/logout"))
+        .header(
+            "cookie",
+            renewed
+                .iter()
+                .map(|c| cookie_pair(c))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    for cleared in set_cookies(&logout) {
+        assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    }
+}

@@ -105,7 +105,10 @@ impl Stack {
             mode: options.mode,
             grpc_url: auth_grpc,
             token_url: format!("{auth_http}/oauth/token"),
-            redis_url: options.verifier_redis_url.clone().or(options.redis_url.clone()),
+            redis_url: options
+                .verifier_redis_url
+                .clone()
+                .or(options.redis_url.clone()),
             max_staleness: options.max_staleness,
             ..VerifierConfig::default()
         };
@@ -168,9 +171,13 @@ impl Stack {
     }
 
     async fn wait_ready(&self, url: &str) {
-        eventually(&format!("{url} is ready"), Duration::from_secs(10), || async {
-            matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
-        })
+        eventually(
+            &format!("{url} is ready"),
+            Duration::from_secs(10),
+            || async {
+                matches!(self.http.get(url).send().await, Ok(r) if r.status().is_success())
+            },
+        )
         .await;
     }
 
@@ -331,7 +338,10 @@ where
         if condition().await {
             return start.elapsed();
         }
-        assert!(start.elapsed() < within, "timed out after {within:?} waiting until {what}");
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -100,7 +100,11 @@ async fn stateless_accepts_a_revoked_token_until_it_expires() {
     let stack = Stack::start(Options::default()).await;
     for (i, how) in ALL.into_iter().enumerate() {
         let token = revoked_token(&stack, &format!("user{i}"), how).await;
-        assert_eq!(stack.gateway_status(&token).await, StatusCode::OK, "{how:?}");
+        assert_eq!(
+            stack.gateway_status(&token).await,
+            StatusCode::OK,
+            "{how:?}"
+        );
         assert_eq!(stack.orders_code(&token).await, Code::Ok, "{how:?}");
     }
 }
@@ -113,7 +117,11 @@ async fn assert_refused_at_once(stack: &Stack) {
             StatusCode::UNAUTHORIZED,
             "{how:?}"
         );
-        assert_eq!(stack.orders_code(&token).await, Code::Unauthenticated, "{how:?}");
+        assert_eq!(
+            stack.orders_code(&token).await,
+            Code::Unauthenticated,
+            "{how:?}"
+        );
     }
 }
 
@@ -214,7 +222,11 @@ async fn refresh_token_reuse_revokes_the_session_everywhere() {
         assert_eq!(stack.orders_code(token).await, Code::Unauthenticated);
     }
     let latest = refresh(rotated["refresh_token"].as_str().unwrap().to_owned()).await;
-    assert_eq!(latest.status(), StatusCode::BAD_REQUEST, "the family is revoked");
+    assert_eq!(
+        latest.status(),
+        StatusCode::BAD_REQUEST,
+        "the family is revoked"
+    );
 }
 
 /// Class 18: `stateful` with its session store unreachable fails closed with 503 /
@@ -261,19 +273,25 @@ async fn hybrid_fails_closed_while_the_issuer_is_gone_and_resumes_after_a_restar
     stack.add_user("alice", "user", "orders:read").await;
     let token = stack.token("alice", None).await;
     let revoked_before = revoked_token(&stack, "bob", Revocation::Logout).await;
-    eventually("the revocation reached the gateway", Duration::from_secs(2), || async {
-        stack.gateway_status(&revoked_before).await == StatusCode::UNAUTHORIZED
-    })
+    eventually(
+        "the revocation reached the gateway",
+        Duration::from_secs(2),
+        || async { stack.gateway_status(&revoked_before).await == StatusCode::UNAUTHORIZED },
+    )
     .await;
 
     stack.stop_auth().await;
-    eventually("the gateway fails closed", Duration::from_secs(5), || async {
-        stack.gateway_status(&token).await == StatusCode::SERVICE_UNAVAILABLE
-    })
+    eventually(
+        "the gateway fails closed",
+        Duration::from_secs(5),
+        || async { stack.gateway_status(&token).await == StatusCode::SERVICE_UNAVAILABLE },
+    )
     .await;
-    eventually("orders-service fails closed", Duration::from_secs(5), || async {
-        stack.orders_code(&token).await == Code::Unavailable
-    })
+    eventually(
+        "orders-service fails closed",
+        Duration::from_secs(5),
+        || async { stack.orders_code(&token).await == Code::Unavailable },
+    )
     .await;
 
     stack.restart_auth().await;

@@ -126,6 +126,7 @@ impl App {
             .into_inner();
         let grpc = tonic::transport::Server::builder()
             .timeout(self.request_timeout)
+            .http2_max_header_list_size(shared::grpc::MAX_METADATA_BYTES)
             .layer(layers)
             .add_service(rpc)
             .serve_with_incoming_shutdown(

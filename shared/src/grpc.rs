@@ -17,6 +17,11 @@ use crate::error::{AuthError, RejectReason};
 use crate::http::bearer_token;
 use crate::verifier::{Verifier, record_rejection};
 
+/// The largest header list (all metadata of a call) a gRPC server accepts: room for a maximal
+/// token ([`crate::jws::MAX_TOKEN_LEN`]) and the usual metadata. Larger lists are refused by
+/// HTTP/2 before anything parses them.
+pub const MAX_METADATA_BYTES: u32 = 16 * 1024;
+
 /// Verifies the `authorization: Bearer` metadata of every call and puts the [`Principal`] in
 /// the request extensions; calls without a valid token are answered `UNAUTHENTICATED` (or
 /// `UNAVAILABLE` when no key set is usable) without reaching the service.

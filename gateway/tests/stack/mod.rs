@@ -166,6 +166,11 @@ impl Stack {
         format!("{}{path}", self.gateway)
     }
 
+    /// The directory holding the services' databases and the signing keys.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
     pub fn auth_url(&self, path: &str) -> String {
         format!("{}{path}", self.auth_http)
     }

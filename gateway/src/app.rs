@@ -13,7 +13,6 @@ use axum::{BoxError, Router, middleware};
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::Endpoint;
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -29,6 +28,9 @@ use crate::extract::REQUEST_ID_HEADER;
 use crate::proxy::{self, Proxy, ProxyError};
 use crate::state::AppState;
 use crate::{cookie, ops, orders};
+
+/// How often the orders-service host name is re-resolved for client-side balancing.
+pub const GRPC_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Largest gRPC message accepted from the orders service (a page of 100 orders is a few KiB).
 pub const MAX_GRPC_MESSAGE_BYTES: usize = 256 * 1024;
@@ -140,12 +142,20 @@ impl App {
             .build_verifier()
             .map_err(|error| BuildError::Verifier(error.to_string()))?;
 
-        let channel = Endpoint::from_shared(config.orders_grpc_url.clone())
-            .map_err(|error| BuildError::OrdersUrl(error.to_string()))?
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        // Balanced across every address the host resolves to: point ORDERS_GRPC_URL at a
+        // headless Service and calls spread over all orders-service pods.
+        let (connect_timeout, request_timeout) = (config.connect_timeout, config.request_timeout);
+        let channel = shared::grpc::balanced_channel(
+            &config.orders_grpc_url,
+            GRPC_RESOLVE_INTERVAL,
+            move |endpoint| {
+                endpoint
+                    .connect_timeout(connect_timeout)
+                    .timeout(request_timeout)
+                    .tcp_nodelay(true)
+            },
+        )
+        .map_err(|error| BuildError::OrdersUrl(error.to_string()))?;
         let orders = OrderServiceClient::new(channel)
             .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_GRPC_MESSAGE_BYTES);

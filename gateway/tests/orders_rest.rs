@@ -466,3 +466,29 @@ async fn every_response_carries_a_request_id() {
         .unwrap();
     assert_eq!(kept.headers()["x-request-id"], "trace-me-42");
 }
+
+/// `ORDERS_GRPC_URL` with a host name (as a headless Service in Kubernetes) goes through the
+/// resolving, balancing channel.
+#[tokio::test]
+async fn orders_service_is_reached_by_host_name() {
+    let issuer = Issuer::start().await;
+    let orders = spawn_orders(&issuer).await;
+    let by_name = orders.url().replace("127.0.0.1", "localhost");
+    let gateway = spawn_gateway(
+        &issuer,
+        Upstreams {
+            orders: by_name,
+            auth: "http://127.0.0.1:9".into(),
+        },
+    )
+    .await;
+    let token = issuer.user("alice", READ_WRITE);
+    let created = gateway
+        .post("/v1/orders")
+        .header(AUTHORIZATION, format!("Bearer {token}"))
+        .json(&json!({"item": "tea", "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+}

@@ -5,7 +5,9 @@
 //!   fetch for `min_refetch_interval` makes every concurrent or repeated caller share one
 //!   fetch. A flood of tokens with unknown `kid`s therefore costs the issuer at most one request
 //!   per interval, and a failed fetch is not retried in a tight loop either.
-//! - A background task refreshes the set every `refresh_interval`.
+//! - A background task refreshes the set when the issuer's `Cache-Control: max-age` says it
+//!   goes stale, bounded below by `min_refetch_interval` (so `no-cache` cannot turn into a fetch
+//!   per request) and above by `refresh_interval`; refetches are conditional (`If-None-Match`).
 //! - A new set replaces the old one only when it parsed and holds at least one usable key; when
 //!   a fetch fails the last good set keeps serving for up to `max_stale`, after which the
 //!   verifier fails closed ([`AuthError::Unavailable`]).
@@ -83,7 +85,43 @@ struct Inner {
 #[derive(Clone)]
 struct Loaded {
     keys: Arc<KeySet>,
+    /// When the issuer last confirmed this set (a fresh body or a 304).
     fetched_at: Instant,
+    etag: Option<http::HeaderValue>,
+    /// The issuer's `max-age`, if it sent one.
+    max_age: Option<Duration>,
+}
+
+/// What one successful fetch produced.
+enum Fetched {
+    New {
+        keys: KeySet,
+        etag: Option<http::HeaderValue>,
+        max_age: Option<Duration>,
+    },
+    NotModified {
+        max_age: Option<Duration>,
+    },
+}
+
+/// The `max-age` of a `Cache-Control` header value (`no-cache` and `no-store` count as 0).
+fn max_age(cache_control: Option<&http::HeaderValue>) -> Option<Duration> {
+    let value = cache_control?.to_str().ok()?;
+    value.split(',').map(str::trim).find_map(|directive| {
+        if directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
+        {
+            return Some(Duration::ZERO);
+        }
+        let (name, seconds) = directive.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("max-age").then(|| {
+            seconds
+                .trim()
+                .trim_matches('"')
+                .parse()
+                .ok()
+                .map(Duration::from_secs)
+        })?
+    })
 }
 
 impl std::fmt::Debug for JwksClient {
@@ -165,6 +203,16 @@ impl JwksClient {
         self.loaded().map(|l| l.fetched_at.elapsed())
     }
 
+    /// When the background task should refetch: the issuer's `max-age`, clamped to
+    /// `[min_refetch_interval, refresh_interval]`.
+    pub fn next_refresh_in(&self) -> Duration {
+        let config = &self.inner.config;
+        self.loaded()
+            .and_then(|l| l.max_age)
+            .unwrap_or(config.refresh_interval)
+            .clamp(config.min_refetch_interval, config.refresh_interval)
+    }
+
     /// Fetches the key set unless a fetch happened within `min_refetch_interval`; concurrent
     /// callers share one fetch. Returns whether the latest fetch succeeded.
     pub async fn refresh(&self) -> bool {
@@ -194,20 +242,50 @@ impl JwksClient {
 
     async fn fetch_and_install(&self) -> Result<(), FetchError> {
         let url = &self.inner.config.url;
-        match self.fetch().await {
-            Ok(keys) => {
+        let previous = self.loaded();
+        match self
+            .fetch(previous.as_ref().and_then(|l| l.etag.clone()))
+            .await
+        {
+            Ok(fetched) => {
+                let loaded = match (fetched, previous) {
+                    (
+                        Fetched::New {
+                            keys,
+                            etag,
+                            max_age,
+                        },
+                        _,
+                    ) => {
+                        tracing::debug!(%url, keys = keys.len(), "JWKS loaded");
+                        Loaded {
+                            keys: Arc::new(keys),
+                            fetched_at: Instant::now(),
+                            etag,
+                            max_age,
+                        }
+                    }
+                    (Fetched::NotModified { max_age }, Some(previous)) => Loaded {
+                        fetched_at: Instant::now(),
+                        max_age,
+                        ..previous
+                    },
+                    (Fetched::NotModified { .. }, None) => {
+                        return Err(FetchError::Invalid("304 without a cached set".into()));
+                    }
+                };
                 metrics::counter!("jwks_fetch_total", "outcome" => "ok").increment(1);
                 #[allow(clippy::cast_precision_loss)]
-                metrics::gauge!("jwks_keys").set(keys.len() as f64);
-                tracing::debug!(%url, keys = keys.len(), "JWKS loaded");
+                {
+                    metrics::gauge!("jwks_keys").set(loaded.keys.len() as f64);
+                    metrics::gauge!("jwks_last_success_timestamp_seconds")
+                        .set(crate::unix_now() as f64);
+                }
                 *self
                     .inner
                     .current
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Loaded {
-                    keys: Arc::new(keys),
-                    fetched_at: Instant::now(),
-                });
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loaded);
                 Ok(())
             }
             Err(error) => {
@@ -226,16 +304,25 @@ impl JwksClient {
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, FetchError> {
+    async fn fetch(&self, etag: Option<http::HeaderValue>) -> Result<Fetched, FetchError> {
         let config = &self.inner.config;
-        let mut response = self
+        let mut request = self
             .inner
             .http
             .get(&config.url)
-            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(etag) = etag {
+            request = request.header(http::header::IF_NONE_MATCH, etag);
+        }
+        let mut response = request
             .send()
             .await
             .map_err(|e| FetchError::Request(e.to_string()))?;
+        let max_age = max_age(response.headers().get(http::header::CACHE_CONTROL));
+        if response.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::NotModified { max_age });
+        }
+        let etag = response.headers().get(http::header::ETAG).cloned();
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status().as_u16()));
         }
@@ -267,7 +354,11 @@ impl JwksClient {
         if keys.is_empty() {
             return Err(FetchError::NoUsableKeys);
         }
-        Ok(keys)
+        Ok(Fetched::New {
+            keys,
+            etag,
+            max_age,
+        })
     }
 }
 
@@ -275,14 +366,32 @@ async fn refresh_loop(inner: Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
         let client = JwksClient { inner };
-        let ok = client.refresh().await;
-        let config = client.config();
-        let pause = if ok {
-            config.refresh_interval
+        let pause = if client.refresh().await {
+            client.next_refresh_in()
         } else {
-            config.min_refetch_interval
+            client.config().min_refetch_interval
         };
         drop(client);
         tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        let parse = |v: &'static str| max_age(Some(&http::HeaderValue::from_static(v)));
+        assert_eq!(parse("public, max-age=300"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse("max-age=\"60\", must-revalidate"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse("MAX-AGE=5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse("no-cache"), Some(Duration::ZERO));
+        assert_eq!(parse("public"), None);
+        assert_eq!(parse("max-age=soon"), None);
+        assert_eq!(max_age(None), None);
     }
 }

@@ -62,7 +62,7 @@ async fn an_unknown_kid_flood_causes_at_most_one_fetch() {
     let before = server.hits();
 
     let mut tasks = Vec::new();
-    for i in 0..2_000 {
+    for i in 0..10_000 {
         let verifier = verifier.clone();
         let mut header = issuer.header();
         header["kid"] = json!(format!("random-{i}"));
@@ -135,6 +135,21 @@ async fn the_last_good_key_set_survives_a_misbehaving_issuer() {
         )
     };
     let weak = r#"{"keys":[{"kty":"RSA","kid":"weak","n":"AQAB","e":"AQAB"}]}"#;
+    // Slow: longer than the client's timeout (500 ms), then fast again with the errors below.
+    server.delay(Duration::from_secs(2));
+    let hits = server.hits();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.hits() == hits {
+        assert!(Instant::now() < deadline, "no refetch happened");
+        let _ = verifier.verify(&unknown).await;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        verifier.verify(&token).await.unwrap().sub(),
+        "alice",
+        "slow issuer"
+    );
+    server.delay(Duration::ZERO);
     let huge = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(10 * 1024 * 1024));
     for (status, body) in [
         (StatusCode::NOT_FOUND, "not found".to_owned()),
@@ -186,4 +201,63 @@ async fn key_urls_in_tokens_are_never_fetched() {
         assert!(verifier.verify(&token).await.is_err());
     }
     assert_eq!(sink.hits(), 0);
+}
+
+fn background_verifier(issuer: &TestIssuer, server: &JwksServer) -> (Verifier, JwksClient) {
+    let config = JwksConfig {
+        min_refetch_interval: Duration::from_millis(200),
+        refresh_interval: Duration::from_secs(3600),
+        ..JwksConfig::new(server.url())
+    };
+    let client = JwksClient::start(config).unwrap();
+    (
+        Verifier::new(Keys::remote(client.clone()), issuer.policy()),
+        client,
+    )
+}
+
+/// The background refresh follows the issuer's `max-age` (here 1 s, far below the 1 h
+/// `refresh_interval`), and refetches conditionally: an unchanged set costs a 304.
+#[tokio::test]
+async fn background_refresh_follows_max_age_and_revalidates() {
+    let issuer = TestIssuer::new();
+    let server = issuer.serve_jwks().await;
+    server.cache_control(Some("public, max-age=1"));
+    server.etag(Some("\"v1\""));
+    let (verifier, client) = background_verifier(&issuer, &server);
+    eventually("keys are loaded", || verifier.is_ready()).await;
+    assert_eq!(client.next_refresh_in(), Duration::from_secs(1));
+    eventually("a revalidation answered 304", || server.not_modified() >= 2).await;
+    assert!(
+        verifier
+            .verify(&issuer.user_token("a", "", &[]))
+            .await
+            .is_ok()
+    );
+    assert!(
+        client.age().unwrap() < Duration::from_secs(2),
+        "a 304 renews the set's age"
+    );
+}
+
+/// `no-cache` (or `max-age=0`) cannot make the client fetch on every request: the refresh is
+/// bounded below by `min_refetch_interval`.
+#[tokio::test]
+async fn no_cache_is_bounded_by_the_minimum_interval() {
+    let issuer = TestIssuer::new();
+    let server = issuer.serve_jwks().await;
+    server.cache_control(Some("no-cache"));
+    let (verifier, client) = background_verifier(&issuer, &server);
+    eventually("keys are loaded", || verifier.is_ready()).await;
+    assert_eq!(client.next_refresh_in(), Duration::from_millis(200));
+    let token = issuer.user_token("a", "", &[]);
+    let before = server.hits();
+    for _ in 0..500 {
+        assert!(verifier.verify(&token).await.is_ok());
+    }
+    assert!(
+        server.hits() - before <= 2,
+        "{} fetches for 500 verifications",
+        server.hits() - before
+    );
 }

@@ -134,30 +134,72 @@ impl TestIssuer {
     }
 }
 
-/// A JWKS endpoint whose answer a test can change, counting the requests it receives.
+/// What a [`JwksServer`] answers.
+#[derive(Debug, Clone)]
+struct Script {
+    status: StatusCode,
+    body: String,
+    cache_control: Option<String>,
+    etag: Option<String>,
+    delay: std::time::Duration,
+}
+
+/// A JWKS endpoint whose answer a test can change (status, body, `Cache-Control`, `ETag`, a
+/// delay), counting the requests it receives and the conditional ones it answered with 304.
 #[derive(Debug)]
 pub struct JwksServer {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
-    response: Arc<Mutex<(StatusCode, String)>>,
+    not_modified: Arc<AtomicUsize>,
+    script: Arc<Mutex<Script>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl JwksServer {
     pub async fn start(status: StatusCode, body: String) -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
-        let response = Arc::new(Mutex::new((status, body)));
+        let not_modified = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(Mutex::new(Script {
+            status,
+            body,
+            cache_control: None,
+            etag: None,
+            delay: std::time::Duration::ZERO,
+        }));
         let handler = {
-            let hits = hits.clone();
-            let response = response.clone();
-            move || async move {
+            let (hits, not_modified, script) = (hits.clone(), not_modified.clone(), script.clone());
+            move |headers: axum::http::HeaderMap| async move {
+                use axum::http::header;
+                use axum::response::IntoResponse;
                 hits.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = response.lock().expect("lock").clone();
-                (
-                    status,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
+                let script = script.lock().expect("lock").clone();
+                tokio::time::sleep(script.delay).await;
+                let matches = script.etag.as_deref().is_some_and(|etag| {
+                    headers
+                        .get(header::IF_NONE_MATCH)
+                        .and_then(|v| v.to_str().ok())
+                        == Some(etag)
+                });
+                let mut response = if matches {
+                    not_modified.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::NOT_MODIFIED.into_response()
+                } else {
+                    (
+                        script.status,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        script.body,
+                    )
+                        .into_response()
+                };
+                for (name, value) in [
+                    (header::CACHE_CONTROL, script.cache_control),
+                    (header::ETAG, script.etag),
+                ] {
+                    if let Some(value) = value.and_then(|v| v.parse().ok()) {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+                response
             }
         };
         let router = axum::Router::new().fallback(handler);
@@ -171,7 +213,8 @@ impl JwksServer {
         Self {
             addr,
             hits,
-            response,
+            not_modified,
+            script,
             task,
         }
     }
@@ -185,9 +228,31 @@ impl JwksServer {
         self.hits.load(Ordering::SeqCst)
     }
 
+    /// How many conditional requests were answered 304 Not Modified.
+    pub fn not_modified(&self) -> usize {
+        self.not_modified.load(Ordering::SeqCst)
+    }
+
     /// Changes what the endpoint answers from now on.
     pub fn respond(&self, status: StatusCode, body: impl Into<String>) {
-        *self.response.lock().expect("lock") = (status, body.into());
+        let mut script = self.script.lock().expect("lock");
+        script.status = status;
+        script.body = body.into();
+    }
+
+    /// Sends this `Cache-Control` from now on.
+    pub fn cache_control(&self, value: Option<&str>) {
+        self.script.lock().expect("lock").cache_control = value.map(str::to_owned);
+    }
+
+    /// Sends this `ETag`, and answers 304 to requests that present it, from now on.
+    pub fn etag(&self, value: Option<&str>) {
+        self.script.lock().expect("lock").etag = value.map(str::to_owned);
+    }
+
+    /// Waits this long before answering, from now on.
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.script.lock().expect("lock").delay = delay;
     }
 }
 

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::FromRef;
 use shared::jwk::{JwkSet, KeySet};
 use shared::jws::Signer;
+use shared::session::SessionCheck;
 use shared::verifier::{Keys, Policy, Verifier};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
@@ -20,6 +22,8 @@ use crate::grpc::SessionChecker;
 use crate::http::well_known::WellKnown;
 use crate::keys::{self, KeyStoreError};
 use crate::passwords::{PasswordError, Passwords};
+use crate::revocation::{RedisFanout, RevocationLog};
+use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
 use crate::tokens::TokenIssuer;
 
 /// How long in-flight requests may take to finish once shutdown starts.
@@ -36,6 +40,15 @@ pub struct AppState {
     pub well_known: Arc<WellKnown>,
     /// Lifetime of a session (and of its refresh tokens), from the login.
     pub session_ttl_secs: i64,
+    /// Where session state lives (SQL, or Redis with `REDIS_URL`).
+    pub sessions: SharedStore,
+    /// The revocation feed.
+    pub revocations: RevocationLog,
+    /// Verifies the issuer's own access tokens presented to its API: its own key, and a
+    /// `stateful` session check against [`AppState::sessions`].
+    pub verifier: Verifier,
+    /// `AUTH_MAX_SESSIONS_PER_USER`; 0 is unlimited.
+    pub max_sessions_per_user: u32,
 }
 
 impl std::fmt::Debug for AppState {
@@ -43,7 +56,48 @@ impl std::fmt::Debug for AppState {
         f.debug_struct("AppState")
             .field("tokens", &self.tokens)
             .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("sessions", &self.sessions.backend())
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .finish_non_exhaustive()
+    }
+}
+
+impl FromRef<AppState> for Verifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// The session store and revocation log of `config`: Redis when `REDIS_URL` is set, else SQL.
+/// Shared by the server and the operator commands.
+pub async fn session_backend(
+    pool: &AnyPool,
+    config: &Config,
+) -> Result<(SharedStore, RevocationLog), BuildError> {
+    match &config.redis_url {
+        Some(url) => {
+            tracing::info!(redis = %redact_url(url), "sessions in Redis");
+            let (client, manager) = sessions::redis::connect(url)
+                .await
+                .map_err(BuildError::Redis)?;
+            let log = RevocationLog::new(
+                pool.clone(),
+                config.access_token_ttl,
+                Some(RedisFanout {
+                    client,
+                    publisher: manager.clone(),
+                }),
+            )
+            .await
+            .map_err(BuildError::Revocations)?;
+            Ok((Arc::new(RedisStore::new(manager, log.clone())), log))
+        }
+        None => {
+            let log = RevocationLog::new(pool.clone(), config.access_token_ttl, None)
+                .await
+                .map_err(BuildError::Revocations)?;
+            Ok((Arc::new(SqlStore::new(pool.clone(), log.clone())), log))
+        }
     }
 }
 
@@ -58,6 +112,10 @@ pub enum BuildError {
     Passwords(#[from] PasswordError),
     #[error("the signing key does not pass the verification key policy")]
     OwnKey,
+    #[error("cannot connect to Redis: {0}")]
+    Redis(#[source] redis::RedisError),
+    #[error("cannot read the revocation log: {0}")]
+    Revocations(#[source] sqlx::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -75,10 +133,18 @@ pub enum ServeError {
     Grpc(#[source] tonic::transport::Error),
 }
 
+/// The revocation feed's intervals, from [`Config`].
+#[derive(Debug, Clone, Copy)]
+struct FeedTiming {
+    heartbeat: Duration,
+    poll: Duration,
+    prune: Duration,
+}
+
 /// The issuer, built and bound, not yet serving.
 pub struct App {
     state: AppState,
-    verifier: Verifier,
+    feed: FeedTiming,
     http_listener: TcpListener,
     grpc_listener: TcpListener,
     http_addr: SocketAddr,
@@ -110,10 +176,18 @@ impl App {
             db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
         let signer = Arc::new(keys::load_or_create(&config.keys_dir).await?);
         let passwords = Passwords::new().await?;
-        let verifier = own_verifier(&signer, &config)?;
+        let (sessions, revocations) = session_backend(&pool, &config).await?;
+        let verifier = own_verifier(&signer, &config)?.with_session_check(SessionCheck::stateful(
+            Arc::new(StoreLookup(sessions.clone())),
+            Duration::ZERO,
+        ));
         let state = AppState {
             pool,
             passwords,
+            sessions,
+            revocations,
+            verifier,
+            max_sessions_per_user: config.max_sessions_per_user,
             well_known: Arc::new(WellKnown::new(&signer, &config.issuer, config.jwks_max_age)),
             tokens: Arc::new(TokenIssuer::new(
                 signer,
@@ -129,7 +203,11 @@ impl App {
             http_addr: local_addr(&http_listener, config.http_addr)?,
             grpc_addr: local_addr(&grpc_listener, config.grpc_addr)?,
             state,
-            verifier,
+            feed: FeedTiming {
+                heartbeat: config.revocation_heartbeat,
+                poll: config.revocation_poll_interval,
+                prune: config.revocation_prune_interval,
+            },
             http_listener,
             grpc_listener,
         })
@@ -155,8 +233,10 @@ impl App {
         self.state.tokens.signer().kid()
     }
 
-    /// Serves HTTP and gRPC until `shutdown` resolves, then stops accepting, lets in-flight
-    /// requests finish (at most [`DRAIN_TIMEOUT`]) and returns.
+    /// Serves HTTP and gRPC until `shutdown` resolves, then stops accepting, ends the
+    /// `WatchRevocations` streams, lets in-flight requests finish (at most [`DRAIN_TIMEOUT`]) and
+    /// returns. The revocation feed's background tasks (tailer, pruner, Redis subscriber) run
+    /// for as long.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -170,6 +250,10 @@ impl App {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
+        let feed_tasks =
+            self.state
+                .revocations
+                .spawn_tasks(stop_rx.clone(), self.feed.poll, self.feed.prune);
         let router = crate::http::router(self.state.clone());
         let http = axum::serve(
             self.http_listener,
@@ -179,8 +263,18 @@ impl App {
 
         let grpc = tonic::transport::Server::builder()
             .timeout(GRPC_TIMEOUT)
-            .layer(shared::grpc::RequireAuthLayer::new(self.verifier))
-            .add_service(SessionChecker::new(self.state.pool.clone()).into_server())
+            .layer(shared::grpc::RequireAuthLayer::new(
+                self.state.verifier.clone(),
+            ))
+            .add_service(
+                SessionChecker::new(
+                    self.state.sessions.clone(),
+                    self.state.revocations.clone(),
+                    self.feed.heartbeat,
+                    stop_rx.clone(),
+                )
+                .into_server(),
+            )
             .serve_with_incoming_shutdown(
                 TcpListenerStream::new(self.grpc_listener),
                 stopped(stop_rx.clone()),
@@ -196,13 +290,18 @@ impl App {
             stopped(stop_rx.clone()).await;
             tokio::time::sleep(DRAIN_TIMEOUT).await;
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = servers => result,
             () = drain_deadline => {
                 tracing::warn!(timeout = ?DRAIN_TIMEOUT, "drain deadline passed; dropping open connections");
                 Ok(())
             }
+        };
+        // The servers may also have stopped on an error: stop the feed's tasks in any case.
+        for task in feed_tasks {
+            task.abort();
         }
+        result
     }
 }
 
@@ -215,9 +314,25 @@ fn describe_metrics() {
         "auth_token_errors_total",
         "Refused token requests, by RFC 6749 error code"
     );
+    metrics::describe_counter!(
+        "auth_sessions_ended_total",
+        "Sessions ended, by reason (logout, logout_all, deleted, revoked, refresh_reuse, session_cap, user_disabled)"
+    );
+    metrics::describe_counter!(
+        "auth_revocation_events_total",
+        "Revocation events appended to the feed, by kind"
+    );
+    metrics::describe_gauge!(
+        "auth_revocation_watchers",
+        "Open WatchRevocations streams on this replica"
+    );
+    metrics::describe_counter!(
+        "auth_refresh_reuse_total",
+        "Presentations of an already-rotated refresh token (each ends its session)"
+    );
 }
 
-/// The verifier for tokens presented to this issuer's own gRPC API: its own public key only.
+/// The verifier for tokens presented to this issuer's own API: its own public key only.
 fn own_verifier(signer: &Signer, config: &Config) -> Result<Verifier, BuildError> {
     let (keys, dropped) = KeySet::from_jwks(&JwkSet::from_keys([signer.public_jwk()]));
     if keys.is_empty() || !dropped.is_empty() {

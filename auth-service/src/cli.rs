@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default) and the operator commands `user add` and
-//! `client add`. The commands open (and if need be create and migrate) the same database as the
+//! The command line: `serve` (the default) and the operator commands `user add`,
+//! `user disable`, `user enable` and `client add`. The commands open (and if need be create and migrate) the same database as the
 //! server, so they work on a fresh data directory and next to a running server.
 
 use std::io::{Read, Write};
@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::app::App;
+use crate::accounts;
+use crate::app::{self, App};
 use crate::clients::{self, NewClient};
 use crate::config::Config;
 use crate::db;
@@ -51,6 +52,17 @@ pub enum Command {
 pub enum UserCommand {
     /// Create a user; the password is read from standard input.
     Add(UserAdd),
+    /// Disable a user: refuse its logins and refreshes and end all its sessions (pushed to
+    /// `hybrid` verifiers like any revocation).
+    Disable(UserName),
+    /// Enable a disabled user again. Its old sessions stay ended.
+    Enable(UserName),
+}
+
+#[derive(Debug, Args)]
+pub struct UserName {
+    #[arg(long)]
+    pub username: String,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +113,12 @@ pub async fn run(
         Command::User {
             command: UserCommand::Add(add),
         } => user_add(&cli.config, add, stdin, stdout).await,
+        Command::User {
+            command: UserCommand::Disable(user),
+        } => user_disable(&cli.config, &user.username, stdout).await,
+        Command::User {
+            command: UserCommand::Enable(user),
+        } => user_enable(&cli.config, &user.username, stdout).await,
         Command::Client {
             command: ClientCommand::Add(add),
         } => client_add(&cli.config, add, stdout).await,
@@ -155,6 +173,57 @@ async fn user_add(
         scope::roles_to_string(&user.roles),
         user.scopes
     )?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn find_user(pool: &sqlx::AnyPool, username: &str) -> anyhow::Result<users::User> {
+    users::validate_username(username)?;
+    users::find_by_username(pool, username)
+        .await?
+        .with_context(|| format!("no user named {username:?}"))
+}
+
+async fn user_disable(
+    config: &Config,
+    username: &str,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let user = find_user(&pool, username).await?;
+    // The same store and feed as the server: sessions end where they live, and the server's
+    // watchers get the events (through Redis at once, or at the server's next poll of the table).
+    let (sessions, log) = app::session_backend(&pool, config).await?;
+    let disabled = accounts::disable_user(&pool, sessions.as_ref(), &log, &user.id)
+        .await?
+        .with_context(|| format!("user {username:?} vanished"))?;
+    writeln!(
+        stdout,
+        "disabled user {} (id {}){}; {} session(s) ended",
+        user.username,
+        user.id,
+        if disabled.newly {
+            ""
+        } else {
+            ", already disabled"
+        },
+        disabled.ended_sessions.len()
+    )?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn user_enable(
+    config: &Config,
+    username: &str,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let user = find_user(&pool, username).await?;
+    accounts::enable_user(&pool, &user.id).await?;
+    writeln!(stdout, "enabled user {} (id {})", user.username, user.id)?;
     pool.close().await;
     Ok(())
 }

@@ -21,6 +21,11 @@ pub const ENV_AUDIENCE: &str = "AUTH_AUDIENCE";
 pub const ENV_ACCESS_TOKEN_TTL: &str = "AUTH_ACCESS_TOKEN_TTL";
 pub const ENV_REFRESH_TOKEN_TTL: &str = "AUTH_REFRESH_TOKEN_TTL";
 pub const ENV_JWKS_MAX_AGE: &str = "AUTH_JWKS_MAX_AGE";
+pub const ENV_REDIS_URL: &str = "REDIS_URL";
+pub const ENV_MAX_SESSIONS_PER_USER: &str = "AUTH_MAX_SESSIONS_PER_USER";
+pub const ENV_REVOCATION_HEARTBEAT: &str = "AUTH_REVOCATION_HEARTBEAT";
+pub const ENV_REVOCATION_POLL_INTERVAL: &str = "AUTH_REVOCATION_POLL_INTERVAL";
+pub const ENV_REVOCATION_PRUNE_INTERVAL: &str = "AUTH_REVOCATION_PRUNE_INTERVAL";
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -32,6 +37,10 @@ pub const DEFAULT_AUDIENCE: &str = "orders";
 pub const DEFAULT_ACCESS_TOKEN_TTL: &str = "5m";
 pub const DEFAULT_REFRESH_TOKEN_TTL: &str = "14d";
 pub const DEFAULT_JWKS_MAX_AGE: &str = "5m";
+pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 0;
+pub const DEFAULT_REVOCATION_HEARTBEAT: &str = "1s";
+pub const DEFAULT_REVOCATION_POLL_INTERVAL: &str = "2s";
+pub const DEFAULT_REVOCATION_PRUNE_INTERVAL: &str = "1m";
 
 /// The service configuration. Flags are global, so they apply to every subcommand.
 #[derive(Clone, Args)]
@@ -76,6 +85,39 @@ pub struct Config {
     /// `Cache-Control: max-age` of the JWKS document.
     #[arg(long, env = ENV_JWKS_MAX_AGE, default_value = DEFAULT_JWKS_MAX_AGE, value_parser = humantime::parse_duration, global = true)]
     pub jwks_max_age: Duration,
+
+    /// `redis://...`: keep sessions in Redis (shared by several replicas, readable by `stateful`
+    /// verifiers) and fan revocation events out to every replica. Unset: sessions in SQL. May
+    /// carry a password: never printed in full.
+    #[arg(long, env = ENV_REDIS_URL, global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Most active sessions per user; a login beyond it ends the user's oldest sessions. 0:
+    /// unlimited.
+    #[arg(long, env = ENV_MAX_SESSIONS_PER_USER, default_value_t = DEFAULT_MAX_SESSIONS_PER_USER, global = true)]
+    pub max_sessions_per_user: u32,
+
+    /// Interval of the heartbeats on `WatchRevocations` streams.
+    #[arg(long, env = ENV_REVOCATION_HEARTBEAT, default_value = DEFAULT_REVOCATION_HEARTBEAT, value_parser = parse_positive_duration, global = true)]
+    pub revocation_heartbeat: Duration,
+
+    /// How often the revocation table is polled for events written elsewhere (other replicas,
+    /// the CLI), in case their notification was missed.
+    #[arg(long, env = ENV_REVOCATION_POLL_INTERVAL, default_value = DEFAULT_REVOCATION_POLL_INTERVAL, value_parser = parse_positive_duration, global = true)]
+    pub revocation_poll_interval: Duration,
+
+    /// How often expired revocation events are deleted.
+    #[arg(long, env = ENV_REVOCATION_PRUNE_INTERVAL, default_value = DEFAULT_REVOCATION_PRUNE_INTERVAL, value_parser = parse_positive_duration, global = true)]
+    pub revocation_prune_interval: Duration,
+}
+
+/// A humantime duration greater than zero (an interval of zero would spin).
+fn parse_positive_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(duration) if duration.is_zero() => Err("must be greater than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl Config {
@@ -105,6 +147,14 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_REFRESH_TOKEN_TTL is a duration"),
             jwks_max_age: humantime::parse_duration(DEFAULT_JWKS_MAX_AGE)
                 .expect("BUG: DEFAULT_JWKS_MAX_AGE is a duration"),
+            redis_url: None,
+            max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            revocation_heartbeat: humantime::parse_duration(DEFAULT_REVOCATION_HEARTBEAT)
+                .expect("BUG: DEFAULT_REVOCATION_HEARTBEAT is a duration"),
+            revocation_poll_interval: humantime::parse_duration(DEFAULT_REVOCATION_POLL_INTERVAL)
+                .expect("BUG: DEFAULT_REVOCATION_POLL_INTERVAL is a duration"),
+            revocation_prune_interval: humantime::parse_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL)
+                .expect("BUG: DEFAULT_REVOCATION_PRUNE_INTERVAL is a duration"),
         }
     }
 }
@@ -122,11 +172,16 @@ impl fmt::Debug for Config {
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("jwks_max_age", &self.jwks_max_age)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field("revocation_heartbeat", &self.revocation_heartbeat)
+            .field("revocation_poll_interval", &self.revocation_poll_interval)
+            .field("revocation_prune_interval", &self.revocation_prune_interval)
             .finish()
     }
 }
 
-/// A database URL with the password of its user-info (`scheme://user:password@host`) replaced,
+/// A database or Redis URL with the password of its user-info (`scheme://user:password@host`) replaced,
 /// fit for logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -199,16 +254,44 @@ mod tests {
         );
         assert_eq!(config.jwks_max_age, Duration::from_secs(300));
         assert_eq!(config.audience, "orders");
+        assert_eq!(config.redis_url, None);
+        assert_eq!(config.max_sessions_per_user, 0);
+        assert_eq!(config.revocation_heartbeat, Duration::from_secs(1));
+        assert_eq!(config.revocation_poll_interval, Duration::from_secs(2));
+        assert_eq!(config.revocation_prune_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn session_flags_parse_and_zero_intervals_are_refused() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "--redis-url",
+            "redis://127.0.0.1:6379",
+            "--max-sessions-per-user",
+            "3",
+            "--revocation-heartbeat",
+            "250ms",
+        ])
+        .expect("flags parse");
+        assert_eq!(
+            cli.config.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+        assert_eq!(cli.config.max_sessions_per_user, 3);
+        assert_eq!(cli.config.revocation_heartbeat, Duration::from_millis(250));
+        assert!(Cli::try_parse_from(["auth-service", "--revocation-heartbeat", "0s"]).is_err());
     }
 
     #[test]
     fn database_password_is_redacted() {
         let config = Config {
             database_url: "postgres://app:s3cret@db:5432/auth?sslmode=require".into(),
+            redis_url: Some("redis://:r3dis@cache:6379/0".into()),
             ..Config::default()
         };
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(!debug.contains("r3dis"), "{debug}");
         assert!(debug.contains("postgres://app:***@db:5432/auth?sslmode=require"));
         assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
     }

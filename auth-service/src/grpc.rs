@@ -1,34 +1,68 @@
-//! gRPC: `auth.v1.SessionService`, for verifiers in `stateful` mode.
+//! gRPC: `auth.v1.SessionService`, for verifiers in `stateful` mode (`CheckSession`) and in
+//! `hybrid` mode (`WatchRevocations`).
 //!
 //! Callers authenticate with an access token of this issuer (a `client_credentials` token)
 //! carrying scope `sessions:check`; [`shared::grpc::RequireAuthLayer`] verifies it against the
 //! issuer's own public key before any RPC runs.
 
-use proto::auth::v1::session_service_server::{SessionService, SessionServiceServer};
-use proto::auth::v1::{CheckSessionRequest, CheckSessionResponse};
-use shared::Scope;
-use sqlx::AnyPool;
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{db, sessions};
+use proto::auth::v1::session_service_server::{SessionService, SessionServiceServer};
+use proto::auth::v1::watch_revocations_response::Message;
+use proto::auth::v1::{
+    CheckSessionRequest, CheckSessionResponse, Heartbeat, WatchRevocationsRequest,
+    WatchRevocationsResponse,
+};
+use shared::Scope;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::revocation::{Event, PAGE, RevocationLog, stopped};
+use crate::sessions::SharedStore;
 
 /// Longest `sid` looked up; ours are 22 characters.
 const MAX_SID_LEN: usize = 128;
+/// Messages buffered per stream before the stream task waits for the client.
+const STREAM_BUFFER: usize = 64;
 
 /// The `SessionService` implementation.
 #[derive(Debug, Clone)]
 pub struct SessionChecker {
-    pool: AnyPool,
+    sessions: SharedStore,
+    log: RevocationLog,
+    heartbeat: Duration,
+    /// Turns true when the server shuts down: every stream then ends, so the drain never waits
+    /// on a stream that would never finish by itself.
+    stop: watch::Receiver<bool>,
 }
 
 impl SessionChecker {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(
+        sessions: SharedStore,
+        log: RevocationLog,
+        heartbeat: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            sessions,
+            log,
+            heartbeat,
+            stop,
+        }
     }
 
     pub fn into_server(self) -> SessionServiceServer<Self> {
         SessionServiceServer::new(self)
     }
+}
+
+fn internal(error: impl std::fmt::Display) -> Status {
+    tracing::error!(%error, "session service failed");
+    Status::internal("internal error")
 }
 
 #[tonic::async_trait]
@@ -51,15 +85,197 @@ impl SessionService for SessionChecker {
                 expires_at: 0,
             }));
         }
-        let active_until = sessions::active_until(&self.pool, sid, db::now())
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "session lookup failed");
-                Status::internal("internal error")
-            })?;
+        let session = self.sessions.get(sid).await.map_err(|e| {
+            tracing::error!(error = %e, "session lookup failed");
+            Status::unavailable("the session store is unavailable")
+        })?;
         Ok(Response::new(CheckSessionResponse {
-            active: active_until.is_some(),
-            expires_at: active_until.unwrap_or(0),
+            active: session.is_some(),
+            expires_at: session.map_or(0, |s| s.expires_at),
         }))
+    }
+
+    type WatchRevocationsStream = ReceiverStream<Result<WatchRevocationsResponse, Status>>;
+
+    #[tracing::instrument(
+        name = "auth.v1.SessionService/WatchRevocations",
+        skip_all,
+        fields(caller, after_sequence)
+    )]
+    async fn watch_revocations(
+        &self,
+        request: Request<WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        let principal = shared::grpc::principal(&request)?;
+        tracing::Span::current().record("caller", principal.sub());
+        principal.require(Scope::SessionsCheck)?;
+        let after = request.get_ref().after_sequence;
+        tracing::Span::current().record("after_sequence", after);
+
+        // Live events first, so nothing committed after the backlog query can slip between
+        // the two.
+        let live = self.log.subscribe();
+        let head = self.log.head().await.map_err(internal)?;
+        let start = if after > head {
+            // Not a sequence of this issuer (a database restored from a backup, or another
+            // deployment): start from our head, so new events are delivered; the heartbeat's
+            // head_sequence tells the verifier where we are.
+            tracing::warn!(after, head, "a watcher is ahead of the revocation log");
+            head
+        } else {
+            after
+        };
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let watch = Watch {
+            log: self.log.clone(),
+            tx,
+            last: start,
+            head_at_connect: head,
+            heartbeat: self.heartbeat,
+            stop: self.stop.clone(),
+        };
+        tokio::spawn(watch.run(live).instrument(tracing::Span::current()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// One `WatchRevocations` stream.
+struct Watch {
+    log: RevocationLog,
+    tx: mpsc::Sender<Result<WatchRevocationsResponse, Status>>,
+    /// Every retained event up to this sequence has been sent (or was before `after_sequence`).
+    last: u64,
+    head_at_connect: u64,
+    heartbeat: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+/// Why a stream ends other than by shutdown.
+enum End {
+    /// The client went away.
+    Gone,
+    /// The table could not be read: the client is told, and reconnects.
+    Failed(String),
+}
+
+/// Counts open streams in `auth_revocation_watchers`.
+struct Watching;
+
+impl Watching {
+    fn start() -> Self {
+        metrics::gauge!("auth_revocation_watchers").increment(1.0);
+        Watching
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        metrics::gauge!("auth_revocation_watchers").decrement(1.0);
+    }
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Watch {
+    async fn run(mut self, live: broadcast::Receiver<Arc<Event>>) {
+        let _watching = Watching::start();
+        tracing::debug!(after = self.last, "revocation watcher connected");
+        match self.serve(live).await {
+            Ok(()) => tracing::debug!("revocation stream ended by shutdown"),
+            Err(End::Gone) => tracing::debug!("revocation watcher went away"),
+            Err(End::Failed(error)) => {
+                tracing::warn!(%error, "revocation stream failed");
+                let _ = self
+                    .tx
+                    .send(Err(Status::unavailable(
+                        "the revocation feed is unavailable; reconnect",
+                    )))
+                    .await;
+            }
+        }
+    }
+
+    /// The backlog, a heartbeat, then live events and periodic heartbeats until shutdown.
+    async fn serve(&mut self, mut live: broadcast::Receiver<Arc<Event>>) -> Result<(), End> {
+        self.catch_up().await?;
+        // Every committed event up to the head read at connect was in the backlog query (read
+        // after it), unless pruned.
+        self.last = self.last.max(self.head_at_connect);
+        self.send_heartbeat().await?;
+        let mut ticks =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stop = self.stop.clone();
+        let tx = self.tx.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = stopped(&mut stop) => return Ok(()),
+                () = tx.closed() => return Err(End::Gone),
+                received = live.recv() => match received {
+                    Ok(event) if event.sequence <= self.last => {}
+                    Ok(event) if event.sequence == self.last + 1 => self.send_event(&event).await?,
+                    // Sequences have no gaps: a jump means something was missed. Re-read.
+                    Ok(_) => self.catch_up().await?,
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "revocation watcher lagged; re-reading the log");
+                        self.catch_up().await?;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = ticks.tick() => self.send_heartbeat().await?,
+            }
+        }
+    }
+
+    /// Sends every retained event after `last`, from the table.
+    async fn catch_up(&mut self) -> Result<(), End> {
+        loop {
+            let events = self
+                .log
+                .read_after(self.last, PAGE)
+                .await
+                .map_err(|e| End::Failed(e.to_string()))?;
+            let full_page = events.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
+            for event in &events {
+                self.send_event(event).await?;
+            }
+            if !full_page {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send_event(&mut self, event: &Event) -> Result<(), End> {
+        self.send(Message::Event(event.to_proto())).await?;
+        self.last = event.sequence;
+        Ok(())
+    }
+
+    /// A heartbeat, after whatever the tailer has seen that this stream has not sent yet.
+    async fn send_heartbeat(&mut self) -> Result<(), End> {
+        let tail = self.log.tail();
+        if tail > self.last {
+            self.catch_up().await?;
+            self.last = self.last.max(tail);
+        }
+        self.send(Message::Heartbeat(Heartbeat {
+            head_sequence: self.last,
+            sent_at_ms: unix_millis(),
+        }))
+        .await
+    }
+
+    async fn send(&self, message: Message) -> Result<(), End> {
+        self.tx
+            .send(Ok(WatchRevocationsResponse {
+                message: Some(message),
+            }))
+            .await
+            .map_err(|_| End::Gone)
     }
 }

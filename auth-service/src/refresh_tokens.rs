@@ -30,10 +30,14 @@ pub async fn insert(
 
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
-    /// Unknown, already used or expired token; or its session is over or its user disabled.
-    /// One variant: the client learns nothing about which.
+    /// Unknown or expired token; or its session is over or its user disabled. One variant: the
+    /// client learns nothing about which.
     #[error("refresh token is invalid, expired or already used ({0})")]
     Invalid(&'static str),
+    /// The token was rotated already: it was stolen, or its thief used it first. The caller
+    /// ends session `session_id`; the client gets the same answer as for `Invalid`.
+    #[error("refresh token of session {session_id} was already used")]
+    Reused { session_id: String },
     #[error(transparent)]
     Lookup(#[from] LookupError),
 }
@@ -68,6 +72,10 @@ impl std::fmt::Debug for Rotation {
 
 /// Claims refresh token `presented` for a rotation.
 ///
+/// A token that exists, has not expired, but was used already is a reuse
+/// ([`RotateError::Reused`]): there is no grace period, not even for the loser of two
+/// concurrent refreshes (see the crate documentation).
+///
 /// The token is marked used with `UPDATE .. WHERE used_at IS NULL` as the transaction's first
 /// statement, and only the caller that changed the row goes on: of two concurrent uses of one
 /// token exactly one wins, on SQLite (the write lock is taken before anything is read, so the
@@ -89,7 +97,20 @@ pub async fn begin_rotation(
     .execute(&mut *tx)
     .await?;
     if claimed.rows_affected() != 1 {
-        return Err(RotateError::Invalid("unknown, used or expired"));
+        let used: Option<(String, Option<i64>)> = sqlx::query_as(
+            "SELECT session_id, used_at FROM refresh_tokens \
+             WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(&old_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // Release the write lock before the caller ends the session.
+        tx.rollback().await?;
+        return Err(match used {
+            Some((session_id, Some(_))) => RotateError::Reused { session_id },
+            _ => RotateError::Invalid("unknown or expired"),
+        });
     }
     let row: Option<SessionRow> = sqlx::query_as(&format!(
         "SELECT {SESSION_COLUMNS} FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id \
@@ -121,7 +142,8 @@ pub async fn begin_rotation(
 
 impl Rotation {
     /// Stores the successor token (same session, expiring with it), links it from the used one
-    /// (`replaced_by`), touches the session, commits, and returns the new token's clear text.
+    /// (`replaced_by`), commits, and returns the new token's clear text. The caller then
+    /// touches the session in the store.
     pub async fn commit(mut self) -> Result<String, sqlx::Error> {
         let token = insert(
             &mut self.tx,
@@ -135,12 +157,44 @@ impl Rotation {
             .bind(&self.old_hash)
             .execute(&mut *self.tx)
             .await?;
-        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
-            .bind(self.now)
-            .bind(&self.session.id)
-            .execute(&mut *self.tx)
-            .await?;
         self.tx.commit().await?;
         Ok(token)
     }
+}
+
+/// What a refresh token is, for revocation and introspection.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    /// The family row of its session.
+    pub session: Session,
+    pub expires_at: i64,
+    /// When it was rotated, if it was.
+    pub used_at: Option<i64>,
+}
+
+/// Looks up refresh token `presented` by its hash, whatever its state.
+pub async fn find(pool: &AnyPool, presented: &str) -> Result<Option<TokenInfo>, LookupError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        expires_at: i64,
+        used_at: Option<i64>,
+        session_id: String,
+    }
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT expires_at, used_at, session_id FROM refresh_tokens WHERE token_hash = $1",
+    )
+    .bind(crypto::token_hash(presented))
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let Some(session) = crate::sessions::find(pool, &row.session_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(TokenInfo {
+        session,
+        expires_at: row.expires_at,
+        used_at: row.used_at,
+    }))
 }

@@ -236,18 +236,6 @@ pub async fn set_grants(
     Ok(done.rows_affected() == 1)
 }
 
-/// Disables (`true`) or re-enables a user. A disabled user cannot log in or refresh, and its
-/// sessions are inactive. Returns whether the user exists.
-pub async fn set_disabled(pool: &AnyPool, id: &str, disabled: bool) -> Result<bool, sqlx::Error> {
-    let disabled_at = disabled.then(db::now);
-    let done = sqlx::query("UPDATE users SET disabled_at = $1 WHERE id = $2")
-        .bind(disabled_at)
-        .bind(id)
-        .execute(pool)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

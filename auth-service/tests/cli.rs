@@ -181,3 +181,62 @@ async fn client_add_prints_a_secret_that_works_with_client_credentials() {
         "no secret printed on failure"
     );
 }
+
+#[tokio::test]
+async fn user_disable_next_to_a_running_server_ends_its_sessions_and_tells_watchers() {
+    let auth = spawn_auth().await;
+    let user = auth
+        .create_user("erin", "a-long-password", "user", "orders:read")
+        .await;
+    let verifier = auth.verifier_token().await;
+    let login = auth.login("erin", "a-long-password").await;
+    let sid = common::sid_of(&login.access_token);
+    let mut watcher = auth.watch(&verifier, 0).await;
+    let _ = watcher.until_heartbeat().await;
+
+    let output = auth_cli(auth.dir(), &["user", "disable", "--username", "erin"], "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("disabled user erin")
+            && stdout(&output).contains("1 session(s) ended"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!auth.session_is_active(&verifier, &sid).await);
+    let (status, body) = common::expect_error(
+        auth.post_token(&[
+            ("grant_type", "password"),
+            ("username", "erin"),
+            ("password", "a-long-password"),
+        ])
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Written by another process: the server's poll of the table delivers the events.
+    let disabled = watcher.next_event().await;
+    assert_eq!(
+        disabled.target,
+        Some(proto::auth::v1::revocation_event::Target::UserDisabled(
+            proto::auth::v1::UserDisabled {
+                user_id: user.id.clone()
+            }
+        ))
+    );
+    assert_eq!(watcher.next_event().await.sequence, disabled.sequence + 1);
+
+    let output = auth_cli(auth.dir(), &["user", "enable", "--username", "erin"], "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    auth.login("erin", "a-long-password").await;
+    assert!(
+        !auth.session_is_active(&verifier, &sid).await,
+        "old sessions stay ended"
+    );
+
+    let unknown = auth_cli(auth.dir(), &["user", "disable", "--username", "nobody"], "").await;
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("no user"), "{}", stderr(&unknown));
+}

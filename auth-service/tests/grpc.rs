@@ -2,7 +2,6 @@
 
 mod common;
 
-use auth_service::users;
 use common::{TestAuth, spawn_auth};
 use proto::auth::v1::{CheckSessionRequest, CheckSessionResponse};
 use tonic::Code;
@@ -61,9 +60,7 @@ async fn a_session_is_active_after_login_and_unknown_sessions_are_not() {
     assert_eq!((unknown.active, unknown.expires_at), (false, 0));
 
     // A disabled user's sessions are inactive.
-    users::set_disabled(&auth.state.pool, &user_id, true)
-        .await
-        .expect("disabled");
+    auth.disable_user(&user_id).await;
     let disabled = check(&auth, Some(&token), &sid).await.expect("checked");
     assert!(!disabled.active);
 }

@@ -8,57 +8,10 @@ mod common;
 use std::sync::Arc;
 
 use auth_service::users::{self, CreateUserError, NewUser};
-use common::{TestAuth, expect_error, spawn_auth_with, test_config};
-use proto::auth::v1::CheckSessionRequest;
-use sqlx::Executor as _;
+use common::{PgDatabase, TestAuth, expect_error, spawn_auth_with, test_config};
+use proto::auth::v1::revocation_event::Target;
 
 const PASSWORD: &str = "correct horse battery";
-
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> Option<Self> {
-        let admin_url = match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if url.starts_with("postgres") => url,
-            _ => {
-                eprintln!("TEST_DATABASE_URL names no PostgreSQL server: PostgreSQL tests skipped");
-                return None;
-            }
-        };
-        let name = format!("auth_test_{}", uuid::Uuid::new_v4().simple());
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("TEST_DATABASE_URL has a database path");
-        let url = format!("{base}/{name}");
-        let admin = shared::db::connect(&admin_url, 1)
-            .await
-            .expect("TEST_DATABASE_URL connects");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("test database created");
-        admin.close().await;
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    async fn drop(self) {
-        let admin = shared::db::connect(&self.admin_url, 1)
-            .await
-            .expect("TEST_DATABASE_URL connects");
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await
-            .expect("test database dropped");
-    }
-}
 
 async fn spawn_on_postgres(db: &PgDatabase) -> TestAuth {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
@@ -110,32 +63,38 @@ async fn login_refresh_clients_and_sessions_on_postgres() {
     );
     assert!(second.refresh_token.is_some());
 
-    let secret = auth.create_client("gateway", "sessions:check", "").await;
-    let token = auth.client_token("gateway", &secret).await.access_token;
-    let mut request = tonic::Request::new(CheckSessionRequest { sid: sid.clone() });
-    shared::grpc::with_bearer(&mut request, &token).expect("bearer");
-    let checked = auth
-        .grpc_client()
+    // The reuse of `first` ended the session; a new login gets a new one.
+    let token = auth.verifier_token().await;
+    assert!(!auth.session_is_active(&token, &sid).await);
+    let again = auth.login("alice", PASSWORD).await;
+    let sid = common::sid_of(&again.access_token);
+    assert!(auth.session_is_active(&token, &sid).await);
+    let response = auth
+        .http
+        .get(auth.url("/v1/sessions"))
+        .bearer_auth(&again.access_token)
+        .send()
         .await
-        .check_session(request)
-        .await
-        .expect("checked")
-        .into_inner();
-    assert!(checked.active);
+        .expect("sent");
+    assert_eq!(response.status(), 200);
 
-    users::set_disabled(&auth.state.pool, &user.id, true)
-        .await
-        .expect("disabled");
-    let mut request = tonic::Request::new(CheckSessionRequest { sid });
-    shared::grpc::with_bearer(&mut request, &token).expect("bearer");
-    let checked = auth
-        .grpc_client()
-        .await
-        .check_session(request)
-        .await
-        .expect("checked")
-        .into_inner();
-    assert!(!checked.active);
+    auth.disable_user(&user.id).await;
+    assert!(!auth.session_is_active(&token, &sid).await);
+    let mut watcher = auth.watch(&token, 0).await;
+    let (events, head) = watcher.until_heartbeat().await;
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| match e.target.as_ref().expect("target") {
+            Target::SessionsEnded(ended) => ended.reason.clone(),
+            Target::UserDisabled(_) => "user_disabled event".to_owned(),
+            Target::KeyRevoked(_) => "key".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["refresh_reuse", "user_disabled event", "user_disabled"]
+    );
+    assert_eq!(head, 3);
 
     auth.stop().await;
     db.drop().await;

@@ -68,10 +68,7 @@ async fn password_grant_issues_an_access_token_that_verifies_with_the_served_jwk
     assert_eq!(claims.client_id, None);
     let sid = claims.sid.as_deref().expect("user tokens carry a sid");
     assert!(
-        auth_service::sessions::active_until(&auth.state.pool, sid, shared::unix_now())
-            .await
-            .expect("lookup")
-            .is_some(),
+        auth.state.sessions.is_active(sid).await.expect("lookup"),
         "the session of the login is active"
     );
 }
@@ -135,9 +132,7 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     let mallory = auth
         .create_user("mallory", PASSWORD, "user", "orders:read")
         .await;
-    users::set_disabled(&auth.state.pool, &mallory.id, true)
-        .await
-        .expect("disable");
+    auth.disable_user(&mallory.id).await;
 
     let mut answers = Vec::new();
     for (username, password) in [
@@ -269,6 +264,10 @@ async fn refresh_rotates_the_token_and_the_old_one_stops_working() {
         "same session"
     );
 
+    let again = auth.refresh(&second_refresh).await;
+    assert!(again.refresh_token.is_some());
+
+    // The used one no longer works (and its reuse ends the session: see `refresh_reuse.rs`).
     let (status, body) = expect_error(
         auth.post_token(&[
             ("grant_type", "refresh_token"),
@@ -281,9 +280,6 @@ async fn refresh_rotates_the_token_and_the_old_one_stops_working() {
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
-
-    let again = auth.refresh(&second_refresh).await;
-    assert!(again.refresh_token.is_some());
 
     // The rotation chain is recorded.
     let replaced_by: Option<String> =
@@ -359,9 +355,7 @@ async fn refresh_picks_up_changed_roles_and_scopes() {
     );
 
     // A disabled user cannot refresh.
-    users::set_disabled(&auth.state.pool, &user.id, true)
-        .await
-        .expect("disabled");
+    auth.disable_user(&user.id).await;
     let (status, body) = expect_error(
         auth.post_token(&[
             ("grant_type", "refresh_token"),

@@ -77,9 +77,18 @@ async fn discovery_document_points_at_the_issuer_endpoints() {
         doc["access_token_signing_alg_values_supported"],
         serde_json::json!(["RS256"])
     );
-    // Only endpoints that exist are advertised.
-    assert!(doc.get("revocation_endpoint").is_none());
-    assert!(doc.get("introspection_endpoint").is_none());
+    assert_eq!(
+        doc["revocation_endpoint"],
+        format!("{TEST_ISSUER}/oauth/revoke")
+    );
+    assert_eq!(
+        doc["introspection_endpoint"],
+        format!("{TEST_ISSUER}/oauth/introspect")
+    );
+    assert_eq!(
+        doc["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post"])
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,6 @@
-//! The errors of the token endpoint and their one mapping to the wire (RFC 6749 §5.2).
+//! The errors of the HTTP API and their one mapping to the wire: [`TokenError`] for the OAuth
+//! endpoints (RFC 6749 §5.2, also used by RFC 7009 revocation and RFC 7662 introspection),
+//! [`ApiError`] for the `/v1` session and administration API.
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
@@ -34,6 +36,10 @@ pub enum TokenError {
     UnsupportedGrantType,
     #[error("invalid_scope: {0}")]
     InvalidScope(&'static str),
+    /// RFC 7009 §2.2.1: a token this server cannot revoke (a service token, which has no
+    /// session).
+    #[error("unsupported_token_type")]
+    UnsupportedTokenType,
     /// Anything on our side; logged, answered with a generic 500 `server_error`.
     #[error("internal error: {0}")]
     Internal(#[source] BoxError),
@@ -53,6 +59,7 @@ impl TokenError {
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
             Self::Internal(_) => "server_error",
         }
     }
@@ -76,6 +83,9 @@ impl TokenError {
             Self::BodyTooLarge => "request body too large",
             Self::UnsupportedGrantType => {
                 "grant_type must be password, refresh_token or client_credentials"
+            }
+            Self::UnsupportedTokenType => {
+                "only user tokens (with a session) and refresh tokens can be revoked"
             }
             Self::Internal(_) => "the server could not handle the request",
         }
@@ -117,6 +127,54 @@ impl IntoResponse for TokenError {
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
         }
+        no_store(&mut response);
+        response
+    }
+}
+
+/// Every way a request to the `/v1` session and administration API fails once its bearer token
+/// has been verified (the extractor answers 401 and 503 itself, as [`shared::AuthError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 403: the caller's token or role does not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// 404: no such resource, or one the caller may not see (indistinguishable).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// 500, generic; the detail goes to the log.
+    #[error("internal error: {0}")]
+    Internal(#[source] BoxError),
+}
+
+impl ApiError {
+    pub fn internal(e: impl Into<BoxError>) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error, description) = match &self {
+            Self::Forbidden(description) => (StatusCode::FORBIDDEN, "forbidden", *description),
+            Self::NotFound(description) => (StatusCode::NOT_FOUND, "not_found", *description),
+            Self::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the server could not handle the request",
+                )
+            }
+        };
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error,
+                error_description: description,
+            }),
+        )
+            .into_response();
         no_store(&mut response);
         response
     }

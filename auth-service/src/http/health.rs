@@ -1,4 +1,5 @@
-//! `GET /healthz` (the process answers), `GET /readyz` (the database answers), `GET /metrics`.
+//! `GET /healthz` (the process answers), `GET /readyz` (the database and the session store
+//! answer), `GET /metrics`.
 
 use std::time::Duration;
 
@@ -25,10 +26,21 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match tokio::time::timeout(READY_TIMEOUT, shared::db::ping(&state.pool)).await {
-        Ok(true) => (StatusCode::OK, "ready"),
+        Ok(true) => {}
         Ok(false) | Err(_) => {
             tracing::warn!("not ready: the database does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable");
+        }
+    }
+    match tokio::time::timeout(READY_TIMEOUT, state.sessions.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "not ready: the session store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the session store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
         }
     }
 }

@@ -1,9 +1,12 @@
 //! The HTTP interface: one module per concern, merged into one [`router`].
 
+pub mod admin;
 pub mod error;
 pub mod form;
 pub mod health;
+pub mod sessions;
 pub mod token;
+pub mod token_state;
 pub mod well_known;
 
 use std::time::Duration;
@@ -20,7 +23,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
-/// Largest request body on any route (the token endpoint is the only one with a body).
+/// Largest request body on any route (only the OAuth endpoints take a body).
 pub const MAX_BODY_BYTES: usize = token::TOKEN_BODY_LIMIT;
 /// Longest time a request may take, password hashing included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,6 +32,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(token::router())
+        .merge(token_state::router())
+        .merge(sessions::router())
+        .merge(admin::router())
         .merge(well_known::router())
         .merge(health::router())
         .layer(
@@ -53,10 +59,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The body limit answers a bare 413 before any handler runs; on the token endpoint that answer
+/// The body limit answers a bare 413 before any handler runs; on the OAuth endpoints that answer
 /// is given in the RFC 6749 error shape like every other refusal there.
 async fn token_errors_in_rfc6749_shape(request: Request, next: Next) -> Response {
-    let is_token_endpoint = request.uri().path() == well_known::TOKEN_PATH;
+    let is_token_endpoint = [
+        well_known::TOKEN_PATH,
+        well_known::REVOKE_PATH,
+        well_known::INTROSPECT_PATH,
+    ]
+    .contains(&request.uri().path());
     let response = next.run(request).await;
     if is_token_endpoint && response.status() == StatusCode::PAYLOAD_TOO_LARGE {
         error::TokenError::BodyTooLarge.into_response()

@@ -20,7 +20,7 @@ use crate::clients::{self, Client};
 use crate::passwords::SecretString;
 use crate::refresh_tokens::{self, RotateError};
 use crate::scope::ScopeSet;
-use crate::sessions::{self, NewSession};
+use crate::sessions::{self, EndReason, NewSession};
 use crate::tokens::Grant;
 use crate::users::{self, Login};
 use crate::{db, tokens};
@@ -33,6 +33,8 @@ const MAX_USER_AGENT: usize = 256;
 
 /// The same answer for an unknown user, a wrong password and a disabled account.
 const BAD_CREDENTIALS: &str = "invalid username or password";
+/// The same answer for an unknown, expired, reused or revoked refresh token.
+const BAD_REFRESH_TOKEN: &str = "the refresh token is invalid, expired or already used";
 
 pub fn router() -> Router<AppState> {
     Router::new().route(super::well_known::TOKEN_PATH, post(token))
@@ -136,10 +138,8 @@ async fn token(State(state): State<AppState>, request: Request) -> Response {
     }
 }
 
-async fn handle(
-    state: &AppState,
-    request: Request,
-) -> Result<(GrantType, TokenResponse), TokenError> {
+/// Reads a form-encoded request (the token, revocation and introspection endpoints).
+pub(super) async fn read_form(request: Request) -> Result<(Parts, Form), TokenError> {
     let (parts, body) = request.into_parts();
     if !form::is_form_content_type(&parts.headers) {
         return Err(TokenError::InvalidRequest(
@@ -154,6 +154,14 @@ async fn handle(
             FormError::Duplicate => "a parameter is repeated",
         })
     })?;
+    Ok((parts, form))
+}
+
+async fn handle(
+    state: &AppState,
+    request: Request,
+) -> Result<(GrantType, TokenResponse), TokenError> {
+    let (parts, form) = read_form(request).await?;
     let grant = form
         .get("grant_type")
         .ok_or(TokenError::InvalidRequest("grant_type is required"))?;
@@ -187,7 +195,10 @@ async fn read_body(body: Body) -> Result<Bytes, TokenError> {
         })
 }
 
-fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<ClientCredentials, TokenError> {
+pub(super) fn client_credentials(
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<ClientCredentials, TokenError> {
     form::client_credentials(headers, form).map_err(|e| match e {
         CredentialsError::MalformedBasic => TokenError::InvalidClient {
             description: "malformed HTTP Basic client credentials",
@@ -202,7 +213,7 @@ fn client_credentials(headers: &HeaderMap, form: &Form) -> Result<ClientCredenti
 }
 
 /// The authenticated client, `None` when the request carries no client credentials.
-async fn authenticate_client(
+pub(super) async fn authenticate_client(
     state: &AppState,
     credentials: &ClientCredentials,
 ) -> Result<Option<Client>, TokenError> {
@@ -279,8 +290,7 @@ async fn password_grant(
 
     let now = db::now();
     let client_id = client.map(|c| c.id);
-    let (session, refresh_token) = sessions::create(
-        &state.pool,
+    let session = sessions::new_session(
         NewSession {
             user_id: user.id.clone(),
             client_id: client_id.clone(),
@@ -290,9 +300,8 @@ async fn password_grant(
             lifetime_secs: state.session_ttl_secs,
         },
         now,
-    )
-    .await
-    .map_err(TokenError::internal)?;
+    );
+    let refresh_token = start_session(state, &session, now).await?;
     let access = state
         .tokens
         .issue(
@@ -309,6 +318,49 @@ async fn password_grant(
     Ok(TokenResponse::new(access, Some(refresh_token)))
 }
 
+/// Records the session of a login (family row and first refresh token, then the store), applies
+/// the per-user session cap, and returns the refresh token.
+async fn start_session(
+    state: &AppState,
+    session: &sessions::Session,
+    now: i64,
+) -> Result<String, TokenError> {
+    let refresh_token = sessions::create_family(&state.pool, session, now)
+        .await
+        .map_err(TokenError::internal)?;
+    state
+        .sessions
+        .create(session)
+        .await
+        .map_err(TokenError::internal)?;
+    // Disabling a user marks it disabled, then ends its sessions. A login whose password check
+    // ran before the mark may have created its session after the sessions were ended: looking
+    // again now closes that window.
+    let user = users::find_by_id(&state.pool, &session.user_id)
+        .await
+        .map_err(TokenError::internal)?;
+    if user.is_none_or(|user| user.is_disabled()) {
+        state
+            .sessions
+            .end(&session.id, EndReason::UserDisabled)
+            .await
+            .map_err(TokenError::internal)?;
+        return Err(TokenError::InvalidGrant(BAD_CREDENTIALS));
+    }
+    if let Err(error) = sessions::enforce_cap(
+        state.sessions.as_ref(),
+        &session.user_id,
+        state.max_sessions_per_user,
+        &session.id,
+    )
+    .await
+    {
+        // The login stands; the cap is enforced again at the user's next login.
+        tracing::warn!(%error, "cannot apply the per-user session cap");
+    }
+    Ok(refresh_token)
+}
+
 async fn refresh_grant(
     state: &AppState,
     form: &Form,
@@ -321,15 +373,39 @@ async fn refresh_grant(
     let client = authenticate_client(state, credentials).await?;
 
     let now = db::now();
-    let rotation = refresh_tokens::begin_rotation(&state.pool, presented, now)
+    let rotation = match refresh_tokens::begin_rotation(&state.pool, presented, now).await {
+        Ok(rotation) => rotation,
+        Err(RotateError::Invalid(why)) => {
+            tracing::info!(why, "refresh token refused");
+            return Err(TokenError::InvalidGrant(BAD_REFRESH_TOKEN));
+        }
+        Err(RotateError::Reused { session_id }) => {
+            metrics::counter!("auth_refresh_reuse_total").increment(1);
+            let ended = state
+                .sessions
+                .end(&session_id, EndReason::RefreshReuse)
+                .await
+                .map_err(TokenError::internal)?;
+            tracing::warn!(
+                sid = %session_id,
+                ended,
+                "an already-rotated refresh token was presented: its session is ended"
+            );
+            return Err(TokenError::InvalidGrant(BAD_REFRESH_TOKEN));
+        }
+        Err(RotateError::Lookup(e)) => return Err(TokenError::internal(e)),
+    };
+    // The store is the authority on the session (with Redis, the SQL row does not know of its
+    // end).
+    let active = state
+        .sessions
+        .is_active(&rotation.session.id)
         .await
-        .map_err(|e| match e {
-            RotateError::Invalid(why) => {
-                tracing::info!(why, "refresh token refused");
-                TokenError::InvalidGrant("the refresh token is invalid, expired or already used")
-            }
-            RotateError::Lookup(e) => TokenError::internal(e),
-        })?;
+        .map_err(TokenError::internal)?;
+    if !active {
+        tracing::info!("refresh token of an ended session refused");
+        return Err(TokenError::InvalidGrant(BAD_REFRESH_TOKEN));
+    }
     // A token issued to an authenticated client is only refreshed by that client (RFC 6749 §6).
     if rotation.session.client_id.as_deref() != client.as_ref().map(|c| c.id.as_str()) {
         return Err(TokenError::InvalidGrant(
@@ -365,7 +441,12 @@ async fn refresh_grant(
             now,
         )
         .map_err(TokenError::internal)?;
+    let sid = rotation.session.id.clone();
     let refresh_token = rotation.commit().await.map_err(TokenError::internal)?;
+    // The rotation is committed: the client must get its new token even if this fails.
+    if let Err(error) = state.sessions.touch(&sid, now).await {
+        tracing::warn!(%error, "cannot record the session's last refresh");
+    }
     Ok(TokenResponse::new(access, Some(refresh_token)))
 }
 

@@ -23,6 +23,8 @@ use crate::app::AppState;
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const TOKEN_PATH: &str = "/oauth/token";
+pub const REVOKE_PATH: &str = "/oauth/revoke";
+pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 
 /// The rendered documents.
 #[derive(Debug, Clone)]
@@ -45,6 +47,10 @@ impl WellKnown {
             "issuer": issuer,
             "jwks_uri": format!("{base}{JWKS_PATH}"),
             "token_endpoint": format!("{base}{TOKEN_PATH}"),
+            "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

@@ -17,9 +17,14 @@ use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser, User};
 use auth_service::{App, AppState, Config};
 use proto::auth::v1::session_service_client::SessionServiceClient;
+use proto::auth::v1::{
+    CheckSessionRequest, RevocationEvent, WatchRevocationsRequest, WatchRevocationsResponse,
+    watch_revocations_response::Message,
+};
 use serde::Deserialize;
 use shared::jwk::{JwkSet, KeySet};
 use shared::verifier::{Keys, Policy, Verifier};
+use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -243,6 +248,56 @@ impl TestAuth {
             .expect("gRPC connects")
     }
 
+    /// Disables a user the way the admin endpoint does (flag, events, sessions ended).
+    pub async fn disable_user(&self, user_id: &str) {
+        auth_service::accounts::disable_user(
+            &self.state.pool,
+            self.state.sessions.as_ref(),
+            &self.state.revocations,
+            user_id,
+        )
+        .await
+        .expect("user disabled")
+        .expect("the user exists");
+    }
+
+    /// A `client_credentials` token with scope `sessions:check`, as a verifier has (a client
+    /// with a fresh random id is registered for it).
+    pub async fn verifier_token(&self) -> String {
+        let id = format!("verifier-{}", uuid::Uuid::new_v4().simple());
+        let secret = self.create_client(&id, "sessions:check", "").await;
+        self.client_token(&id, &secret).await.access_token
+    }
+
+    /// `CheckSession(sid)` with `token`; panics on an RPC error.
+    pub async fn session_is_active(&self, token: &str, sid: &str) -> bool {
+        let mut request = tonic::Request::new(CheckSessionRequest {
+            sid: sid.to_owned(),
+        });
+        shared::grpc::with_bearer(&mut request, token).expect("bearer metadata");
+        self.grpc_client()
+            .await
+            .check_session(request)
+            .await
+            .expect("CheckSession answers")
+            .into_inner()
+            .active
+    }
+
+    /// Opens `WatchRevocations(after_sequence)` with `token`.
+    pub async fn watch(&self, token: &str, after_sequence: u64) -> Watcher {
+        let mut request = tonic::Request::new(WatchRevocationsRequest { after_sequence });
+        shared::grpc::with_bearer(&mut request, token).expect("bearer metadata");
+        let stream = self
+            .grpc_client()
+            .await
+            .watch_revocations(request)
+            .await
+            .expect("WatchRevocations opens")
+            .into_inner();
+        Watcher { stream }
+    }
+
     /// Stops the service and waits until it has drained.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -282,4 +337,162 @@ pub async fn expect_error(response: reqwest::Response) -> (u16, serde_json::Valu
         serde_json::from_str(&body).unwrap_or_else(|_| panic!("error body is not JSON: {body:?}"));
     assert!(json["error"].is_string(), "no `error` member: {body}");
     (status, json)
+}
+
+/// The `sid` claim of an access token of this issuer (read without verification).
+pub fn sid_of(access_token: &str) -> String {
+    claims_of(access_token)["sid"]
+        .as_str()
+        .expect("a user token has a sid")
+        .to_owned()
+}
+
+/// The payload of a JWS, unverified: for tests that need a claim of a token they just got.
+pub fn claims_of(access_token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = access_token.split('.').nth(1).expect("JWS payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON payload")
+}
+
+/// An open `WatchRevocations` stream.
+pub struct Watcher {
+    pub stream: tonic::Streaming<WatchRevocationsResponse>,
+}
+
+/// What a stream said next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Said {
+    Event(RevocationEvent),
+    Heartbeat { head_sequence: u64, sent_at_ms: i64 },
+}
+
+impl Said {
+    pub fn event(self) -> RevocationEvent {
+        match self {
+            Said::Event(event) => event,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+/// How long a test waits for the next message of a stream before failing.
+pub const STREAM_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Watcher {
+    /// The next message; panics after [`STREAM_DEADLINE`], on an error or on the end.
+    pub async fn next(&mut self) -> Said {
+        let message = tokio::time::timeout(STREAM_DEADLINE, self.stream.message())
+            .await
+            .expect("a message within the deadline")
+            .expect("the stream is healthy")
+            .expect("the stream goes on");
+        match message.message.expect("a message has content") {
+            Message::Event(event) => Said::Event(event),
+            Message::Heartbeat(h) => Said::Heartbeat {
+                head_sequence: h.head_sequence,
+                sent_at_ms: h.sent_at_ms,
+            },
+        }
+    }
+
+    /// The next event, skipping heartbeats.
+    pub async fn next_event(&mut self) -> RevocationEvent {
+        loop {
+            if let Said::Event(event) = self.next().await {
+                return event;
+            }
+        }
+    }
+
+    /// Every event up to the next heartbeat, and that heartbeat's head.
+    pub async fn until_heartbeat(&mut self) -> (Vec<RevocationEvent>, u64) {
+        let mut events = Vec::new();
+        loop {
+            match self.next().await {
+                Said::Event(event) => events.push(event),
+                Said::Heartbeat { head_sequence, .. } => return (events, head_sequence),
+            }
+        }
+    }
+}
+
+/// `TEST_REDIS_URL`, or `None` with a note that the Redis tests are skipped.
+pub fn test_redis_url() -> Option<String> {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("TEST_REDIS_URL is not set: Redis tests skipped");
+            None
+        }
+    }
+}
+
+/// Polls `condition` until it holds; panics with `what` after `deadline`.
+pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A PostgreSQL database of its own for one test, on the server `TEST_DATABASE_URL` names (its
+/// user must be allowed to create databases); dropped by [`PgDatabase::drop`].
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// `None`, with a note, when `TEST_DATABASE_URL` names no PostgreSQL server.
+    pub async fn create() -> Option<Self> {
+        use sqlx::Executor as _;
+        let admin_url = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if url.starts_with("postgres") => url,
+            _ => {
+                eprintln!("TEST_DATABASE_URL names no PostgreSQL server: PostgreSQL tests skipped");
+                return None;
+            }
+        };
+        let name = format!("auth_test_{}", uuid::Uuid::new_v4().simple());
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("TEST_DATABASE_URL has a database path");
+        let url = format!("{base}/{name}");
+        let admin = shared::db::connect(&admin_url, 1)
+            .await
+            .expect("TEST_DATABASE_URL connects");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("test database created");
+        admin.close().await;
+        Some(Self {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    pub async fn drop(self) {
+        use sqlx::Executor as _;
+        let admin = shared::db::connect(&self.admin_url, 1)
+            .await
+            .expect("TEST_DATABASE_URL connects");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .await
+            .expect("test database dropped");
+    }
 }

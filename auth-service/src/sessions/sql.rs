@@ -1,0 +1,211 @@
+//! The SQL session store: session state is the `revoked_at` (and `ended_reason`) of the family
+//! row itself, so a session and its refresh tokens live in one database and survive restarts.
+//! Ending sessions and appending their revocation event happen in one transaction.
+
+use shared::session::BoxFuture;
+use sqlx::{AnyConnection, AnyPool};
+
+use super::{
+    EndReason, SESSION_COLUMNS, Session, SessionRow, SessionStore, StoreError, count_ended,
+};
+use crate::db;
+use crate::revocation::{RevocationLog, Target};
+
+/// Sessions in the issuer's database (SQLite or PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    log: RevocationLog,
+}
+
+impl SqlStore {
+    pub fn new(pool: AnyPool, log: RevocationLog) -> Self {
+        Self { pool, log }
+    }
+}
+
+/// Inserts the family row of `session` (nothing if it exists).
+pub(super) async fn insert_row(
+    conn: &mut AnyConnection,
+    session: &Session,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, client_id, scope, created_at, created_at_ms, \
+         last_seen_at, expires_at, revoked_at, user_agent, ip) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&session.id)
+    .bind(&session.user_id)
+    .bind(session.client_id.as_deref())
+    .bind(session.scope.as_ref().map(ToString::to_string))
+    .bind(session.created_at)
+    .bind(session.created_at_ms)
+    .bind(session.last_seen_at)
+    .bind(session.expires_at)
+    .bind(session.user_agent.as_deref())
+    .bind(session.ip.as_deref())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl SessionStore for SqlStore {
+    fn create<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            // The login transaction has written the row already ([`super::create_family`]).
+            let mut conn = self.pool.acquire().await?;
+            insert_row(&mut conn, session).await?;
+            Ok(())
+        })
+    }
+
+    fn get<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<Option<Session>, StoreError>> {
+        Box::pin(async move {
+            let row: Option<SessionRow> = sqlx::query_as(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s \
+                 WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2"
+            ))
+            .bind(sid)
+            .bind(db::now())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(SessionRow::into_session).transpose()?)
+        })
+    }
+
+    fn touch<'a>(&'a self, sid: &'a str, now: i64) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = $1 \
+                 WHERE id = $2 AND revoked_at IS NULL AND expires_at > $1",
+            )
+            .bind(now)
+            .bind(sid)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn end<'a>(
+        &'a self,
+        sid: &'a str,
+        reason: EndReason,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let now = db::now();
+            // The UPDATE comes first, so SQLite takes its write lock before anything is read.
+            let mut tx = self.pool.begin().await?;
+            let user_id: Option<String> = sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $1, ended_reason = $2 \
+                 WHERE id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING user_id",
+            )
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(sid)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(user_id) = user_id else {
+                return Ok(false);
+            };
+            let target = Target::SessionsEnded {
+                session_ids: vec![sid.to_owned()],
+                user_id,
+                reason,
+            };
+            let appended = self
+                .log
+                .append_in(&mut tx, &target, now)
+                .await
+                .map_err(StoreError::Event)?;
+            tx.commit().await?;
+            self.log.announce(appended).await;
+            count_ended(reason, 1);
+            Ok(true)
+        })
+    }
+
+    fn end_all_for_user<'a>(
+        &'a self,
+        user_id: &'a str,
+        reason: EndReason,
+    ) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let now = db::now();
+            let mut tx = self.pool.begin().await?;
+            let mut ended: Vec<String> = sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $1, ended_reason = $2 \
+                 WHERE user_id = $3 AND revoked_at IS NULL AND expires_at > $1 RETURNING id",
+            )
+            .bind(now)
+            .bind(reason.as_str())
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            if ended.is_empty() {
+                return Ok(ended);
+            }
+            ended.sort_unstable();
+            let target = Target::SessionsEnded {
+                session_ids: ended.clone(),
+                user_id: user_id.to_owned(),
+                reason,
+            };
+            let appended = self
+                .log
+                .append_in(&mut tx, &target, now)
+                .await
+                .map_err(StoreError::Event)?;
+            tx.commit().await?;
+            self.log.announce(appended).await;
+            count_ended(reason, ended.len());
+            Ok(ended)
+        })
+    }
+
+    fn list_active_for_user<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Session>, StoreError>> {
+        Box::pin(async move {
+            let rows: Vec<SessionRow> = sqlx::query_as(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions s \
+                 WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 \
+                 ORDER BY s.created_at_ms, s.id"
+            ))
+            .bind(user_id)
+            .bind(db::now())
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(SessionRow::into_session)
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn is_active<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT expires_at FROM sessions \
+                 WHERE id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            )
+            .bind(sid)
+            .bind(db::now())
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(found.is_some())
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        "sql"
+    }
+}

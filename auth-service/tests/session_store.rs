@@ -1,0 +1,477 @@
+//! The `SessionStore` contract, one test body run against every backend: SQL on SQLite (always),
+//! SQL on PostgreSQL (`TEST_DATABASE_URL`), and Redis (`TEST_REDIS_URL`, with SQLite for the
+//! revocation log). Without those variables the corresponding runs are skipped with a note.
+
+mod common;
+
+use std::time::Duration;
+
+use auth_service::revocation::{Event, RedisFanout, RevocationLog, Target};
+use auth_service::sessions::{
+    self, EndReason, NewSession, RedisStore, Session, SessionStore, SqlStore,
+};
+use common::{PgDatabase, eventually, test_redis_url};
+use redis::AsyncCommands as _;
+use sqlx::AnyPool;
+use tempfile::TempDir;
+
+const ACCESS_TTL: Duration = Duration::from_secs(300);
+
+/// A migrated database: SQLite in a temporary directory, or a PostgreSQL test database.
+struct Db {
+    pool: AnyPool,
+    _dir: Option<TempDir>,
+    pg: Option<PgDatabase>,
+}
+
+impl Db {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = common::database_url(dir.path());
+        let pool = auth_service::db::connect_and_migrate(&url, 5)
+            .await
+            .expect("database");
+        Self {
+            pool,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let pg = PgDatabase::create().await?;
+        let pool = auth_service::db::connect_and_migrate(&pg.url, 10)
+            .await
+            .expect("database");
+        Some(Self {
+            pool,
+            _dir: None,
+            pg: Some(pg),
+        })
+    }
+
+    async fn close(self) {
+        self.pool.close().await;
+        if let Some(pg) = self.pg {
+            pg.drop().await;
+        }
+    }
+
+    /// A user row (sessions reference users in SQL), with a fresh random id.
+    async fn user(&self) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO users (id, username, password_hash, roles, scopes, disabled_at, \
+             created_at) VALUES ($1, $2, 'x', 'user', '', NULL, 0)",
+        )
+        .bind(&id)
+        .bind(format!("u-{}", uuid::Uuid::new_v4().simple()))
+        .execute(&self.pool)
+        .await
+        .expect("user inserted");
+        id
+    }
+}
+
+fn session_of(user_id: &str, lifetime_secs: i64) -> Session {
+    sessions::new_session(
+        NewSession {
+            user_id: user_id.to_owned(),
+            client_id: Some("web".into()),
+            scope: None,
+            user_agent: Some("test-agent/1.0".into()),
+            ip: Some("203.0.113.9".into()),
+            lifetime_secs,
+        },
+        shared::unix_now(),
+    )
+}
+
+async fn events_since(log: &RevocationLog, after: u64) -> Vec<Event> {
+    log.read_after(after, 1_000).await.expect("events")
+}
+
+fn ended(event: &Event) -> (Vec<String>, String, EndReason) {
+    match &event.target {
+        Target::SessionsEnded {
+            session_ids,
+            user_id,
+            reason,
+        } => (session_ids.clone(), user_id.clone(), *reason),
+        other => panic!("expected SessionsEnded, got {other:?}"),
+    }
+}
+
+/// The contract every backend meets.
+async fn store_contract(store: &dyn SessionStore, log: &RevocationLog, db: &Db) {
+    let alice = db.user().await;
+    let bob = db.user().await;
+
+    // Create, read, list.
+    let first = session_of(&alice, 3_600);
+    store.create(&first).await.expect("created");
+    store
+        .create(&first)
+        .await
+        .expect("creating twice is harmless");
+    assert!(store.is_active(&first.id).await.expect("checked"));
+    let read = store.get(&first.id).await.expect("read").expect("active");
+    assert_eq!(read, first);
+    let mut second = session_of(&alice, 7_200);
+    // Later than the first even if both began in the same millisecond.
+    second.created_at_ms = first.created_at_ms + 1;
+    store.create(&second).await.expect("created");
+    let bobs = session_of(&bob, 3_600);
+    store.create(&bobs).await.expect("created");
+    let listed = store.list_active_for_user(&alice).await.expect("listed");
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [first.id.as_str(), second.id.as_str()],
+        "oldest first, only alice's"
+    );
+
+    // Unknown sessions are simply inactive.
+    assert!(!store.is_active("no-such-session").await.expect("checked"));
+    assert_eq!(store.get("no-such-session").await.expect("read"), None);
+    assert!(
+        store
+            .list_active_for_user("no-such-user")
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+
+    // Touch moves last_seen_at of active sessions only.
+    let later = first.last_seen_at + 42;
+    store.touch(&first.id, later).await.expect("touched");
+    assert_eq!(
+        store
+            .get(&first.id)
+            .await
+            .expect("read")
+            .expect("active")
+            .last_seen_at,
+        later
+    );
+    store
+        .touch("no-such-session", later)
+        .await
+        .expect("touching nothing is fine");
+
+    // End one: an event with its id, user and reason; idempotent.
+    let head = log.head().await.expect("head");
+    assert!(
+        store
+            .end(&first.id, EndReason::Logout)
+            .await
+            .expect("ended")
+    );
+    assert!(
+        !store
+            .end(&first.id, EndReason::Logout)
+            .await
+            .expect("again")
+    );
+    assert!(
+        !store
+            .end("no-such-session", EndReason::Revoked)
+            .await
+            .expect("unknown")
+    );
+    assert!(!store.is_active(&first.id).await.expect("checked"));
+    assert_eq!(store.get(&first.id).await.expect("read"), None);
+    store.touch(&first.id, later + 1).await.expect("touch");
+    assert!(
+        !store
+            .is_active(&first.id)
+            .await
+            .expect("touch does not revive")
+    );
+    let events = events_since(log, head).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].sequence, head + 1);
+    assert_eq!(
+        ended(&events[0]),
+        (vec![first.id.clone()], alice.clone(), EndReason::Logout)
+    );
+    assert_eq!(
+        events[0].expires_at - events[0].occurred_at,
+        300 + auth_service::revocation::RETENTION_MARGIN_SECS
+    );
+
+    // End all of a user's: one event listing every session ended, nobody else's.
+    let third = session_of(&alice, 3_600);
+    store.create(&third).await.expect("created");
+    let head = log.head().await.expect("head");
+    let mut expected = vec![second.id.clone(), third.id.clone()];
+    expected.sort();
+    assert_eq!(
+        store
+            .end_all_for_user(&alice, EndReason::LogoutAll)
+            .await
+            .expect("ended"),
+        expected
+    );
+    assert!(
+        store
+            .end_all_for_user(&alice, EndReason::LogoutAll)
+            .await
+            .expect("again")
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_active_for_user(&alice)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    assert!(store.is_active(&bobs.id).await.expect("checked"));
+    let events = events_since(log, head).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        ended(&events[0]),
+        (expected, alice.clone(), EndReason::LogoutAll)
+    );
+
+    // A session past its end is inactive everywhere, and ending it is no event.
+    let mut expired = session_of(&alice, 3_600);
+    expired.expires_at = shared::unix_now() - 1;
+    store.create(&expired).await.expect("created");
+    assert!(!store.is_active(&expired.id).await.expect("checked"));
+    assert_eq!(store.get(&expired.id).await.expect("read"), None);
+    assert!(
+        store
+            .list_active_for_user(&alice)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    let head = log.head().await.expect("head");
+    assert!(
+        !store
+            .end(&expired.id, EndReason::Logout)
+            .await
+            .expect("end")
+    );
+    assert_eq!(log.head().await.expect("head"), head);
+
+    // The session cap ends the oldest, never the one just created.
+    let carol = db.user().await;
+    let mut created = Vec::new();
+    for i in 0..4 {
+        let mut session = session_of(&carol, 3_600);
+        // Distinct creation instants, so "oldest" is well defined.
+        session.created_at_ms = session.created_at * 1_000 + i;
+        store.create(&session).await.expect("created");
+        created.push(session.id);
+    }
+    let newest = created[3].clone();
+    let capped = sessions::enforce_cap(store, &carol, 2, &newest)
+        .await
+        .expect("capped");
+    assert_eq!(capped, created[..2]);
+    let left: Vec<String> = store
+        .list_active_for_user(&carol)
+        .await
+        .expect("listed")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, created[2..]);
+    assert!(
+        sessions::enforce_cap(store, &carol, 0, &newest)
+            .await
+            .expect("unlimited")
+            .is_empty()
+    );
+
+    store.ping().await.expect("the store answers");
+}
+
+#[tokio::test]
+async fn sql_store_on_sqlite() {
+    let db = Db::sqlite().await;
+    let log = RevocationLog::new(db.pool.clone(), ACCESS_TTL, None)
+        .await
+        .expect("log");
+    let store = SqlStore::new(db.pool.clone(), log.clone());
+    store_contract(&store, &log, &db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn sql_store_on_postgres() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let log = RevocationLog::new(db.pool.clone(), ACCESS_TTL, None)
+        .await
+        .expect("log");
+    let store = SqlStore::new(db.pool.clone(), log.clone());
+    store_contract(&store, &log, &db).await;
+    db.close().await;
+}
+
+async fn open_redis_store(
+    url: &str,
+    db: &Db,
+) -> (RedisStore, RevocationLog, redis::aio::ConnectionManager) {
+    let (client, manager) = sessions::redis::connect(url).await.expect("Redis connects");
+    let log = RevocationLog::new(
+        db.pool.clone(),
+        ACCESS_TTL,
+        Some(RedisFanout {
+            client,
+            publisher: manager.clone(),
+        }),
+    )
+    .await
+    .expect("log");
+    (RedisStore::new(manager.clone(), log.clone()), log, manager)
+}
+
+#[tokio::test]
+async fn redis_store_on_redis() {
+    let Some(url) = test_redis_url() else {
+        return;
+    };
+    let db = Db::sqlite().await;
+    let (store, log, _) = open_redis_store(&url, &db).await;
+    store_contract(&store, &log, &db).await;
+    db.close().await;
+}
+
+/// The key layout `stateful` verifiers read: `auth:session:{sid}` while the session is active,
+/// expiring with it; `auth:user-sessions:{user_id}` listing the user's sessions.
+#[tokio::test]
+async fn redis_layout_is_what_verifiers_expect() {
+    let Some(url) = test_redis_url() else {
+        return;
+    };
+    let db = Db::sqlite().await;
+    let (store, _log, mut redis) = open_redis_store(&url, &db).await;
+    let user = uuid::Uuid::new_v4().to_string();
+    let session = session_of(&user, 3_600);
+    store.create(&session).await.expect("created");
+
+    let key = shared::session::redis_session_key(&session.id);
+    assert_eq!(key, format!("auth:session:{}", session.id));
+    let record: String = redis.get(&key).await.expect("GET");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("JSON");
+    assert_eq!(record["user_id"], user.as_str());
+    assert_eq!(record["expires_at"], session.expires_at);
+    let ttl: i64 = redis.ttl(&key).await.expect("TTL");
+    assert!((3_590..=3_600).contains(&ttl), "TTL {ttl}");
+    let set = sessions::redis::user_sessions_key(&user);
+    assert_eq!(set, format!("auth:user-sessions:{user}"));
+    let members: Vec<String> = redis.smembers(&set).await.expect("SMEMBERS");
+    assert_eq!(members, [session.id.as_str()]);
+    let set_ttl: i64 = redis.ttl(&set).await.expect("TTL");
+    assert!((3_590..=3_600).contains(&set_ttl), "set TTL {set_ttl}");
+    // A longer session stretches the set's life; a shorter one does not shorten it.
+    let longer = session_of(&user, 7_200);
+    store.create(&longer).await.expect("created");
+    let shorter = session_of(&user, 60);
+    store.create(&shorter).await.expect("created");
+    let set_ttl: i64 = redis.ttl(&set).await.expect("TTL");
+    assert!((7_190..=7_200).contains(&set_ttl), "set TTL {set_ttl}");
+
+    store
+        .end(&session.id, EndReason::Logout)
+        .await
+        .expect("ended");
+    assert!(!redis.exists::<_, bool>(&key).await.expect("EXISTS"));
+    let members: Vec<String> = redis.smembers(&set).await.expect("SMEMBERS");
+    assert!(!members.contains(&session.id));
+    store
+        .end_all_for_user(&user, EndReason::LogoutAll)
+        .await
+        .expect("ended");
+    assert!(!redis.exists::<_, bool>(&set).await.expect("EXISTS"));
+
+    // A session ends by itself at its expiry, and leaves the user's listing.
+    let brief = session_of(&user, 1);
+    store.create(&brief).await.expect("created");
+    assert!(store.is_active(&brief.id).await.expect("checked"));
+    eventually(
+        "the session expires in Redis",
+        Duration::from_secs(5),
+        || async {
+            !redis
+                .clone()
+                .exists::<_, bool>(shared::session::redis_session_key(&brief.id))
+                .await
+                .expect("EXISTS")
+        },
+    )
+    .await;
+    assert!(
+        store
+            .list_active_for_user(&user)
+            .await
+            .expect("listed")
+            .is_empty()
+    );
+    db.close().await;
+}
+
+/// Concurrent writers: every reader of the table sees sequences without gaps, in commit order,
+/// whatever the interleaving (the counter row serializes writers until they commit).
+async fn concurrent_appends_commit_in_sequence_order(db: &Db) {
+    let log = RevocationLog::new(db.pool.clone(), ACCESS_TTL, None)
+        .await
+        .expect("log");
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    let target = Target::KeyRevoked {
+                        kid: format!("{w}-{i}"),
+                    };
+                    log.append(&target, shared::unix_now())
+                        .await
+                        .expect("appended");
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            while last < 200 {
+                for event in log.read_after(last, 1_000).await.expect("read") {
+                    assert_eq!(event.sequence, last + 1, "a gap or a reordering");
+                    last = event.sequence;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the reader sees all 200")
+        .expect("reader");
+    assert_eq!(log.head().await.expect("head"), 200);
+}
+
+#[tokio::test]
+async fn concurrent_appends_on_sqlite() {
+    let db = Db::sqlite().await;
+    concurrent_appends_commit_in_sequence_order(&db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn concurrent_appends_on_postgres() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    concurrent_appends_commit_in_sequence_order(&db).await;
+    db.close().await;
+}

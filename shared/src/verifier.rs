@@ -93,11 +93,43 @@ impl Policy {
     }
 }
 
+/// An in-process key set that its owner replaces as keys rotate: the issuer verifying its own
+/// tokens. Cheap to clone; every clone sees replacements.
+#[derive(Debug, Clone, Default)]
+pub struct LocalKeys {
+    current: Arc<std::sync::RwLock<Arc<KeySet>>>,
+}
+
+impl LocalKeys {
+    pub fn new(keys: KeySet) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
+        }
+    }
+
+    /// Replaces the whole set at once.
+    pub fn replace(&self, keys: KeySet) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+    }
+
+    pub fn get(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// Where a verifier gets its keys.
 #[derive(Debug, Clone)]
 pub enum Keys {
-    /// A fixed key set: the issuer verifying its own tokens, tests, benchmarks.
+    /// A fixed key set: tests, benchmarks.
     Fixed(Arc<KeySet>),
+    /// An in-process set replaced on rotation: the issuer verifying its own tokens.
+    Local(LocalKeys),
     /// The issuer's JWKS, fetched and cached.
     Remote(JwksClient),
 }
@@ -107,16 +139,19 @@ impl Keys {
         Keys::Fixed(Arc::new(keys))
     }
 
+    pub fn local(keys: LocalKeys) -> Self {
+        Keys::Local(keys)
+    }
+
     pub fn remote(client: JwksClient) -> Self {
         Keys::Remote(client)
     }
 
     async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, AuthError> {
+        let unknown = AuthError::Unauthenticated(RejectReason::UnknownKey);
         match self {
-            Keys::Fixed(keys) => keys
-                .get(kid)
-                .cloned()
-                .ok_or(AuthError::Unauthenticated(RejectReason::UnknownKey)),
+            Keys::Fixed(keys) => keys.get(kid).cloned().ok_or(unknown),
+            Keys::Local(keys) => keys.get().get(kid).cloned().ok_or(unknown),
             Keys::Remote(client) => client.key(kid).await,
         }
     }
@@ -124,6 +159,7 @@ impl Keys {
     fn is_ready(&self) -> bool {
         match self {
             Keys::Fixed(keys) => !keys.is_empty(),
+            Keys::Local(keys) => !keys.get().is_empty(),
             Keys::Remote(client) => client.is_ready(),
         }
     }

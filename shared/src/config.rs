@@ -112,7 +112,13 @@ pub struct VerifierConfig {
     /// Deadline of one session lookup.
     #[arg(long = "auth-session-timeout", env = "AUTH_SESSION_TIMEOUT", value_parser = parse_duration, default_value = "2s")]
     pub session_timeout: Duration,
+    /// Verified-token cache size (tokens; 0 disables it). A repeated token skips the signature
+    /// check, never the expiry, key-set and session checks.
+    #[arg(long = "auth-token-cache-size", env = "AUTH_TOKEN_CACHE_SIZE", default_value_t = DEFAULT_TOKEN_CACHE_SIZE)]
+    pub token_cache_size: u64,
 }
+
+pub const DEFAULT_TOKEN_CACHE_SIZE: u64 = 10_000;
 
 impl Default for VerifierConfig {
     fn default() -> Self {
@@ -135,6 +141,7 @@ impl Default for VerifierConfig {
             max_staleness: Duration::from_secs(5),
             session_cache_ttl: Duration::ZERO,
             session_timeout: Duration::from_secs(2),
+            token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
         }
     }
 }
@@ -190,7 +197,9 @@ impl VerifierConfig {
         }
         let client = JwksClient::start(self.jwks())?;
         let verifier = Verifier::new(Keys::remote(client), self.policy());
-        Ok(verifier.with_session_check(self.session_check()?))
+        Ok(verifier
+            .with_session_check(self.session_check()?)
+            .with_token_cache(self.token_cache_size))
     }
 
     fn service_token(&self) -> Result<Option<Arc<ServiceToken>>, ConfigError> {

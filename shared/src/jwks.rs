@@ -193,6 +193,12 @@ impl JwksClient {
         }
     }
 
+    /// Whether `kid` is in the usable key set, without fetching.
+    pub fn has(&self, kid: &str) -> bool {
+        self.usable_keys()
+            .is_some_and(|keys| keys.get(kid).is_some())
+    }
+
     /// Whether a key set younger than `max_stale` is loaded.
     pub fn is_ready(&self) -> bool {
         self.usable_keys().is_some()

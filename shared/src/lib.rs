@@ -27,7 +27,7 @@ pub mod service_token;
 pub mod session;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod verifier;
 

@@ -156,6 +156,15 @@ impl Keys {
         }
     }
 
+    /// Whether `kid` is in the current, usable key set (no fetch).
+    fn has(&self, kid: &str) -> bool {
+        match self {
+            Keys::Fixed(keys) => keys.get(kid).is_some(),
+            Keys::Local(keys) => keys.get().get(kid).is_some(),
+            Keys::Remote(client) => client.has(kid),
+        }
+    }
+
     fn is_ready(&self) -> bool {
         match self {
             Keys::Fixed(keys) => !keys.is_empty(),
@@ -176,6 +185,7 @@ struct Inner {
     keys: Keys,
     policy: Policy,
     sessions: SessionCheck,
+    cache: Option<moka::sync::Cache<Box<str>, Verified>>,
 }
 
 impl Verifier {
@@ -186,8 +196,32 @@ impl Verifier {
                 keys,
                 policy,
                 sessions: SessionCheck::Stateless,
+                cache: None,
             }),
         }
+    }
+
+    /// The same verifier with a verified-token cache of up to `capacity` tokens (0: none).
+    /// A cached token skips parsing and the signature check but not expiry, the key's presence
+    /// in the current set, or the mode's session check: the cache never bypasses revocation.
+    pub fn with_token_cache(self, capacity: u64) -> Self {
+        let cache = (capacity > 0).then(|| token_cache(capacity, self.inner.policy.leeway));
+        Self {
+            inner: Arc::new(Inner {
+                keys: self.inner.keys.clone(),
+                policy: self.inner.policy.clone(),
+                sessions: self.inner.sessions.clone(),
+                cache,
+            }),
+        }
+    }
+
+    /// Number of tokens in the verified-token cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.inner.cache.as_ref().map_or(0, |cache| {
+            cache.run_pending_tasks();
+            cache.entry_count()
+        })
     }
 
     /// The same verifier with `check` applied to every token that passed signature and claims.
@@ -198,6 +232,7 @@ impl Verifier {
                 keys: self.inner.keys.clone(),
                 policy: self.inner.policy.clone(),
                 sessions: check,
+                cache: self.inner.cache.clone(),
             }),
         }
     }
@@ -236,18 +271,85 @@ impl Verifier {
     }
 
     async fn check(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
-        let policy = &self.inner.policy;
+        let inner = &self.inner;
+        if let Some(cache) = &inner.cache
+            && let Some(hit) = cache.get(token)
+        {
+            // A cached signature and claims check, still subject to everything that can change
+            // after it: expiry, the key's presence in the current key set (an emergency-revoked
+            // key is removed from it), and the session check of the mode.
+            let leeway = i64::try_from(inner.policy.leeway.as_secs()).unwrap_or(i64::MAX);
+            if now < hit.principal.claims().exp.saturating_add(leeway) && inner.keys.has(&hit.kid) {
+                inner
+                    .sessions
+                    .check(&hit.kid, hit.principal.claims())
+                    .await?;
+                return Ok(hit.principal.clone());
+            }
+            cache.invalidate(token);
+        }
         let jws = UnverifiedJws::parse(token)?;
-        let kid = policy.check_header(&jws.header)?;
-        let key = self.inner.keys.key(kid).await?;
+        let kid = inner.policy.check_header(&jws.header)?;
+        let key = inner.keys.key(kid).await?;
         if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
             return Err(RejectReason::BadSignature.into());
         }
         let claims: AccessClaims = jws.payload()?;
-        policy.check_claims(&claims, now)?;
-        self.inner.sessions.check(kid, &claims).await?;
-        Ok(Principal::from_verified_claims(claims))
+        inner.policy.check_claims(&claims, now)?;
+        inner.sessions.check(kid, &claims).await?;
+        let principal = Principal::from_verified_claims(claims);
+        if let Some(cache) = &inner.cache {
+            cache.insert(
+                token.into(),
+                Verified {
+                    principal: principal.clone(),
+                    kid: kid.into(),
+                },
+            );
+        }
+        Ok(principal)
     }
+}
+
+/// A token whose signature and claims were verified, kept by the verified-token cache.
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    kid: Arc<str>,
+}
+
+/// Entries live until their token expires (plus leeway), never longer.
+struct UntilTokenExpiry {
+    leeway: i64,
+}
+
+impl moka::Expiry<Box<str>, Verified> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _token: &Box<str>,
+        verified: &Verified,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        let remaining = verified
+            .principal
+            .claims()
+            .exp
+            .saturating_add(self.leeway)
+            .saturating_sub(crate::unix_now());
+        Some(Duration::from_secs(u64::try_from(remaining).unwrap_or(0)))
+    }
+}
+
+/// The verified-token cache: a repeated token skips parsing and the RSA signature check.
+/// Keyed by the whole token text (moka hashes it with a random key; a hit compares the full
+/// text), bounded in size, entries expiring with their token.
+fn token_cache(capacity: u64, leeway: Duration) -> moka::sync::Cache<Box<str>, Verified> {
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .expire_after(UntilTokenExpiry {
+            leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
+        })
+        .build()
 }
 
 /// Counts and logs a refused token. The reason is a fixed label: nothing from the token itself
@@ -255,4 +357,87 @@ impl Verifier {
 pub fn record_rejection(reason: RejectReason) {
     metrics::counter!("auth_verify_total", "outcome" => reason.as_str()).increment(1);
     tracing::debug!(reason = reason.as_str(), "access token refused");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::session::{BoxFuture, LookupError, SessionLookup};
+    use crate::testing::TestIssuer;
+
+    #[derive(Debug, Default)]
+    struct Sessions {
+        revoked: AtomicBool,
+        lookups: AtomicUsize,
+    }
+
+    impl SessionLookup for Sessions {
+        fn is_active<'a>(&'a self, _sid: &'a str) -> BoxFuture<'a, Result<bool, LookupError>> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let active = !self.revoked.load(Ordering::SeqCst);
+            Box::pin(async move { Ok(active) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_is_still_checked_for_revocation_expiry_and_its_key() {
+        let issuer = TestIssuer::new();
+        let keys = LocalKeys::new(issuer.key_set());
+        let sessions = Arc::new(Sessions::default());
+        let verifier = Verifier::new(Keys::local(keys.clone()), issuer.policy())
+            .with_session_check(SessionCheck::stateful(sessions.clone(), Duration::ZERO))
+            .with_token_cache(100);
+        let token = issuer.user_token("alice", "orders:read", &[]);
+        let now = crate::unix_now();
+
+        verifier.verify_at(&token, now).await.unwrap();
+        verifier.verify_at(&token, now).await.unwrap();
+        assert_eq!(verifier.cached_tokens(), 1);
+        assert_eq!(
+            sessions.lookups.load(Ordering::SeqCst),
+            2,
+            "the session is checked on a hit"
+        );
+
+        sessions.revoked.store(true, Ordering::SeqCst);
+        assert_eq!(
+            verifier.verify_at(&token, now).await.unwrap_err(),
+            AuthError::Unauthenticated(RejectReason::Revoked)
+        );
+        sessions.revoked.store(false, Ordering::SeqCst);
+
+        let after_expiry = now + 300 + 31;
+        assert_eq!(
+            verifier.verify_at(&token, after_expiry).await.unwrap_err(),
+            AuthError::Unauthenticated(RejectReason::Expired)
+        );
+
+        verifier.verify_at(&token, now).await.unwrap();
+        keys.replace(TestIssuer::new().key_set());
+        assert_eq!(
+            verifier.verify_at(&token, now).await.unwrap_err(),
+            AuthError::Unauthenticated(RejectReason::UnknownKey),
+            "a key removed from the set stops verifying its cached tokens"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_exact_token_text_hits() {
+        let issuer = TestIssuer::new();
+        let verifier = issuer.verifier().with_token_cache(100);
+        let token = issuer.user_token("alice", "orders:read", &[]);
+        verifier.verify(&token).await.unwrap();
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        let mut altered = signature.to_owned();
+        altered.replace_range(..1, if signature.starts_with('A') { "B" } else { "A" });
+        assert!(
+            verifier
+                .verify(&format!("{signing_input}.{altered}"))
+                .await
+                .is_err()
+        );
+        assert!(verifier.verify(&format!("{token} ")).await.is_err());
+    }
 }

@@ -59,10 +59,9 @@ pub struct Header {
 impl Header {
     /// Parses a JOSE header: a JSON object without duplicate members.
     pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
-        let UniqueMembers(map) = serde_json::from_slice(json)?;
-        let crit = map.contains_key("crit");
-        let mut header: Header = serde_json::from_value(serde_json::Value::Object(map))?;
-        header.crit = crit;
+        let MemberNames { has_crit } = serde_json::from_slice(json)?;
+        let mut header: Header = serde_json::from_slice(json)?;
+        header.crit = has_crit;
         Ok(header)
     }
 }
@@ -120,39 +119,45 @@ impl<'a> UnverifiedJws<'a> {
 ///
 /// RFC 7515 §5.2 lets a parser either refuse duplicates or take the last one; taking the last
 /// lets two components that parse differently disagree on what a token says, so we refuse.
-/// serde_json has no option for this, hence the small visitor.
+/// serde_json has no option for this, hence a first pass that only reads the member names
+/// (borrowed, values skipped, nothing allocated for a token's dozen members).
 pub fn from_json_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, serde_json::Error> {
-    let UniqueMembers(map) = serde_json::from_slice(json)?;
-    serde_json::from_value(serde_json::Value::Object(map))
+    let _: MemberNames = serde_json::from_slice(json)?;
+    serde_json::from_slice(json)
 }
 
-struct UniqueMembers(serde_json::Map<String, serde_json::Value>);
+/// The outcome of the duplicate check: whether a `crit` member was present.
+struct MemberNames {
+    has_crit: bool,
+}
 
-impl<'de> Deserialize<'de> for UniqueMembers {
+impl<'de> Deserialize<'de> for MemberNames {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
+        struct NamesVisitor;
 
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = UniqueMembers;
+        impl<'de> Visitor<'de> for NamesVisitor {
+            type Value = MemberNames;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-                let mut map = serde_json::Map::new();
-                while let Some(name) = access.next_key::<String>()? {
-                    if map.contains_key(&name) {
+                let mut names: Vec<std::borrow::Cow<'de, str>> = Vec::with_capacity(16);
+                while let Some(name) = access.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if names.contains(&name) {
                         return Err(de::Error::custom("duplicate member"));
                     }
-                    let value = access.next_value()?;
-                    map.insert(name, value);
+                    access.next_value::<de::IgnoredAny>()?;
+                    names.push(name);
                 }
-                Ok(UniqueMembers(map))
+                Ok(MemberNames {
+                    has_crit: names.iter().any(|n| n == "crit"),
+                })
             }
         }
 
-        deserializer.deserialize_map(ObjectVisitor)
+        deserializer.deserialize_map(NamesVisitor)
     }
 }
 

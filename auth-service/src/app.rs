@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use shared::jwk::{JwkSet, KeySet};
-use shared::jws::Signer;
 use shared::session::SessionCheck;
 use shared::verifier::{Keys, Policy, Verifier};
 use sqlx::AnyPool;
@@ -20,7 +18,7 @@ use crate::config::{Config, redact_url};
 use crate::db::{self, DbError};
 use crate::grpc::SessionChecker;
 use crate::http::well_known::WellKnown;
-use crate::keys::{self, KeyStoreError};
+use crate::keys::{KeyManager, KeyStoreError};
 use crate::passwords::{PasswordError, Passwords};
 use crate::revocation::{RedisFanout, RevocationLog};
 use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
@@ -38,6 +36,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub tokens: Arc<TokenIssuer>,
     pub well_known: Arc<WellKnown>,
+    /// The signing keys: the active one, the published set, rotation and revocation.
+    pub keys: KeyManager,
     /// Lifetime of a session (and of its refresh tokens), from the login.
     pub session_ttl_secs: i64,
     /// Where session state lives (SQL, or Redis with `REDIS_URL`).
@@ -55,6 +55,7 @@ impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("tokens", &self.tokens)
+            .field("keys", &self.keys)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("sessions", &self.sessions.backend())
             .field("max_sessions_per_user", &self.max_sessions_per_user)
@@ -110,8 +111,6 @@ pub enum BuildError {
     Keys(#[from] KeyStoreError),
     #[error(transparent)]
     Passwords(#[from] PasswordError),
-    #[error("the signing key does not pass the verification key policy")]
-    OwnKey,
     #[error("cannot connect to Redis: {0}")]
     Redis(#[source] redis::RedisError),
     #[error("cannot read the revocation log: {0}")]
@@ -161,8 +160,8 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Connects the database and applies migrations, loads or creates the signing key, and
-    /// binds the HTTP and gRPC listeners (port 0 picks a free port).
+    /// Connects the database and applies migrations, opens the signing keys (creating the
+    /// first one if need be), and binds the HTTP and gRPC listeners (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         tracing::info!(database = %redact_url(&config.database_url), keys_dir = %config.keys_dir.display(), "starting");
         if config.access_token_ttl > Policy::DEFAULT_MAX_LIFETIME {
@@ -174,10 +173,14 @@ impl App {
         describe_metrics();
         let pool =
             db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
-        let signer = Arc::new(keys::load_or_create(&config.keys_dir).await?);
         let passwords = Passwords::new().await?;
         let (sessions, revocations) = session_backend(&pool, &config).await?;
-        let verifier = own_verifier(&signer, &config)?.with_session_check(SessionCheck::stateful(
+        let keys = KeyManager::open(pool.clone(), &config, revocations.clone()).await?;
+        let verifier = Verifier::new(
+            Keys::local(keys.local_keys()),
+            Policy::new(config.issuer.clone(), config.audience.clone()),
+        )
+        .with_session_check(SessionCheck::stateful(
             Arc::new(StoreLookup(sessions.clone())),
             Duration::ZERO,
         ));
@@ -188,14 +191,15 @@ impl App {
             revocations,
             verifier,
             max_sessions_per_user: config.max_sessions_per_user,
-            well_known: Arc::new(WellKnown::new(&signer, &config.issuer, config.jwks_max_age)),
+            well_known: Arc::new(WellKnown::new(&config.issuer)),
             tokens: Arc::new(TokenIssuer::new(
-                signer,
+                keys.active_signer(),
                 config.issuer.clone(),
                 config.audience.clone(),
                 config.access_token_ttl,
             )),
             session_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
+            keys,
         };
         let http_listener = bind(config.http_addr).await?;
         let grpc_listener = bind(config.grpc_addr).await?;
@@ -228,15 +232,15 @@ impl App {
         &self.state
     }
 
-    /// The key id of the signing key.
-    pub fn kid(&self) -> &str {
-        self.state.tokens.signer().kid()
+    /// The key id of the key that signs now.
+    pub fn kid(&self) -> String {
+        self.state.keys.kid()
     }
 
     /// Serves HTTP and gRPC until `shutdown` resolves, then stops accepting, ends the
     /// `WatchRevocations` streams, lets in-flight requests finish (at most [`DRAIN_TIMEOUT`]) and
-    /// returns. The revocation feed's background tasks (tailer, pruner, Redis subscriber) run
-    /// for as long.
+    /// returns. The revocation feed's background tasks (tailer, pruner, Redis subscriber) and the
+    /// signing-key schedule run for as long.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -250,10 +254,11 @@ impl App {
             let _ = rx.wait_for(|stop| *stop).await;
         };
 
-        let feed_tasks =
+        let mut background =
             self.state
                 .revocations
                 .spawn_tasks(stop_rx.clone(), self.feed.poll, self.feed.prune);
+        background.push(self.state.keys.spawn(stop_rx.clone()));
         let router = crate::http::router(self.state.clone());
         let http = axum::serve(
             self.http_listener,
@@ -297,8 +302,8 @@ impl App {
                 Ok(())
             }
         };
-        // The servers may also have stopped on an error: stop the feed's tasks in any case.
-        for task in feed_tasks {
+        // The servers may also have stopped on an error: stop the background tasks in any case.
+        for task in background {
             task.abort();
         }
         result
@@ -326,22 +331,18 @@ fn describe_metrics() {
         "auth_revocation_watchers",
         "Open WatchRevocations streams on this replica"
     );
+    metrics::describe_gauge!(
+        "auth_signing_keys",
+        "Signing keys this replica knows, by state (next, active, retired, revoked)"
+    );
+    metrics::describe_counter!(
+        "auth_key_rotations_total",
+        "Key rotations started, by kind (scheduled, manual, immediate, emergency)"
+    );
     metrics::describe_counter!(
         "auth_refresh_reuse_total",
         "Presentations of an already-rotated refresh token (each ends its session)"
     );
-}
-
-/// The verifier for tokens presented to this issuer's own API: its own public key only.
-fn own_verifier(signer: &Signer, config: &Config) -> Result<Verifier, BuildError> {
-    let (keys, dropped) = KeySet::from_jwks(&JwkSet::from_keys([signer.public_jwk()]));
-    if keys.is_empty() || !dropped.is_empty() {
-        return Err(BuildError::OwnKey);
-    }
-    Ok(Verifier::new(
-        Keys::fixed(keys),
-        Policy::new(config.issuer.clone(), config.audience.clone()),
-    ))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, BuildError> {

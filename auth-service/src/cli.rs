@@ -1,6 +1,9 @@
 //! The command line: `serve` (the default) and the operator commands `user add`,
-//! `user disable`, `user enable` and `client add`. The commands open (and if need be create and migrate) the same database as the
-//! server, so they work on a fresh data directory and next to a running server.
+//! `user disable`, `user enable`, `client add` and `keys list|rotate|revoke`. The commands open
+//! (and if need be create and migrate) the same database and key store as the server, so they
+//! work on a fresh data directory and next to running servers, which pick up key changes at
+//! their next reload (`AUTH_KEY_RELOAD_INTERVAL`) or, for a revocation, from the revocation
+//! feed at once.
 
 use std::io::{Read, Write};
 
@@ -12,6 +15,8 @@ use crate::app::{self, App};
 use crate::clients::{self, NewClient};
 use crate::config::Config;
 use crate::db;
+use crate::http::admin::KeyListing;
+use crate::keys::{KeyManager, KeyState, Outcome};
 use crate::passwords::{Passwords, SecretString};
 use crate::scope::{self, ScopeSet};
 use crate::users::{self, NewUser};
@@ -45,6 +50,32 @@ pub enum Command {
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+    /// Manage the signing keys (docs/KEYS.md).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys, their states and when they change.
+    List,
+    /// Start a rotation: a new key is published now and signs after the pre-publication window.
+    Rotate {
+        /// Sign with the new key at once. Verifiers that have not refetched the JWKS refuse its
+        /// tokens until they do (an unknown kid makes them refetch, at most once per their
+        /// minimum refetch interval).
+        #[arg(long)]
+        immediate: bool,
+    },
+    /// Revoke a key at once (a leaked key): withdrawn from the JWKS and pushed to hybrid
+    /// verifiers. The active key is first replaced by an immediate rotation.
+    Revoke {
+        /// The key id, as `keys list` shows it (base64url: it may begin with `-`).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
     },
 }
 
@@ -122,6 +153,7 @@ pub async fn run(
         Command::Client {
             command: ClientCommand::Add(add),
         } => client_add(&cli.config, add, stdout).await,
+        Command::Keys { command } => keys_command(&cli.config, command, stdout).await,
     }
 }
 
@@ -130,7 +162,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         http = %app.http_addr(),
         grpc = %app.grpc_addr(),
-        kid = app.kid(),
+        kid = %app.kid(),
         "auth-service listening"
     );
     app.run(shared::shutdown::signal()).await?;
@@ -259,6 +291,107 @@ async fn client_add(
     Ok(())
 }
 
+async fn keys_command(
+    config: &Config,
+    command: KeysCommand,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    // The same feed as the server: a revocation reaches the servers' watchers through Redis at
+    // once, or at their next poll of the table.
+    let (_, log) = app::session_backend(&pool, config).await?;
+    let keys = KeyManager::open(pool.clone(), config, log)
+        .await
+        .context("cannot open the signing keys")?;
+    let now = db::now();
+    match command {
+        KeysCommand::List => {}
+        KeysCommand::Rotate { immediate } => {
+            let outcome = keys.rotate(now, immediate).await?;
+            if outcome.is_empty() {
+                writeln!(
+                    stdout,
+                    "nothing to do: a rotation is already pending (see below)"
+                )?;
+            }
+            describe(stdout, &outcome)?;
+        }
+        KeysCommand::Revoke { kid } => {
+            let outcome = keys.revoke(&kid, now).await.map_err(|e| match e {
+                crate::keys::KeyStoreError::UnknownKey => {
+                    anyhow::anyhow!("no signing key {kid:?} (see `auth-service keys list`)")
+                }
+                other => other.into(),
+            })?;
+            if outcome.revoked.is_none() {
+                writeln!(stdout, "key {kid} was already revoked")?;
+            }
+            describe(stdout, &outcome)?;
+        }
+    }
+    print_listing(stdout, &KeyListing::of(&keys))?;
+    pool.close().await;
+    Ok(())
+}
+
+fn describe(stdout: &mut impl Write, outcome: &Outcome) -> anyhow::Result<()> {
+    if let Some(kid) = &outcome.revoked {
+        writeln!(stdout, "revoked key {kid}")?;
+    }
+    if let Some(kid) = &outcome.created {
+        writeln!(stdout, "created key {kid}")?;
+    }
+    if let Some(kid) = &outcome.rescheduled {
+        writeln!(stdout, "brought the activation of key {kid} forward")?;
+    }
+    for kid in &outcome.activated {
+        writeln!(stdout, "key {kid} signs now")?;
+    }
+    Ok(())
+}
+
+fn time(at: Option<i64>) -> String {
+    at.and_then(|at| u64::try_from(at).ok())
+        .map(|at| {
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
+            humantime::format_rfc3339_seconds(at).to_string()
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn print_listing(stdout: &mut impl Write, listing: &KeyListing) -> anyhow::Result<()> {
+    writeln!(
+        stdout,
+        "store: {}; signing: {}",
+        listing.store, listing.signing_kid
+    )?;
+    writeln!(
+        stdout,
+        "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}",
+        "KID", "STATE", "CREATED", "ACTIVATES", "RETIRED/REVOKED", "REMOVED"
+    )?;
+    for key in &listing.keys {
+        let info = &key.info;
+        let stopped = if info.state == KeyState::Revoked {
+            info.revoked_at
+        } else {
+            info.retired_at
+        };
+        writeln!(
+            stdout,
+            "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}",
+            info.kid,
+            info.state.as_str(),
+            time(Some(info.created_at)),
+            time(Some(info.activates_at)),
+            time(stopped),
+            time(key.removed_at),
+        )?;
+    }
+    Ok(())
+}
+
 /// Reads the password from `stdin`, removing one trailing newline (`\n` or `\r\n`).
 async fn read_password(stdin: impl Read + Send + 'static) -> anyhow::Result<SecretString> {
     let raw = tokio::task::spawn_blocking(move || {
@@ -317,6 +450,18 @@ mod tests {
                     ..
                 })
             })
+        ));
+    }
+
+    #[test]
+    fn a_kid_may_begin_with_a_hyphen() {
+        let cli =
+            Cli::try_parse_from(["auth-service", "keys", "revoke", "-7abc_DEF"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Keys {
+                command: KeysCommand::Revoke { kid }
+            }) if kid == "-7abc_DEF"
         ));
     }
 

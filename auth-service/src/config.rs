@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use shared::service_token::Secret;
 
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
@@ -26,6 +27,12 @@ pub const ENV_MAX_SESSIONS_PER_USER: &str = "AUTH_MAX_SESSIONS_PER_USER";
 pub const ENV_REVOCATION_HEARTBEAT: &str = "AUTH_REVOCATION_HEARTBEAT";
 pub const ENV_REVOCATION_POLL_INTERVAL: &str = "AUTH_REVOCATION_POLL_INTERVAL";
 pub const ENV_REVOCATION_PRUNE_INTERVAL: &str = "AUTH_REVOCATION_PRUNE_INTERVAL";
+pub const ENV_KEY_STORE: &str = "AUTH_KEY_STORE";
+pub const ENV_KEY_ENCRYPTION_KEY: &str = "AUTH_KEY_ENCRYPTION_KEY";
+pub const ENV_KEY_ENCRYPTION_KEY_FILE: &str = "AUTH_KEY_ENCRYPTION_KEY_FILE";
+pub const ENV_KEY_ROTATION_INTERVAL: &str = "AUTH_KEY_ROTATION_INTERVAL";
+pub const ENV_KEY_PREPUBLISH: &str = "AUTH_KEY_PREPUBLISH";
+pub const ENV_KEY_RELOAD_INTERVAL: &str = "AUTH_KEY_RELOAD_INTERVAL";
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -41,6 +48,38 @@ pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 0;
 pub const DEFAULT_REVOCATION_HEARTBEAT: &str = "1s";
 pub const DEFAULT_REVOCATION_POLL_INTERVAL: &str = "2s";
 pub const DEFAULT_REVOCATION_PRUNE_INTERVAL: &str = "1m";
+pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "30d";
+pub const DEFAULT_KEY_RELOAD_INTERVAL: &str = "10s";
+
+/// Where the signing keys live (`AUTH_KEY_STORE`). See `docs/KEYS.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum KeyStoreKind {
+    /// `database` with an encryption key configured; otherwise `mounted` when `AUTH_KEYS_DIR`
+    /// exists and cannot be written (a Kubernetes Secret), else `files`.
+    #[default]
+    Auto,
+    /// In the database, private keys encrypted with AES-256-GCM under
+    /// `AUTH_KEY_ENCRYPTION_KEY(_FILE)`. Shared by every replica.
+    Database,
+    /// PKCS#8 PEM files in `AUTH_KEYS_DIR` with their states in `keys.json`, rotated by the
+    /// service (one replica, or replicas sharing the directory).
+    Files,
+    /// PEM files in `AUTH_KEYS_DIR` managed by the operator (a mounted Secret), read-only:
+    /// `signing-key.pem` signs, `next*.pem` are published ahead, any other `*.pem` is published
+    /// for verification only. The service never rotates them.
+    Mounted,
+}
+
+impl KeyStoreKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KeyStoreKind::Auto => "auto",
+            KeyStoreKind::Database => "database",
+            KeyStoreKind::Files => "files",
+            KeyStoreKind::Mounted => "mounted",
+        }
+    }
+}
 
 /// The service configuration. Flags are global, so they apply to every subcommand.
 #[derive(Clone, Args)]
@@ -62,7 +101,8 @@ pub struct Config {
     #[arg(long, env = ENV_DATABASE_MAX_CONNECTIONS, default_value_t = DEFAULT_DATABASE_MAX_CONNECTIONS, global = true)]
     pub database_max_connections: u32,
 
-    /// Directory of the signing key (`signing-key.pem`), created with mode 0700.
+    /// Directory of the signing keys in the `files` and `mounted` stores (`signing-key.pem`,
+    /// `keys.json`), created with mode 0700.
     #[arg(long, env = ENV_KEYS_DIR, default_value = DEFAULT_KEYS_DIR, global = true)]
     pub keys_dir: PathBuf,
 
@@ -109,6 +149,33 @@ pub struct Config {
     /// How often expired revocation events are deleted.
     #[arg(long, env = ENV_REVOCATION_PRUNE_INTERVAL, default_value = DEFAULT_REVOCATION_PRUNE_INTERVAL, value_parser = parse_positive_duration, global = true)]
     pub revocation_prune_interval: Duration,
+
+    /// Where the signing keys live: `auto`, `database`, `files` or `mounted` (docs/KEYS.md).
+    #[arg(long, env = ENV_KEY_STORE, value_enum, default_value_t = KeyStoreKind::Auto, global = true)]
+    pub key_store: KeyStoreKind,
+
+    /// The key that encrypts the private signing keys in the database: 32 bytes, base64
+    /// (`openssl rand -base64 32`). Never printed.
+    #[arg(long, env = ENV_KEY_ENCRYPTION_KEY, hide_env_values = true, global = true)]
+    pub key_encryption_key: Option<Secret>,
+
+    /// A file holding `AUTH_KEY_ENCRYPTION_KEY` (a mounted Secret).
+    #[arg(long, env = ENV_KEY_ENCRYPTION_KEY_FILE, global = true)]
+    pub key_encryption_key_file: Option<PathBuf>,
+
+    /// How long a key signs before the next one takes over. `0s` turns scheduled rotation off
+    /// (manual rotation only).
+    #[arg(long, env = ENV_KEY_ROTATION_INTERVAL, default_value = DEFAULT_KEY_ROTATION_INTERVAL, value_parser = humantime::parse_duration, global = true)]
+    pub key_rotation_interval: Duration,
+
+    /// How long a new key is published before it signs. Default: 2 x `AUTH_JWKS_MAX_AGE` + 1
+    /// minute.
+    #[arg(long, env = ENV_KEY_PREPUBLISH, value_parser = humantime::parse_duration, global = true)]
+    pub key_prepublish: Option<Duration>,
+
+    /// How often each replica re-reads the key set and runs the rotation schedule.
+    #[arg(long, env = ENV_KEY_RELOAD_INTERVAL, default_value = DEFAULT_KEY_RELOAD_INTERVAL, value_parser = parse_positive_duration, global = true)]
+    pub key_reload_interval: Duration,
 }
 
 /// A humantime duration greater than zero (an interval of zero would spin).
@@ -155,6 +222,14 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_REVOCATION_POLL_INTERVAL is a duration"),
             revocation_prune_interval: humantime::parse_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL)
                 .expect("BUG: DEFAULT_REVOCATION_PRUNE_INTERVAL is a duration"),
+            key_store: KeyStoreKind::Auto,
+            key_encryption_key: None,
+            key_encryption_key_file: None,
+            key_rotation_interval: humantime::parse_duration(DEFAULT_KEY_ROTATION_INTERVAL)
+                .expect("BUG: DEFAULT_KEY_ROTATION_INTERVAL is a duration"),
+            key_prepublish: None,
+            key_reload_interval: humantime::parse_duration(DEFAULT_KEY_RELOAD_INTERVAL)
+                .expect("BUG: DEFAULT_KEY_RELOAD_INTERVAL is a duration"),
         }
     }
 }
@@ -177,6 +252,12 @@ impl fmt::Debug for Config {
             .field("revocation_heartbeat", &self.revocation_heartbeat)
             .field("revocation_poll_interval", &self.revocation_poll_interval)
             .field("revocation_prune_interval", &self.revocation_prune_interval)
+            .field("key_store", &self.key_store)
+            .field("key_encryption_key", &self.key_encryption_key)
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
+            .field("key_rotation_interval", &self.key_rotation_interval)
+            .field("key_prepublish", &self.key_prepublish)
+            .field("key_reload_interval", &self.key_reload_interval)
             .finish()
     }
 }
@@ -259,6 +340,35 @@ mod tests {
         assert_eq!(config.revocation_heartbeat, Duration::from_secs(1));
         assert_eq!(config.revocation_poll_interval, Duration::from_secs(2));
         assert_eq!(config.revocation_prune_interval, Duration::from_secs(60));
+        assert_eq!(config.key_store, KeyStoreKind::Auto);
+        assert_eq!(
+            config.key_rotation_interval,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(config.key_prepublish, None);
+        assert_eq!(config.key_reload_interval, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn key_flags_parse_and_the_encryption_key_is_redacted() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "--key-store",
+            "database",
+            "--key-encryption-key",
+            "c2VjcmV0LWtleS1tYXRlcmlhbA==",
+            "--key-rotation-interval",
+            "7d",
+            "--key-prepublish",
+            "15m",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.config.key_store, KeyStoreKind::Database);
+        assert_eq!(cli.config.key_prepublish, Some(Duration::from_secs(900)));
+        let debug = format!("{:?}", cli.config);
+        assert!(!debug.contains("c2VjcmV0"), "{debug}");
+        assert!(Cli::try_parse_from(["auth-service", "--key-store", "memory"]).is_err());
+        assert!(Cli::try_parse_from(["auth-service", "--key-reload-interval", "0s"]).is_err());
     }
 
     #[test]

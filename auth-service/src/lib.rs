@@ -1,8 +1,8 @@
 //! The token issuer.
 //!
 //! `auth-service` keeps users, service clients, sessions and refresh tokens in SQL, signs RS256
-//! access tokens with a key it generates on first start and keeps on disk, and publishes the
-//! public half as a JWKS. Every verifier in the system (gateway, orders-service) checks tokens on
+//! access tokens with the active key of a rotating key set ([`keys`]), and publishes the public
+//! halves as a JWKS. Every verifier in the system (gateway, orders-service) checks tokens on
 //! its own with `shared`; this crate issues them, keeps the state of sessions, and tells the
 //! verifiers when sessions end.
 //!
@@ -10,12 +10,14 @@
 //!   `client_credentials`), `/oauth/revoke` (RFC 7009), `/oauth/introspect` (RFC 7662),
 //!   `/.well-known/jwks.json`, `/.well-known/openid-configuration`; the bearer's sessions
 //!   (`GET /v1/sessions`, `DELETE /v1/sessions/{sid}`, `POST /v1/logout`, `POST /v1/logout-all`);
-//!   administration (`POST /v1/admin/users/{id}/disable|enable`, role `admin`); `/healthz`,
-//!   `/readyz`, `/metrics`.
+//!   administration (role `admin`: `POST /v1/admin/users/{id}/disable|enable`,
+//!   `GET /v1/admin/keys`, `POST /v1/admin/keys/rotate[?immediate=true]`,
+//!   `POST /v1/admin/keys/{kid}/revoke`); `/healthz`, `/readyz`, `/metrics`.
 //! - gRPC ([`grpc`]): `auth.v1.SessionService/CheckSession` for `stateful` verifiers and
 //!   `WatchRevocations` for `hybrid` ones.
 //! - [`App`] binds both listeners and serves them until a shutdown future resolves; the binary
-//!   (`main.rs`) adds the operator commands of [`cli`] (`user add|disable|enable`, `client add`).
+//!   (`main.rs`) adds the operator commands of [`cli`] (`user add|disable|enable`, `client add`,
+//!   `keys list|rotate|revoke`).
 //!
 //! Decisions worth knowing:
 //!
@@ -61,7 +63,8 @@
 //!   counter's row lock serializes writers until commit on PostgreSQL (sequence order = commit
 //!   order, the job `pg_advisory_xact_lock` would do), rolled-back numbers are given back (no
 //!   gaps), and numbers survive restarts and pruning ([`revocation`]). Events expire at
-//!   `occurred_at + AUTH_ACCESS_TOKEN_TTL + 60 s`; only expired events are pruned.
+//!   `occurred_at + AUTH_ACCESS_TOKEN_TTL + 60 s` (`KeyRevoked`: 25 h); only expired events are
+//!   pruned.
 //! - **Live delivery.** One tailer per process reads new events from the table in order and
 //!   broadcasts them; it is woken by local appends, by the Redis channel `auth:revocations`
 //!   (other replicas, the CLI) and by a poll (`AUTH_REVOCATION_POLL_INTERVAL`, the safety net).
@@ -86,6 +89,40 @@
 //!   operation has a 2 s deadline; a store that cannot answer fails requests closed (`/readyz`
 //!   reports it). The store's scripts expect a single Redis (with replicas/Sentinel), not a
 //!   Redis Cluster.
+//!
+//! Signing keys (`docs/KEYS.md` has the timing rules and the runbook):
+//!
+//! - **States** `next` (published, not signing), `active` (signing, exactly one), `retired`
+//!   (published until every token it signed has expired: retirement + access-token TTL + the
+//!   reload interval + 60 s), `revoked` (withdrawn at once, with a `KeyRevoked` event, kept 25 h
+//!   so `hybrid` verifiers refuse the key for as long as any verifier may serve a stale JWKS).
+//!   The transitions are pure functions of the key list and the time ([`keys::schedule`]);
+//!   [`keys::KeyManager::tick`] takes the time as a parameter, so tests drive the clock.
+//! - **Stores** (`AUTH_KEY_STORE`): `database` (private keys AES-256-GCM-encrypted under
+//!   `AUTH_KEY_ENCRYPTION_KEY(_FILE)`, the `kid` as associated data; refused without an
+//!   encryption key: keys are never stored in the clear in SQL), `files` (PEM files and
+//!   `keys.json` in `AUTH_KEYS_DIR`, the default without an encryption key; the first key keeps
+//!   the name `signing-key.pem`, and a directory holding only that file is adopted as one active
+//!   key), `mounted` (an operator's read-only directory: `signing-key.pem` signs, `next*.pem`
+//!   are published ahead, other `*.pem` for verification; never rotated by the service). `auto`
+//!   picks `database` with an encryption key, `mounted` for an existing directory it cannot
+//!   write (a Secret volume), else `files`. A `files`/`mounted` start refuses a database that
+//!   holds keys (replicas would sign with different sets); a first `database` start imports the
+//!   keys of `AUTH_KEYS_DIR`, so moving to the database keeps the `kid`.
+//! - **One replica changes the set at a time** through a transaction-level lock, not a leased
+//!   leader: every change runs in a transaction whose first statement updates the one row of
+//!   `signing_key_lock`, then re-reads the set and re-plans. Concurrent rotations serialize and
+//!   the later one finds nothing to do; there is no lease to expire under a paused replica.
+//!   The row's `version` tells the other replicas to reload (checked every
+//!   `AUTH_KEY_RELOAD_INTERVAL`, and at once on a `KeyRevoked` event of the feed). The lock row
+//!   lives in the database for the `files` store too.
+//! - **JWKS**: `Cache-Control: public, max-age=N` with N = min(`AUTH_JWKS_MAX_AGE`,
+//!   (pre-publication − reload interval) / 2), an `ETag` (SHA-256 of the document) and 304 for
+//!   a matching `If-None-Match`. The issuer's own verifier uses the same published set
+//!   ([`shared::verifier::LocalKeys`], replaced on every change).
+//! - **Manual rotation** of a pending key brings its activation forward to the end of its
+//!   window; `immediate` promotes the pending key if there is one (verifiers may know it
+//!   already) or creates one. Revoking the active key runs an immediate rotation first.
 
 pub mod accounts;
 pub mod app;

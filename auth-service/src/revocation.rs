@@ -14,8 +14,10 @@
 //!   order, and broadcasts it. Broadcast order is therefore sequence order, whoever wrote the
 //!   event.
 //! - **Retention.** An event expires once every token it covers has expired (`occurred_at` +
-//!   access-token lifetime + [`RETENTION_MARGIN_SECS`]); the pruner deletes expired events only,
-//!   so a reconnecting verifier can never miss a revocation that still matters.
+//!   access-token lifetime + [`RETENTION_MARGIN_SECS`]), a `KeyRevoked` event once no verifier
+//!   can still hold the key in a stale JWKS ([`KEY_REVOKED_RETENTION_SECS`]); the pruner deletes
+//!   expired events only, so a reconnecting verifier can never miss a revocation that still
+//!   matters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,11 @@ pub const REDIS_CHANNEL: &str = "auth:revocations";
 /// Kept beyond the access-token lifetime before an event may be forgotten: covers the verifiers'
 /// clock leeway (30 s by default) with room to spare.
 pub const RETENTION_MARGIN_SECS: i64 = 60;
+/// How long a `KeyRevoked` event is kept (and held by `hybrid` verifiers): the verifiers'
+/// default `AUTH_JWKS_MAX_STALE` (24 h) plus an hour. A verifier that cannot refresh its JWKS
+/// keeps serving its last good key set, the revoked key included, for up to that long; the
+/// event must outlive it, or a token forged with a leaked key would verify again there.
+pub const KEY_REVOKED_RETENTION_SECS: i64 = 25 * 3600;
 /// Live events buffered per watcher before it lags (and re-reads the table instead).
 const LIVE_CAPACITY: usize = 1024;
 /// Events read per query.
@@ -234,13 +241,21 @@ impl RevocationLog {
         .bind(target.kind())
         .bind(payload)
         .bind(now)
-        .bind(now.saturating_add(self.inner.retention_secs))
+        .bind(now.saturating_add(self.retention_secs(target)))
         .execute(&mut *conn)
         .await?;
         Ok(Appended {
             sequence: u64::try_from(sequence).unwrap_or(0),
             kind: target.kind(),
         })
+    }
+
+    /// How long an event about `target` matters.
+    pub fn retention_secs(&self, target: &Target) -> i64 {
+        match target {
+            Target::KeyRevoked { .. } => self.inner.retention_secs.max(KEY_REVOKED_RETENTION_SECS),
+            Target::SessionsEnded { .. } | Target::UserDisabled { .. } => self.inner.retention_secs,
+        }
     }
 
     /// Appends an event in a transaction of its own and announces it.

@@ -1,4 +1,4 @@
-//! Access tokens: the claims of each grant, signed with the in-memory key.
+//! Access tokens: the claims of each grant, signed with the key that is active at the time.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,11 +7,12 @@ use std::time::Duration;
 use shared::claims::{AccessClaims, Audience};
 use shared::jws::{SignError, Signer};
 
+use crate::keys::ActiveSigner;
 use crate::scope::ScopeSet;
 
 /// Signs access tokens for one issuer and audience.
 pub struct TokenIssuer {
-    signer: Arc<Signer>,
+    signer: ActiveSigner,
     issuer: String,
     audience: String,
     access_ttl_secs: i64,
@@ -20,7 +21,7 @@ pub struct TokenIssuer {
 impl fmt::Debug for TokenIssuer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenIssuer")
-            .field("kid", &self.signer.kid())
+            .field("kid", &self.signer.get().kid())
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("access_ttl_secs", &self.access_ttl_secs)
@@ -61,7 +62,7 @@ impl fmt::Debug for AccessToken {
 
 impl TokenIssuer {
     pub fn new(
-        signer: Arc<Signer>,
+        signer: ActiveSigner,
         issuer: impl Into<String>,
         audience: impl Into<String>,
         access_ttl: Duration,
@@ -74,8 +75,9 @@ impl TokenIssuer {
         }
     }
 
-    pub fn signer(&self) -> &Arc<Signer> {
-        &self.signer
+    /// The key that signs now (it changes when keys rotate).
+    pub fn signer(&self) -> Arc<Signer> {
+        self.signer.get()
     }
 
     pub fn issuer(&self) -> &str {
@@ -107,7 +109,7 @@ impl TokenIssuer {
     /// Builds and signs the access token of `grant`.
     pub fn issue(&self, grant: Grant, now: i64) -> Result<AccessToken, SignError> {
         let claims = self.claims(grant, now);
-        let token = self.signer.sign(&claims)?;
+        let token = self.signer.get().sign(&claims)?;
         Ok(AccessToken {
             token,
             expires_in: self.access_ttl_secs,

@@ -142,6 +142,9 @@ pub enum ApiError {
     /// 404: no such resource, or one the caller may not see (indistinguishable).
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// 409: the request cannot apply to the current state (read-only signing keys).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     /// 500, generic; the detail goes to the log.
     #[error("internal error: {0}")]
     Internal(#[source] BoxError),
@@ -158,6 +161,7 @@ impl IntoResponse for ApiError {
         let (status, error, description) = match &self {
             Self::Forbidden(description) => (StatusCode::FORBIDDEN, "forbidden", *description),
             Self::NotFound(description) => (StatusCode::NOT_FOUND, "not_found", *description),
+            Self::Conflict(description) => (StatusCode::CONFLICT, "conflict", *description),
             Self::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
                 (

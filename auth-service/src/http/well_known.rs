@@ -1,21 +1,19 @@
 //! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`.
 //!
-//! Both documents only change with the key or the configuration, so they are rendered once at
-//! start-up and served as bytes.
-
-use std::time::Duration;
+//! The discovery document only changes with the configuration: it is rendered once at start-up.
+//! The JWKS changes with the key set: [`crate::keys::KeyManager`] renders it on every change,
+//! with its `ETag` and a `Cache-Control: max-age` derived from the rotation schedule; a
+//! conditional request (`If-None-Match`) for the current document is answered 304.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use http::HeaderValue;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 use shared::Scope;
-use shared::jwk::JwkSet;
-use shared::jws::Signer;
 
 use super::token::GrantType;
 use crate::app::AppState;
@@ -26,22 +24,15 @@ pub const TOKEN_PATH: &str = "/oauth/token";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 
-/// The rendered documents.
+/// The rendered discovery document.
 #[derive(Debug, Clone)]
 pub struct WellKnown {
-    jwks: Bytes,
-    jwks_cache_control: HeaderValue,
     discovery: Bytes,
 }
 
 impl WellKnown {
-    /// Renders the JWKS of `signer` and the discovery document of `issuer`.
-    pub fn new(signer: &Signer, issuer: &str, jwks_max_age: Duration) -> Self {
-        let jwks = serde_json::to_vec(&JwkSet::from_keys([signer.public_jwk()]))
-            .expect("BUG: a JWKS always serializes");
-        let jwks_cache_control =
-            HeaderValue::from_str(&format!("public, max-age={}", jwks_max_age.as_secs()))
-                .expect("BUG: a Cache-Control value is ASCII");
+    /// Renders the discovery document of `issuer`.
+    pub fn new(issuer: &str) -> Self {
         let base = issuer.trim_end_matches('/');
         let discovery = json!({
             "issuer": issuer,
@@ -58,8 +49,6 @@ impl WellKnown {
             "access_token_signing_alg_values_supported": ["RS256"],
         });
         Self {
-            jwks: Bytes::from(jwks),
-            jwks_cache_control,
             discovery: Bytes::from(
                 serde_json::to_vec(&discovery).expect("BUG: a JSON value always serializes"),
             ),
@@ -73,15 +62,26 @@ pub fn router() -> Router<AppState> {
         .route(DISCOVERY_PATH, get(discovery))
 }
 
-async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    let well_known = &state.well_known;
+async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let jwks = state.keys.jwks();
+    let validators = [
+        (CACHE_CONTROL, jwks.cache_control.clone()),
+        (ETAG, jwks.etag.clone()),
+    ];
+    // RFC 9110 §13.1.2: with several If-None-Match fields, any of them matching counts.
+    if headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .any(|value| jwks.matches(value))
+    {
+        return (StatusCode::NOT_MODIFIED, validators).into_response();
+    }
     (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (CACHE_CONTROL, well_known.jwks_cache_control.clone()),
-        ],
-        well_known.jwks.clone(),
+        validators,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        jwks.body.clone(),
     )
+        .into_response()
 }
 
 async fn discovery(State(state): State<AppState>) -> impl IntoResponse {

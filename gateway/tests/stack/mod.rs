@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test binary uses part of this module
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use auth_service::scope::{ScopeSet, parse_roles};
@@ -29,6 +31,13 @@ pub struct Options {
     /// Given to the verifiers only (to simulate an unreachable store).
     pub verifier_redis_url: Option<String>,
     pub max_staleness: Duration,
+    /// The verifiers' `AUTH_JWKS_REFRESH_INTERVAL` (default: the verifier's default).
+    pub jwks_refresh_interval: Option<Duration>,
+    /// The verifiers' `AUTH_JWKS_MIN_REFETCH_INTERVAL` (default: the verifier's default).
+    pub jwks_min_refetch_interval: Option<Duration>,
+    /// Route each verifier's JWKS fetches through a [`JwksTap`], so a test can wait until both
+    /// hold the issuer's current key set ([`Stack::wait_for_current_jwks`]).
+    pub jwks_taps: bool,
 }
 
 impl Default for Options {
@@ -38,6 +47,9 @@ impl Default for Options {
             redis_url: None,
             verifier_redis_url: None,
             max_staleness: Duration::from_secs(5),
+            jwks_refresh_interval: None,
+            jwks_min_refetch_interval: None,
+            jwks_taps: false,
         }
     }
 }
@@ -62,6 +74,8 @@ pub struct Stack {
     pub auth_http: String,
     pub auth_state: auth_service::AppState,
     pub http: reqwest::Client,
+    /// The JWKS taps of the gateway and of orders-service, with [`Options::jwks_taps`].
+    pub jwks_taps: Vec<JwksTap>,
     auth_config: auth_service::Config,
     auth: Option<Running>,
     _services: Vec<Running>,
@@ -112,11 +126,24 @@ impl Stack {
             max_staleness: options.max_staleness,
             ..VerifierConfig::default()
         };
+        if let Some(interval) = options.jwks_refresh_interval {
+            verifier.jwks_refresh_interval = interval;
+        }
+        if let Some(interval) = options.jwks_min_refetch_interval {
+            verifier.jwks_min_refetch_interval = interval;
+        }
+        let jwks_url = verifier.jwks_url.clone();
+        let mut jwks_taps = Vec::new();
         let mut services = Vec::new();
 
         let orders_secret = create_client(&auth_state, "orders", "sessions:check").await;
         verifier.client_id = Some("orders".into());
         verifier.client_secret = Some(Secret::new(orders_secret));
+        if options.jwks_taps {
+            let tap = JwksTap::start(&jwks_url).await;
+            verifier.jwks_url = tap.url();
+            jwks_taps.push(tap);
+        }
         let orders = orders_service::App::build(orders_service::Config {
             grpc_addr: any_port,
             http_addr: any_port,
@@ -133,6 +160,11 @@ impl Stack {
         let gateway_secret = create_client(&auth_state, "gateway", "sessions:check").await;
         verifier.client_id = Some("gateway".into());
         verifier.client_secret = Some(Secret::new(gateway_secret));
+        if options.jwks_taps {
+            let tap = JwksTap::start(&jwks_url).await;
+            verifier.jwks_url = tap.url();
+            jwks_taps.push(tap);
+        }
         let gateway = gateway::App::build(gateway::Config {
             addr: any_port,
             auth_http_url: auth_http.clone(),
@@ -152,6 +184,7 @@ impl Stack {
             auth_http,
             auth_state,
             http: shared::http::client_builder().build().unwrap(),
+            jwks_taps,
             auth_config,
             auth: Some(auth_running),
             _services: services,
@@ -184,6 +217,26 @@ impl Stack {
             },
         )
         .await;
+    }
+
+    /// Waits until every verifier's last JWKS fetch returned the document auth-service serves
+    /// now (needs [`Options::jwks_taps`]): from then on both verifiers know every published key.
+    pub async fn wait_for_current_jwks(&self, within: Duration) -> Duration {
+        assert!(!self.jwks_taps.is_empty(), "start the stack with jwks_taps");
+        let current = self
+            .auth_state
+            .keys
+            .jwks()
+            .etag
+            .to_str()
+            .unwrap()
+            .to_owned();
+        eventually("every verifier holds the current JWKS", within, || async {
+            self.jwks_taps
+                .iter()
+                .all(|tap| tap.last_etag().as_deref() == Some(current.as_str()))
+        })
+        .await
     }
 
     /// Stops auth-service (both listeners), as an outage.
@@ -389,5 +442,87 @@ impl OrdersAs {
             .create_order(request)
             .await
             .map(tonic::Response::into_inner)
+    }
+}
+
+/// A transparent proxy in front of the issuer's JWKS for one verifier. It forwards each fetch
+/// (with its `If-None-Match`) and answers with the issuer's status, validators and body,
+/// remembering the `ETag` of the last document it handed out: once that is the issuer's current
+/// one, the verifier behind the tap holds the current key set.
+pub struct JwksTap {
+    addr: SocketAddr,
+    last_etag: Arc<Mutex<Option<String>>>,
+    fetches: Arc<AtomicUsize>,
+    _server: JoinHandle<()>,
+}
+
+impl JwksTap {
+    pub async fn start(upstream: &str) -> JwksTap {
+        use axum::http::{HeaderMap, StatusCode as AxumStatus};
+        use axum::response::IntoResponse;
+
+        let last_etag = Arc::new(Mutex::new(None::<String>));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let client = shared::http::client_builder().build().unwrap();
+        let upstream = upstream.to_owned();
+        let handler = {
+            let last_etag = last_etag.clone();
+            let fetches = fetches.clone();
+            move |headers: HeaderMap| {
+                let (client, upstream) = (client.clone(), upstream.clone());
+                let (last_etag, fetches) = (last_etag.clone(), fetches.clone());
+                async move {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let mut request = client.get(&upstream);
+                    if let Some(tag) = headers.get("if-none-match") {
+                        request = request.header("if-none-match", tag.as_bytes());
+                    }
+                    let Ok(response) = request.send().await else {
+                        return AxumStatus::BAD_GATEWAY.into_response();
+                    };
+                    let status = AxumStatus::from_u16(response.status().as_u16()).unwrap();
+                    let mut out = HeaderMap::new();
+                    for name in ["etag", "cache-control", "content-type"] {
+                        if let Some(value) = response.headers().get(name) {
+                            out.insert(name, value.as_bytes().try_into().unwrap());
+                        }
+                    }
+                    let body = response.bytes().await.unwrap_or_default();
+                    if status.is_success() || status == AxumStatus::NOT_MODIFIED {
+                        *last_etag.lock().unwrap() = out
+                            .get("etag")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                    }
+                    (status, out, body).into_response()
+                }
+            }
+        };
+        let router = axum::Router::new().route("/jwks.json", axum::routing::get(handler));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        JwksTap {
+            addr,
+            last_etag,
+            fetches,
+            _server: server,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+
+    /// The `ETag` of the last document (200 or 304) this tap handed its verifier.
+    pub fn last_etag(&self) -> Option<String> {
+        self.last_etag.lock().unwrap().clone()
+    }
+
+    /// Fetches made through this tap.
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
     }
 }

@@ -21,7 +21,10 @@ use shared::testing::TestIssuer;
 /// runtime overhead in the measurement.
 fn ready<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the benchmarked path awaited"),
     }
@@ -37,7 +40,11 @@ fn benches(c: &mut Criterion) {
         b.iter(|| assert!(key.verify(black_box(jws.signing_input.as_bytes()), &jws.signature)));
     });
     c.bench_function("rsa2048_sign_raw", |b| {
-        b.iter(|| issuer.signer().sign_bytes(black_box(jws.signing_input.as_bytes())));
+        b.iter(|| {
+            issuer
+                .signer()
+                .sign_bytes(black_box(jws.signing_input.as_bytes()))
+        });
     });
 
     let uncached = issuer.verifier();
@@ -57,8 +64,10 @@ fn benches(c: &mut Criterion) {
     });
 
     let three = [TestIssuer::new(), TestIssuer::new(), TestIssuer::new()];
-    let document = serde_json::to_vec(&JwkSet::from_keys(three.iter().map(|i| i.signer().public_jwk())))
-        .expect("json");
+    let document = serde_json::to_vec(&JwkSet::from_keys(
+        three.iter().map(|i| i.signer().public_jwk()),
+    ))
+    .expect("json");
     c.bench_function("jwks_ingest", |b| {
         b.iter(|| {
             let set: JwkSet = serde_json::from_slice(black_box(&document)).expect("jwks");

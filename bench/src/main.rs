@@ -1,0 +1,57 @@
+//! `loadgen`: see `loadgen --help` and the `bench` library documentation.
+
+use std::process::ExitCode;
+
+use bench::cli::{Args, Settings, command_line};
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let settings = match Settings::resolve(args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("loadgen: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let command = command_line(std::env::args());
+    // Dropping the run (on a signal) drops its stack, which stops the services.
+    tokio::select! {
+        result = bench::run(settings, command) => match result {
+            Ok(outcome) => {
+                print!("{}", outcome.report);
+                if outcome.failed {
+                    eprintln!("loadgen: some modes failed; see the report");
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(error) => {
+                eprintln!("loadgen: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        () = interrupted() => {
+            eprintln!("\nloadgen: interrupted; stopping the services");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

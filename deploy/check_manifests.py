@@ -37,7 +37,8 @@ ADDR_PORTS = {
     "orders-service": {"ORDERS_GRPC_ADDR": 50052, "ORDERS_HTTP_ADDR": 9092},
     "gateway": {"GATEWAY_ADDR": 8080},
 }
-# The longest drain a service allows itself after SIGTERM (DRAIN_TIMEOUT, *_SHUTDOWN_GRACE).
+# The longest drain a service allows itself once its listeners close (DRAIN_TIMEOUT,
+# *_SHUTDOWN_GRACE); *_SHUTDOWN_DELAY (serving, not ready, after SIGTERM) comes before it.
 DRAIN_SECONDS = 20
 
 problems: list[str] = []
@@ -67,11 +68,16 @@ def declared_env(service: str) -> set[str]:
 
 
 def exported_metrics() -> set[str]:
+    """Metric names in the sources: literal names in the `metrics` macros, and the names a
+    service gives the shared request-metrics layers (`MetricNames::new("..._total", "..._seconds")`)."""
     names: set[str] = set()
     for file in rust_files(["shared/src", "auth-service/src", "orders-service/src", "gateway/src"]):
-        names.update(
-            re.findall(r'(?:counter|gauge|histogram)!\(\s*"([a-z_][a-z0-9_]*)"', file.read_text())
-        )
+        text = file.read_text()
+        names.update(re.findall(r'(?:counter|gauge|histogram)!\(\s*"([a-z_][a-z0-9_]*)"', text))
+        for pair in re.findall(
+            r'MetricNames::new\(\s*"([a-z_][a-z0-9_]*)"\s*,\s*"([a-z_][a-z0-9_]*)"', text
+        ):
+            names.update(pair)
     return names
 
 
@@ -142,10 +148,13 @@ def check_render(name: str, docs: list[dict], env_names: dict[str, set[str]]) ->
         sleep = (((container.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds")
         grace = pod.get("terminationGracePeriodSeconds", 30)
         drain = max([DRAIN_SECONDS] + [duration_seconds(v) for k, v in env.items() if k.endswith("_SHUTDOWN_GRACE")])
+        # After SIGTERM a service keeps serving, not ready, for *_SHUTDOWN_DELAY, then drains.
+        delay = max([0.0] + [duration_seconds(v) for k, v in env.items() if k.endswith("_SHUTDOWN_DELAY")])
         if not sleep:
             problem(f"{where}: no lifecycle.preStop.sleep")
-        elif grace <= sleep + drain:
-            problem(f"{where}: terminationGracePeriodSeconds {grace} must exceed preStop {sleep}s + drain {drain:g}s")
+        elif grace <= sleep + delay + drain:
+            problem(f"{where}: terminationGracePeriodSeconds {grace} must exceed preStop {sleep}s "
+                    f"+ shutdown delay {delay:g}s + drain {drain:g}s")
 
         context = container.get("securityContext", {})
         pod_context = pod.get("securityContext", {})
@@ -224,7 +233,7 @@ def metric_names_in(expr: str) -> set[str]:
         "and", "or", "unless", "offset", "histogram_quantile", "label_values", "on", "ignoring",
         "group_left", "group_right", "bool", "topk", "bottomk", "clamp_min", "clamp_max",
         "namespace", "job", "pod", "outcome", "status", "code", "route", "grant", "error",
-        "reason", "kind", "mode", "quantile", "le", "rpc", "method",
+        "reason", "kind", "mode", "quantile", "le", "rpc", "method", "state",
     }
     return {w for w in words - promql if not w.startswith("__")}
 

@@ -6,25 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
-use axum::extract::{DefaultBodyLimit, MatchedPath};
-use axum::http::{Request, StatusCode, header};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
 use axum::response::Response;
-use axum::{BoxError, Router, middleware};
+use axum::{BoxError, Router};
 use proto::orders::v1::order_service_client::OrderServiceClient;
+use shared::request_metrics::HttpMetricsLayer;
+use shared::shutdown::{Drain, Lifecycle};
+use shared::trace::TraceContextLayer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 
 use crate::config::Config;
 use crate::error::{ApiError, error_response};
-use crate::extract::REQUEST_ID_HEADER;
 use crate::proxy::{self, Proxy, ProxyError};
 use crate::state::AppState;
 use crate::{cookie, ops, orders};
@@ -59,7 +57,7 @@ pub struct Limits {
 }
 
 /// The whole HTTP surface: REST orders, the auth proxy, operations endpoints, and the middleware
-/// (sensitive headers, request id, tracing, timeout, body limit, metrics).
+/// (sensitive headers, trace context and request id, metrics, timeout, body limit).
 pub fn router(state: AppState, proxy: Arc<Proxy>, limits: Limits) -> Router {
     Router::new()
         .merge(orders::router())
@@ -68,7 +66,6 @@ pub fn router(state: AppState, proxy: Arc<Proxy>, limits: Limits) -> Router {
         .merge(cookie::router(proxy.clone()))
         .merge(proxy::router(proxy))
         .fallback(not_found)
-        .layer(middleware::from_fn(ops::track))
         .layer(
             ServiceBuilder::new()
                 // Outermost, so that no later layer (tracing) can ever record these values.
@@ -78,27 +75,15 @@ pub fn router(state: AppState, proxy: Arc<Proxy>, limits: Limits) -> Router {
                     header::PROXY_AUTHORIZATION,
                 ]))
                 .layer(SetSensitiveResponseHeadersLayer::new([header::SET_COOKIE]))
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(make_span))
-                .layer(PropagateRequestIdLayer::x_request_id())
+                // Accepts or makes x-request-id and traceparent, runs the request in its span
+                // and answers with x-request-id.
+                .layer(TraceContextLayer::http())
+                // Outside the timeout, so a timed-out request counts as its 504.
+                .layer(HttpMetricsLayer::new(ops::HTTP_METRICS))
                 .layer(HandleErrorLayer::new(timeout_error))
                 .layer(TimeoutLayer::new(limits.request_timeout))
                 .layer(DefaultBodyLimit::max(limits.max_body)),
         )
-}
-
-/// The span of one request: method, route template and request id; never headers or query.
-fn make_span<B>(request: &Request<B>) -> Span {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let request_id = request
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .and_then(|id| id.to_str().ok())
-        .unwrap_or_default();
-    tracing::info_span!("request", method = %request.method(), route, request_id)
 }
 
 async fn timeout_error(error: BoxError) -> Response {
@@ -118,7 +103,8 @@ pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
     router: Router,
-    shutdown_grace: Duration,
+    drain: Drain,
+    lifecycle: Lifecycle,
 }
 
 impl App {
@@ -167,10 +153,12 @@ impl App {
             config.request_timeout,
         )?;
 
+        let lifecycle = Lifecycle::new();
         let state = AppState {
             verifier,
             orders,
             request_timeout: config.request_timeout,
+            lifecycle: lifecycle.clone(),
         };
         let limits = Limits {
             max_body: config.max_body,
@@ -180,7 +168,8 @@ impl App {
             listener,
             addr,
             router: router(state, Arc::new(proxy), limits),
-            shutdown_grace: config.shutdown_grace,
+            drain: config.drain(),
+            lifecycle,
         })
     }
 
@@ -189,39 +178,26 @@ impl App {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting connections and lets in-flight
-    /// requests finish for up to the configured grace period.
+    /// The gateway's shutdown phase (what `/readyz` reports first).
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down readiness first: `/readyz` answers 503
+    /// at once, the listener keeps serving for `GATEWAY_SHUTDOWN_DELAY`, then it closes and
+    /// in-flight requests have up to `GATEWAY_SHUTDOWN_GRACE` to finish.
     pub async fn run<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send,
     {
-        let (stop, mut stopped) = watch::channel(false);
         let server = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        })
+        .with_graceful_shutdown(self.lifecycle.stopping())
         .into_future();
-        let mut server = tokio::spawn(server);
-
-        tokio::select! {
-            () = shutdown => {}
-            result = &mut server => return result.map_err(std::io::Error::other)?,
-        }
-
-        tracing::info!(grace = ?self.shutdown_grace, "shutting down, draining requests");
-        // Sending fails only when the server has already stopped: nothing left to tell.
-        let _ = stop.send(true);
-        match tokio::time::timeout(self.shutdown_grace, &mut server).await {
-            Ok(result) => result.map_err(std::io::Error::other)?,
-            Err(_) => {
-                tracing::warn!("drain deadline reached, closing remaining connections");
-                server.abort();
-                Ok(())
-            }
-        }
+        let servers = vec![tokio::spawn(server)];
+        shared::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await
     }
 }

@@ -11,6 +11,7 @@ pub const DEFAULT_ORDERS_GRPC_URL: &str = "http://127.0.0.1:50052";
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 pub const DEFAULT_CONNECT_TIMEOUT: &str = "2s";
+pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
 
 /// Everything the gateway needs to start.
@@ -42,7 +43,12 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", default_value = DEFAULT_CONNECT_TIMEOUT, value_parser = humantime::parse_duration)]
     pub connect_timeout: Duration,
 
-    /// How long in-flight requests may take to finish after a shutdown signal.
+    /// How long to keep serving, reporting not ready, after a shutdown signal, so that
+    /// Kubernetes withdraws the endpoint before the listener closes.
+    #[arg(long, env = "GATEWAY_SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// How long in-flight requests may take to finish once the listener is closed.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
@@ -55,6 +61,14 @@ impl Config {
     /// Parses the process's command line and environment.
     pub fn from_env() -> Result<Self, clap::Error> {
         <Self as clap::Parser>::try_parse()
+    }
+
+    /// The readiness-first shutdown timing.
+    pub fn drain(&self) -> shared::shutdown::Drain {
+        shared::shutdown::Drain {
+            delay: self.shutdown_delay,
+            grace: self.shutdown_grace,
+        }
     }
 }
 
@@ -71,6 +85,8 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_REQUEST_TIMEOUT is a duration"),
             connect_timeout: humantime::parse_duration(DEFAULT_CONNECT_TIMEOUT)
                 .expect("BUG: DEFAULT_CONNECT_TIMEOUT is a duration"),
+            shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
+                .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
             shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
                 .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
             auth: VerifierConfig::default(),
@@ -93,6 +109,8 @@ mod tests {
         assert_eq!(parsed.request_timeout, Duration::from_secs(10));
         assert_eq!(parsed.connect_timeout, default.connect_timeout);
         assert_eq!(parsed.shutdown_grace, default.shutdown_grace);
+        assert_eq!(parsed.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(parsed.shutdown_delay, default.shutdown_delay);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use axum::routing::post;
 use axum::{Form, Router};
 use serde::Deserialize;
 use shared::http::{ACCESS_TOKEN_COOKIE, check_same_origin};
+use shared::trace::TraceContext;
 
 use crate::error::ApiError;
 use crate::proxy::Proxy;
@@ -79,6 +80,7 @@ async fn grant(
     proxy: &Proxy,
     peer: SocketAddr,
     headers: &HeaderMap,
+    context: &TraceContext,
     form: &[(&str, &str)],
 ) -> Result<Response, ApiError> {
     let url = proxy
@@ -87,6 +89,7 @@ async fn grant(
     let mut request = proxy
         .client()
         .post(url)
+        .headers(context.headers())
         .header("x-forwarded-for", peer.ip().to_string())
         .form(form);
     if let Some(agent) = headers.get(header::USER_AGENT) {
@@ -131,6 +134,7 @@ async fn grant(
 async fn login(
     State(proxy): State<Arc<Proxy>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -147,13 +151,14 @@ async fn login(
     if let Some(scope) = form.scope.as_deref() {
         fields.push(("scope", scope));
     }
-    grant(&proxy, peer, &headers, &fields).await
+    grant(&proxy, peer, &headers, &context, &fields).await
 }
 
 #[tracing::instrument(name = "cookie_refresh", skip_all)]
 async fn refresh(
     State(proxy): State<Arc<Proxy>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_same_origin(&Method::POST, &headers)?;
@@ -164,11 +169,15 @@ async fn refresh(
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token),
     ];
-    grant(&proxy, peer, &headers, &fields).await
+    grant(&proxy, peer, &headers, &context, &fields).await
 }
 
 #[tracing::instrument(name = "cookie_logout", skip_all)]
-async fn logout(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn logout(
+    State(proxy): State<Arc<Proxy>>,
+    context: TraceContext,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     check_same_origin(&Method::POST, &headers)?;
     if let Some(token) = cookie_value(&headers, ACCESS_TOKEN_COOKIE) {
         let url = proxy
@@ -176,7 +185,14 @@ async fn logout(State(proxy): State<Arc<Proxy>>, headers: HeaderMap) -> Result<R
             .ok_or_else(|| ApiError::Internal("logout URL".into()))?;
         // The cookies are cleared whatever the issuer answers: an expired token or an issuer
         // outage must not leave the browser logged in.
-        if let Err(error) = proxy.client().post(url).bearer_auth(token).send().await {
+        if let Err(error) = proxy
+            .client()
+            .post(url)
+            .headers(context.headers())
+            .bearer_auth(token)
+            .send()
+            .await
+        {
             tracing::warn!(%error, "logout at the issuer failed; clearing the cookies anyway");
         }
     }

@@ -8,9 +8,6 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// The request id header set (or kept) by the request-id layer.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-
 /// A JSON request body; any failure is a JSON 400 (413 when too large, 415 without a JSON
 /// content type). Descriptions never quote the body back.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,22 +83,5 @@ where
             .map_err(|_: PathRejection| {
                 ApiError::InvalidRequest("the path parameters are not valid".into())
             })
-    }
-}
-
-/// What a handler passes on to the services it calls: today the request id, so that one
-/// request can be followed across the gateway and its upstreams.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    pub request_id: Option<axum::http::HeaderValue>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self {
-            request_id: parts.headers.get(REQUEST_ID_HEADER).cloned(),
-        })
     }
 }

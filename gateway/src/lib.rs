@@ -5,11 +5,15 @@
 //!   checked, and the original token passed on to the orders service, which verifies it again.
 //! - A reverse proxy to the auth-service ([`proxy`]) for `/oauth/*`, `/.well-known/*`,
 //!   `/v1/sessions*` and `/v1/logout*`.
-//! - `/healthz`, `/readyz` (the JWKS is loaded), `/metrics` ([`ops`]).
+//! - `/healthz`, `/readyz` (the JWKS is loaded and no shutdown has begun), `/metrics` ([`ops`]):
+//!   `gateway_requests_total` and the `gateway_request_duration_seconds` histogram by method,
+//!   route template and status.
 //!
 //! Errors are JSON `{"error": "<stable code>", "error_description": "..."}` ([`error`]); 401
-//! carries `WWW-Authenticate: Bearer ...` (RFC 6750). Every request gets an `x-request-id`
-//! (kept if the client sent one), echoed in the response and passed on to the upstreams;
+//! carries `WWW-Authenticate: Bearer ...` (RFC 6750). Every request gets an `x-request-id` and a
+//! W3C `traceparent` (the client's when well formed, new ones otherwise: a malformed value is
+//! never passed on), runs in a span carrying both, answers with the `x-request-id`, and passes
+//! both on to the upstreams (gRPC metadata to orders-service, headers to auth-service);
 //! `Authorization` and `Cookie` are marked sensitive so that traces never show them.
 //!
 //! The library exposes [`App`] so that tests start the real gateway in-process on port 0;

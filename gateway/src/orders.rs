@@ -22,10 +22,10 @@ use proto::orders::v1 as pb;
 use serde::{Deserialize, Serialize};
 use shared::Scope;
 use shared::http::Authenticated;
-use tonic::metadata::MetadataValue;
+use shared::trace::TraceContext;
 
 use crate::error::ApiError;
-use crate::extract::{JsonBody, PathParam, QueryParams, REQUEST_ID_HEADER, RequestContext};
+use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -111,23 +111,18 @@ fn rfc3339(unix_seconds: i64) -> Result<String, ApiError> {
     Ok(humantime::format_rfc3339_seconds(time).to_string())
 }
 
-/// A gRPC request carrying the caller's original token, the request id and the deadline.
+/// A gRPC request carrying the caller's original token, the request id, the trace context
+/// (this request's span as the parent) and the deadline.
 fn outgoing<T>(
     state: &AppState,
     message: T,
     auth: &Authenticated,
-    context: &RequestContext,
+    context: &TraceContext,
 ) -> Result<tonic::Request<T>, ApiError> {
     let mut request = tonic::Request::new(message);
     shared::grpc::with_bearer(&mut request, auth.token.as_str())
         .map_err(|status| ApiError::Internal(format!("cannot attach token: {}", status.code())))?;
-    if let Some(id) = context
-        .request_id
-        .as_ref()
-        .and_then(|id| MetadataValue::try_from(id.as_bytes()).ok())
-    {
-        request.metadata_mut().insert(REQUEST_ID_HEADER, id);
-    }
+    shared::grpc::with_trace(&mut request, context);
     request.set_timeout(state.request_timeout);
     Ok(request)
 }
@@ -136,7 +131,7 @@ fn outgoing<T>(
 async fn create_order(
     State(state): State<AppState>,
     auth: Authenticated,
-    context: RequestContext,
+    context: TraceContext,
     JsonBody(body): JsonBody<CreateOrderBody>,
 ) -> Result<Response, ApiError> {
     auth.principal.require(Scope::OrdersWrite)?;
@@ -166,7 +161,7 @@ async fn create_order(
 async fn list_orders(
     State(state): State<AppState>,
     auth: Authenticated,
-    context: RequestContext,
+    context: TraceContext,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Json<OrderListJson>, ApiError> {
     auth.principal.require(Scope::OrdersRead)?;
@@ -195,7 +190,7 @@ async fn list_orders(
 async fn get_order(
     State(state): State<AppState>,
     auth: Authenticated,
-    context: RequestContext,
+    context: TraceContext,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<OrderJson>, ApiError> {
     auth.principal.require(Scope::OrdersRead)?;
@@ -208,7 +203,7 @@ async fn get_order(
 async fn cancel_order(
     State(state): State<AppState>,
     auth: Authenticated,
-    context: RequestContext,
+    context: TraceContext,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<OrderJson>, ApiError> {
     auth.principal.require(Scope::OrdersWrite)?;

@@ -6,7 +6,8 @@
 //! itself). Dropped: hop-by-hop headers (RFC 9110 §7.6.1), in both directions, and any
 //! client-supplied `Forwarded`/`X-Forwarded-*`/`X-Real-IP`: the gateway is the edge, so it
 //! sets `X-Forwarded-For` (the peer address), `X-Forwarded-Proto` and `X-Forwarded-Host`
-//! itself. Redirects are passed back, never followed. An unreachable upstream is a 502
+//! itself. `x-request-id` and `traceparent` are the request's trace context (validated or new,
+//! this hop as the parent span), never the client's raw values. Redirects are passed back, never followed. An unreachable upstream is a 502
 //! `{"error":"bad_gateway"}`, a slow one a 504.
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use reqwest::Url;
+use shared::trace::TraceContext;
 
 use crate::error::ApiError;
 
@@ -119,7 +121,12 @@ async fn forward(
             }
         })?;
 
-    let headers = forwarded_request_headers(&parts.headers, peer);
+    let mut headers = forwarded_request_headers(&parts.headers, peer);
+    // The validated request id and this hop's traceparent, never the client's raw values.
+    match parts.extensions.get::<TraceContext>() {
+        Some(context) => context.inject(&mut headers),
+        None => TraceContext::from_headers(&parts.headers).inject(&mut headers),
+    }
     let upstream = proxy
         .client
         .request(parts.method, url)

@@ -5,6 +5,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use shared::Verifier;
+use shared::shutdown::Lifecycle;
 use tonic::transport::Channel;
 
 /// The state of the REST and operations routes (the proxy routes carry their own).
@@ -16,6 +17,8 @@ pub struct AppState {
     pub orders: OrderServiceClient<Channel>,
     /// The deadline passed on to upstream calls.
     pub request_timeout: Duration,
+    /// The shutdown phase: `/readyz` turns 503 as soon as a shutdown begins.
+    pub lifecycle: Lifecycle,
 }
 
 impl FromRef<AppState> for Verifier {

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use proto::orders::v1::order_service_server::OrderServiceServer;
 use shared::Verifier;
+use shared::db::POOL_REPORT_INTERVAL;
 use shared::grpc::RequireAuthLayer;
+use shared::request_metrics::{GrpcMetricsLayer, HttpMetricsLayer, MetricNames};
+use shared::shutdown::{Drain, Lifecycle};
+use shared::trace::TraceContextLayer;
+use sqlx::AnyPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -52,17 +56,47 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// The gRPC methods this service serves, the only values of the `rpc` metric label.
+pub const RPC_METHODS: &[&str] = &[
+    "/orders.v1.OrderService/CreateOrder",
+    "/orders.v1.OrderService/GetOrder",
+    "/orders.v1.OrderService/ListOrders",
+    "/orders.v1.OrderService/CancelOrder",
+];
+
+/// `orders_requests_total{rpc, code}` and `orders_request_duration_seconds{rpc, code}`.
+pub const GRPC_METRICS: MetricNames =
+    MetricNames::new("orders_requests_total", "orders_request_duration_seconds");
+
+/// The operations listener's own requests (probes, scrapes).
+pub const HTTP_METRICS: MetricNames = MetricNames::new(
+    "orders_http_requests_total",
+    "orders_http_request_duration_seconds",
+);
+
 /// A built service: listeners bound, database migrated, verifier started, not yet serving.
 pub struct App {
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    pool: AnyPool,
     repo: OrderRepository,
     verifier: Verifier,
     request_timeout: Duration,
     max_concurrent_requests: usize,
-    shutdown_grace: Duration,
+    drain: Drain,
+    lifecycle: Lifecycle,
+}
+
+/// Opens the database and applies the migrations (what `orders-service migrate` does, and what
+/// the server does before it binds).
+pub async fn migrate(config: &Config) -> Result<AnyPool, BuildError> {
+    let pool = shared::db::connect(&config.database_url, config.database_max_connections)
+        .await
+        .map_err(BuildError::Database)?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
 }
 
 impl App {
@@ -74,10 +108,7 @@ impl App {
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
         let http_addr = local_addr(&http_listener, config.http_addr)?;
 
-        let pool = shared::db::connect(&config.database_url, config.database_max_connections)
-            .await
-            .map_err(BuildError::Database)?;
-        MIGRATOR.run(&pool).await?;
+        let pool = migrate(&config).await?;
 
         let verifier = config
             .auth
@@ -89,11 +120,13 @@ impl App {
             http_listener,
             grpc_addr,
             http_addr,
-            repo: OrderRepository::new(pool),
+            repo: OrderRepository::new(pool.clone()),
+            pool,
             verifier,
             request_timeout: config.request_timeout,
             max_concurrent_requests: config.max_concurrent_requests.max(1),
-            shutdown_grace: config.shutdown_grace,
+            drain: config.drain(),
+            lifecycle: Lifecycle::new(),
         })
     }
 
@@ -107,18 +140,27 @@ impl App {
         self.http_addr
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting connections and lets in-flight
-    /// requests finish for up to the configured grace period.
+    /// The service's shutdown phase (what `/readyz` reports first).
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down readiness first: `/readyz` answers 503
+    /// at once, both listeners keep serving for `ORDERS_SHUTDOWN_DELAY`, then they close and
+    /// in-flight calls have up to `ORDERS_SHUTDOWN_GRACE` to finish.
     pub async fn run<F>(self, shutdown: F) -> Result<(), RunError>
     where
         F: Future<Output = ()> + Send,
     {
-        let (stop, stopped) = watch::channel(false);
+        let _pool_usage = shared::db::report_pool_usage(&self.pool, POOL_REPORT_INTERVAL);
 
         let rpc = OrderServiceServer::new(OrdersRpc::new(self.repo.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        // Outermost first: every call gets its trace context and is counted, whoever answers.
         let layers = ServiceBuilder::new()
+            .layer(TraceContextLayer::grpc())
+            .layer(GrpcMetricsLayer::new(GRPC_METRICS, RPC_METHODS).timeout(self.request_timeout))
             .layer(GlobalConcurrencyLimitLayer::new(
                 self.max_concurrent_requests,
             ))
@@ -131,54 +173,26 @@ impl App {
             .add_service(rpc)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(self.grpc_listener),
-                stop_signal(stopped.clone()),
+                self.lifecycle.stopping(),
             );
 
         let router = http::router(OpsState {
             repo: self.repo,
             verifier: self.verifier,
-        });
+            lifecycle: self.lifecycle.clone(),
+        })
+        .layer(HttpMetricsLayer::new(HTTP_METRICS));
         let ops = axum::serve(self.http_listener, router)
-            .with_graceful_shutdown(stop_signal(stopped))
+            .with_graceful_shutdown(self.lifecycle.stopping())
             .into_future();
 
-        let mut grpc = tokio::spawn(grpc);
-        let mut ops = tokio::spawn(ops);
-        tokio::select! {
-            () = shutdown => {}
-            result = &mut grpc => {
-                ops.abort();
-                result??;
-                return Ok(());
-            }
-            result = &mut ops => {
-                grpc.abort();
-                result??;
-                return Ok(());
-            }
-        }
-
-        tracing::info!(grace = ?self.shutdown_grace, "shutting down, draining requests");
-        // Sending fails only when both servers have already stopped: nothing left to tell.
-        let _ = stop.send(true);
-        let drained = tokio::time::timeout(self.shutdown_grace, async {
-            let grpc = (&mut grpc).await;
-            let ops = (&mut ops).await;
-            (grpc, ops)
-        })
-        .await;
-        match drained {
-            Ok((grpc_result, ops_result)) => {
-                grpc_result??;
-                ops_result??;
-            }
-            Err(_) => {
-                tracing::warn!("drain deadline reached, closing remaining connections");
-                grpc.abort();
-                ops.abort();
-            }
-        }
-        Ok(())
+        let servers = vec![
+            tokio::spawn(async move { grpc.await.map_err(RunError::from) }),
+            tokio::spawn(async move { ops.await.map_err(RunError::from) }),
+        ];
+        let result = shared::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await;
+        self.pool.close().await;
+        result
     }
 }
 
@@ -192,9 +206,4 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, Bu
     listener
         .local_addr()
         .map_err(|source| BuildError::Bind { addr, source })
-}
-
-/// Resolves once the stop flag is raised (or its sender is gone).
-async fn stop_signal(mut stopped: watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
 }

@@ -11,6 +11,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orders.db";
 pub const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 10;
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
+pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
 
 /// Everything the service needs to start.
@@ -45,7 +46,12 @@ pub struct Config {
     #[arg(long, env = "ORDERS_MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS)]
     pub max_concurrent_requests: usize,
 
-    /// How long in-flight requests may take to finish after a shutdown signal.
+    /// How long to keep serving, reporting not ready, after a shutdown signal, so that
+    /// Kubernetes withdraws the endpoint before the listeners close.
+    #[arg(long, env = "ORDERS_SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// How long in-flight requests may take to finish once the listeners are closed.
     #[arg(long, env = "ORDERS_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
@@ -58,6 +64,14 @@ impl Config {
     /// Parses the process's command line and environment.
     pub fn from_env() -> Result<Self, clap::Error> {
         <Self as clap::Parser>::try_parse()
+    }
+
+    /// The readiness-first shutdown timing.
+    pub fn drain(&self) -> shared::shutdown::Drain {
+        shared::shutdown::Drain {
+            delay: self.shutdown_delay,
+            grace: self.shutdown_grace,
+        }
     }
 }
 
@@ -75,6 +89,8 @@ impl Default for Config {
             request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
                 .expect("BUG: DEFAULT_REQUEST_TIMEOUT is a duration"),
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
+                .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
             shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
                 .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
             auth: VerifierConfig::default(),
@@ -100,6 +116,8 @@ mod tests {
             default.max_concurrent_requests
         );
         assert_eq!(parsed.shutdown_grace, default.shutdown_grace);
+        assert_eq!(parsed.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(parsed.shutdown_delay, default.shutdown_delay);
     }
 
     #[test]

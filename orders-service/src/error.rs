@@ -19,9 +19,13 @@ pub enum Error {
     /// The order is already cancelled.
     #[error("order is already cancelled")]
     AlreadyCancelled,
-    /// The database failed; the detail is logged, the caller gets a generic INTERNAL.
+    /// The database failed; the detail is logged, the caller gets a generic INTERNAL, or
+    /// UNAVAILABLE (worth a retry) when the database could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// No database connection could be had; the caller gets UNAVAILABLE (worth a retry).
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
     /// The database holds something this version cannot read.
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -35,8 +39,24 @@ impl Error {
             Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::NotFound => Code::NotFound,
             Error::AlreadyCancelled => Code::FailedPrecondition,
+            Error::Unavailable(_) => Code::Unavailable,
+            Error::Database(error) if database_unreachable(error) => Code::Unavailable,
             Error::Database(_) | Error::Corrupt(_) => Code::Internal,
         }
+    }
+}
+
+/// Whether the database could not be reached (no connection, or the server ended it), rather
+/// than refusing a statement: the call may succeed once the pool reconnects.
+fn database_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // SQLSTATE class 08 (connection exception) and 57P0x (the server is shutting down or
+        // terminated this backend, e.g. pg_terminate_backend).
+        sqlx::Error::Database(error) => error
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
     }
 }
 
@@ -47,6 +67,14 @@ impl From<Error> for Status {
             Error::InvalidArgument(message) => Status::invalid_argument(message),
             Error::NotFound => Status::not_found("order not found"),
             Error::AlreadyCancelled => Status::failed_precondition("order is already cancelled"),
+            Error::Unavailable(_) => {
+                tracing::error!(error = %error, "database unreachable");
+                Status::unavailable("service unavailable")
+            }
+            Error::Database(ref database) if database_unreachable(database) => {
+                tracing::error!(error = %error, "database unreachable");
+                Status::unavailable("service unavailable")
+            }
             Error::Database(_) | Error::Corrupt(_) => {
                 tracing::error!(error = %error, "request failed");
                 Status::internal("internal error")
@@ -68,7 +96,15 @@ mod tests {
             ),
             (Error::NotFound, Code::NotFound),
             (Error::AlreadyCancelled, Code::FailedPrecondition),
-            (Error::Database(sqlx::Error::PoolTimedOut), Code::Internal),
+            (
+                Error::Database(sqlx::Error::PoolTimedOut),
+                Code::Unavailable,
+            ),
+            (Error::Database(sqlx::Error::RowNotFound), Code::Internal),
+            (
+                Error::Unavailable(sqlx::Error::PoolClosed),
+                Code::Unavailable,
+            ),
             (Error::Corrupt("status".into()), Code::Internal),
         ];
         for (error, code) in cases {

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use shared::Verifier;
+use shared::shutdown::Lifecycle;
 
 use crate::repo::OrderRepository;
 
@@ -20,6 +21,7 @@ const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct OpsState {
     pub repo: OrderRepository,
     pub verifier: Verifier,
+    pub lifecycle: Lifecycle,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -35,9 +37,16 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers and the issuer's keys have been loaded, so a token can be
-/// verified.
+/// Readiness: not shutting down, the database answers and the issuer's keys have been loaded,
+/// so a token can be verified. A lost database connection makes it fail until the pool
+/// reconnects, which it does by itself on the next use.
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    if !state.lifecycle.is_serving() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "shutting_down" })),
+        );
+    }
     let database = matches!(
         tokio::time::timeout(DATABASE_PROBE_TIMEOUT, state.repo.ping()).await,
         Ok(Ok(()))

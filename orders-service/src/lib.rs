@@ -18,10 +18,18 @@
 //! `ListOrders` returns the newest orders first, paged with an opaque keyset cursor
 //! (`next_page_token`), stable under concurrent inserts.
 //!
+//! Operations: `/readyz` on the HTTP listener fails while the database or the issuer's keys
+//! are unavailable and as soon as a shutdown begins (readiness first, then the listeners close
+//! after `ORDERS_SHUTDOWN_DELAY` and in-flight calls drain); every call runs in a span carrying
+//! the `x-request-id` and W3C `traceparent` it arrived with; calls are counted and timed by
+//! method and code (`orders_requests_total`, `orders_request_duration_seconds`).
+//! `orders-service migrate` applies the migrations and exits.
+//!
 //! The library exposes [`App`] so that tests (and the gateway's tests) start the real service
 //! in-process on port 0; `main.rs` is a thin shell around it.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,15 +1,18 @@
-use anyhow::Context as _;
-use orders_service::{App, Config};
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use orders_service::cli::{self, Cli};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     shared::telemetry::init("orders-service");
-    let config = Config::from_env().unwrap_or_else(|error| error.exit());
-    let app = App::build(config)
-        .await
-        .context("starting orders-service")?;
-    tracing::info!(grpc = %app.grpc_addr(), http = %app.http_addr(), "orders-service listening");
-    app.run(shared::shutdown::signal()).await?;
-    tracing::info!("orders-service stopped");
-    Ok(())
+    let cli = Cli::parse();
+    match cli::run(cli, shared::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "orders-service failed");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -9,7 +9,7 @@
 use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_server::OrderService;
 use shared::{Principal, Role, Scope};
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::domain::{NewOrder, OrderId, PageRequest, Status as OrderStatus};
 use crate::error::Error;
@@ -123,7 +123,7 @@ impl OrderService for OrdersRpc {
                 .map_err(Status::from),
             Err(status) => Err(status),
         };
-        finish("CreateOrder", result)
+        finish(result)
     }
 
     async fn get_order(
@@ -137,7 +137,7 @@ impl OrderService for OrdersRpc {
                 .map_err(Status::from),
             Err(status) => Err(status),
         };
-        finish("GetOrder", result)
+        finish(result)
     }
 
     async fn list_orders(
@@ -151,7 +151,7 @@ impl OrderService for OrdersRpc {
                 .map_err(Status::from),
             Err(status) => Err(status),
         };
-        finish("ListOrders", result)
+        finish(result)
     }
 
     async fn cancel_order(
@@ -165,40 +165,11 @@ impl OrderService for OrdersRpc {
                 .map_err(Status::from),
             Err(status) => Err(status),
         };
-        finish("CancelOrder", result)
+        finish(result)
     }
 }
 
-/// Counts the call in `orders_requests_total{rpc, code}` and wraps the answer.
-fn finish<T>(rpc: &'static str, result: Result<T, Status>) -> Result<Response<T>, Status> {
-    let code = match &result {
-        Ok(_) => Code::Ok,
-        Err(status) => status.code(),
-    };
-    metrics::counter!("orders_requests_total", "rpc" => rpc, "code" => code_name(code))
-        .increment(1);
+/// Wraps the answer (calls are counted and timed by [`shared::request_metrics::GrpcMetricsLayer`]).
+fn finish<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
     result.map(Response::new)
-}
-
-/// The canonical gRPC name of a code (a bounded set, safe as a metric label).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }

@@ -47,3 +47,47 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::E
 pub async fn ping(pool: &AnyPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
+
+/// How often [`report_pool_usage`] samples a pool by default: a few samples per scrape.
+pub const POOL_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Publishes the pool's usage every `interval`, for as long as the returned guard lives and the
+/// pool is open: `db_pool_connections{state="idle"|"in_use"}` (open connections) and
+/// `db_pool_max` (the configured ceiling). `in_use` at `db_pool_max` means requests are queueing
+/// for a connection.
+///
+/// Sampled rather than computed at scrape time because the `metrics` facade has no collection
+/// callback; one sample every few seconds costs nothing.
+pub fn report_pool_usage(pool: &AnyPool, interval: std::time::Duration) -> PoolReporter {
+    let pool = pool.clone();
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !pool.is_closed() {
+            ticks.tick().await;
+            record_pool_usage(&pool);
+        }
+    });
+    PoolReporter { task }
+}
+
+/// Records the pool's usage once (what [`report_pool_usage`] does on every tick).
+pub fn record_pool_usage(pool: &AnyPool) {
+    let open = pool.size();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(open);
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(open - idle));
+    metrics::gauge!("db_pool_max").set(f64::from(pool.options().get_max_connections()));
+}
+
+/// Stops the reporting of [`report_pool_usage`] when dropped.
+#[derive(Debug)]
+pub struct PoolReporter {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PoolReporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -123,6 +123,18 @@ pub fn with_bearer<T>(request: &mut tonic::Request<T>, token: &str) -> Result<()
     Ok(())
 }
 
+/// Attaches the caller's request id and `traceparent` (W3C Trace Context) to an outgoing call,
+/// so the callee continues the same trace ([`crate::trace`]).
+pub fn with_trace<T>(request: &mut tonic::Request<T>, context: &crate::trace::TraceContext) {
+    let metadata = request.metadata_mut();
+    if let Ok(id) = MetadataValue::try_from(context.request_id().as_str()) {
+        metadata.insert("x-request-id", id);
+    }
+    if let Ok(parent) = MetadataValue::try_from(context.traceparent().to_string()) {
+        metadata.insert("traceparent", parent);
+    }
+}
+
 /// A gRPC channel that balances calls across every address `url`'s host resolves to, and follows
 /// changes: the host is re-resolved every `refresh`.
 ///

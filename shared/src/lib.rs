@@ -11,6 +11,8 @@
 //! - [`authz`]: typed authorization from claims (`principal.require(Scope::OrdersWrite)?`).
 //! - [`http`] and [`grpc`]: the axum extractor and the tonic tower layer.
 //! - [`config`], [`telemetry`], [`db`], [`shutdown`]: the plumbing every binary shares.
+//! - [`trace`] and [`request_metrics`]: request ids and W3C trace context carried from hop to
+//!   hop, and request counts and latency histograms, as tower layers every server applies.
 
 pub mod authz;
 pub mod claims;
@@ -22,6 +24,7 @@ pub mod http;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+pub mod request_metrics;
 pub mod revocation;
 pub mod service_token;
 pub mod session;
@@ -29,6 +32,7 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod trace;
 pub mod verifier;
 
 pub use authz::{Principal, Role, Scope};

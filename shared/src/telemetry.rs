@@ -1,4 +1,11 @@
 //! Logs and metrics, set up the same way in every service.
+//!
+//! JSON log lines (`LOG_FORMAT=json`) carry the request's `request_id`, `trace_id` and
+//! `span_id` as top-level members ([`trace_fields`]); every histogram is exported as a
+//! Prometheus histogram with [`LATENCY_BUCKETS`], never as a summary, so that it aggregates
+//! across pods.
+
+pub mod trace_fields;
 
 use std::io::IsTerminal as _;
 use std::sync::OnceLock;
@@ -17,14 +24,7 @@ pub fn init(service: &'static str) {
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()
+        registry.with(json_layer(std::io::stderr)).try_init()
     } else {
         registry
             .with(
@@ -40,6 +40,33 @@ pub fn init(service: &'static str) {
     prometheus();
 }
 
+/// The JSON log format of `LOG_FORMAT=json`, writing to `writer`: one object per line, the
+/// event's fields under `fields`, its spans under `span` and `spans`, and the request's
+/// `request_id`, `trace_id` and `span_id` at the top level.
+pub fn json_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S> + Send + Sync + 'static
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer as _;
+    let format = tracing_subscriber::fmt::format()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true);
+    trace_fields::TraceFieldsLayer.and_then(
+        tracing_subscriber::fmt::layer()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(trace_fields::WithTraceFields(format))
+            .with_writer(writer),
+    )
+}
+
+/// Histogram buckets of every latency, in seconds: 1 ms to 10 s (the longest request timeout),
+/// about three per decade.
+pub const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// The process-wide Prometheus recorder, installed on first use.
 ///
 /// A global because the `metrics` facade is one by design: macros anywhere in the process
@@ -47,7 +74,10 @@ pub fn init(service: &'static str) {
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS)
+            .expect("BUG: LATENCY_BUCKETS is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics will be empty");

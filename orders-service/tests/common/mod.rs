@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use orders_service::{App, Config};
+use orders_service::{App, Config, RunError};
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use proto::orders::v1::{
     CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
@@ -14,6 +14,7 @@ use proto::orders::v1::{
 };
 use shared::config::VerifierConfig;
 use shared::testing::{JwksServer, TestIssuer};
+use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
@@ -57,7 +58,8 @@ pub struct Orders {
     channel: Channel,
     http: reqwest::Client,
     _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    running: tokio::sync::Mutex<Option<JoinHandle<Result<(), RunError>>>>,
 }
 
 /// Starts orders-service trusting `issuer`, and waits until it is ready.
@@ -73,17 +75,32 @@ pub async fn spawn_orders(issuer: &Issuer) -> Orders {
 /// Starts orders-service with this verifier configuration, without waiting for readiness.
 pub async fn spawn_orders_with(auth: VerifierConfig) -> Orders {
     let data = tempfile::tempdir().expect("temp dir");
-    let config = Config {
+    let config = test_config(
+        format!("sqlite://{}/orders.db", data.path().display()),
+        auth,
+    );
+    spawn_orders_config(config, data).await
+}
+
+/// The configuration tests start orders-service with: any free ports, no shutdown delay.
+pub fn test_config(database_url: String, auth: VerifierConfig) -> Config {
+    Config {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/orders.db", data.path().display()),
+        database_url,
+        shutdown_delay: Duration::ZERO,
         auth,
         ..Config::default()
-    };
+    }
+}
+
+/// Starts orders-service with `config` (keeping `data` alive as long as it runs), without
+/// waiting for readiness.
+pub async fn spawn_orders_config(config: Config, data: tempfile::TempDir) -> Orders {
     let app = App::build(config).await.expect("orders-service builds");
     let (grpc_addr, http_addr) = (app.grpc_addr(), app.http_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
+    let running = tokio::spawn(app.run(async move {
         let _ = stopped.await;
     }));
     let channel = Endpoint::from_shared(format!("http://{grpc_addr}"))
@@ -95,11 +112,25 @@ pub async fn spawn_orders_with(auth: VerifierConfig) -> Orders {
         channel,
         http: reqwest::Client::new(),
         _data: data,
-        _stop: stop,
+        stop: std::sync::Mutex::new(Some(stop)),
+        running: tokio::sync::Mutex::new(Some(running)),
     }
 }
 
 impl Orders {
+    /// Sends the shutdown signal (SIGTERM, in production).
+    pub fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits until the service has shut down, with what `App::run` returned.
+    pub async fn stopped(&self) -> Result<(), RunError> {
+        let running = self.running.lock().await.take().expect("awaited once");
+        running.await.expect("the service task ends")
+    }
+
     /// A caller presenting `token` (any string: valid, forged or garbage).
     pub fn with_token(&self, token: impl Into<String>) -> Caller {
         Caller {
@@ -202,6 +233,82 @@ impl Caller {
     }
 }
 
+/// A PostgreSQL database of its own for one test, when `TEST_DATABASE_URL` names a server where
+/// the user may create databases (`postgres://postgres@127.0.0.1:5432/test` in CI); dropped by
+/// [`PgDatabase::drop`].
+pub struct PgDatabase {
+    admin_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// `None`, with a note, when `TEST_DATABASE_URL` names no PostgreSQL server.
+    pub async fn create() -> Option<Self> {
+        let admin_url = match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if url.starts_with("postgres") => url,
+            _ => {
+                eprintln!("TEST_DATABASE_URL names no PostgreSQL server: PostgreSQL tests skipped");
+                return None;
+            }
+        };
+        let name = format!("orders_test_{}", uuid::Uuid::new_v4().simple());
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("TEST_DATABASE_URL has a database path");
+        let url = format!("{base}/{name}");
+        let db = Self {
+            admin_url,
+            name,
+            url,
+        };
+        db.admin(&format!("CREATE DATABASE {}", db.name)).await;
+        Some(db)
+    }
+
+    /// Runs one statement as the administrator, on the administration database.
+    pub async fn admin(&self, sql: &str) {
+        use sqlx::Executor as _;
+        let admin = shared::db::connect(&self.admin_url, 1)
+            .await
+            .expect("TEST_DATABASE_URL connects");
+        admin.execute(sql).await.expect(sql);
+        admin.close().await;
+    }
+
+    /// Cuts every connection to this database and refuses new ones, as an outage would.
+    pub async fn go_away(&self) {
+        self.admin(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            self.name
+        ))
+        .await;
+        self.admin(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            self.name
+        ))
+        .await;
+    }
+
+    /// Accepts connections again.
+    pub async fn come_back(&self) {
+        self.admin(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .await;
+    }
+
+    pub async fn drop(self) {
+        self.admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await;
+    }
+}
+
 /// Polls `condition` until it holds, failing the test after a deadline.
 pub async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
@@ -224,5 +331,87 @@ pub fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: tonic::C
     match result {
         Ok(value) => panic!("expected {code:?}, got Ok({value:?})"),
         Err(status) => assert_eq!(status.code(), code, "{status:?}"),
+    }
+}
+
+/// Log lines as `LOG_FORMAT=json` writes them, captured in memory per test. A `#[tokio::test]`
+/// runtime runs every task of its test on the test's thread, so one process-wide subscriber
+/// writes each line to the buffer of the thread that logged it. (Global rather than a scoped
+/// `set_default`: with scoped subscribers on parallel test threads, tracing's per-callsite
+/// interest cache can race and drop lines.)
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Stops capturing on this thread when dropped.
+pub struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|capture| capture.borrow_mut().take());
+    }
+}
+
+impl CapturedLogs {
+    /// Captures this thread's log lines until the guard is dropped.
+    pub fn install(&self) -> CaptureGuard {
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            use tracing_subscriber::layer::SubscriberExt as _;
+            let subscriber =
+                tracing_subscriber::registry().with(shared::telemetry::json_layer(ThreadWriter));
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+        });
+        CAPTURE.with(|capture| *capture.borrow_mut() = Some(self.0.clone()));
+        CaptureGuard
+    }
+
+    /// Every line so far, parsed.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .expect("UTF-8 logs")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+            .collect()
+    }
+
+    /// The lines whose message is `message`.
+    pub fn with_message(&self, message: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|line| line["fields"]["message"] == message)
+            .collect()
+    }
+}
+
+/// Writes to the capture buffer of the current thread, if any.
+pub struct ThreadWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadWriter {
+    type Writer = ThreadWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ThreadWriter
+    }
+}
+
+impl std::io::Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|capture| {
+            if let Some(buffer) = capture.borrow().as_ref() {
+                buffer.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

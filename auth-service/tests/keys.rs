@@ -15,13 +15,13 @@ use auth_service::config::KeyStoreKind;
 use auth_service::keys::{KeyState, RotationKind, SIGNING_KEY_FILE};
 use base64::Engine as _;
 use common::{
-    PgDatabase, TestAuth, database_url, eventually, keys_dir, spawn_auth, spawn_auth_with,
-    test_config,
+    TestAuth, database_url, eventually, keys_dir, spawn_auth, spawn_auth_with, test_config,
 };
 use proto::auth::v1::revocation_event::Target;
 use reqwest::StatusCode;
 use shared::jws::{Signer, UnverifiedJws};
 use shared::service_token::Secret;
+use shared::testing::PgDatabase;
 use shared::verifier::Policy;
 
 const PASSWORD: &str = "correct horse battery";
@@ -625,7 +625,7 @@ async fn two_replicas_sharing_a_key_directory_rotate_once() {
 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_database_rotate_once() {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("auth_test").await else {
         return;
     };
     let encryption_key = new_encryption_key();

@@ -8,8 +8,9 @@ mod common;
 use std::sync::Arc;
 
 use auth_service::users::{self, CreateUserError, NewUser};
-use common::{PgDatabase, TestAuth, expect_error, spawn_auth_with, test_config};
+use common::{TestAuth, expect_error, spawn_auth_with, test_config};
 use proto::auth::v1::revocation_event::Target;
+use shared::testing::PgDatabase;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -24,7 +25,7 @@ async fn spawn_on_postgres(db: &PgDatabase) -> TestAuth {
 
 #[tokio::test]
 async fn login_refresh_clients_and_sessions_on_postgres() {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("auth_test").await else {
         return;
     };
     let auth = spawn_on_postgres(&db).await;
@@ -102,7 +103,7 @@ async fn login_refresh_clients_and_sessions_on_postgres() {
 
 #[tokio::test]
 async fn of_two_concurrent_refreshes_exactly_one_wins_on_postgres() {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("auth_test").await else {
         return;
     };
     let auth = spawn_on_postgres(&db).await;

@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{PgDatabase, TestAuth, sid_of, spawn_auth_with, test_config, test_redis_url};
+use common::{TestAuth, sid_of, spawn_auth_with, test_config, test_redis_url};
+use shared::testing::PgDatabase;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -76,7 +77,7 @@ async fn with_postgres_and_redis_a_logout_at_one_replica_is_pushed_by_the_other(
     let Some(redis_url) = test_redis_url() else {
         return;
     };
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("auth_test").await else {
         return;
     };
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));

@@ -10,8 +10,9 @@ use auth_service::revocation::{Event, RedisFanout, RevocationLog, Target};
 use auth_service::sessions::{
     self, EndReason, NewSession, RedisStore, Session, SessionStore, SqlStore,
 };
-use common::{PgDatabase, eventually, test_redis_url};
+use common::{eventually, test_redis_url};
 use redis::AsyncCommands as _;
+use shared::testing::PgDatabase;
 use sqlx::AnyPool;
 use tempfile::TempDir;
 
@@ -39,7 +40,7 @@ impl Db {
     }
 
     async fn postgres() -> Option<Self> {
-        let pg = PgDatabase::create().await?;
+        let pg = PgDatabase::create("auth_test").await?;
         let pool = auth_service::db::connect_and_migrate(&pg.url, 10)
             .await
             .expect("database");

@@ -5,14 +5,15 @@
 
 mod common;
 
-use common::{Issuer, PgDatabase, READ_WRITE, eventually, spawn_orders_config, test_config};
+use common::{Issuer, READ_WRITE, eventually, spawn_orders_config, test_config};
 use orders_service::cli::{Cli, Command};
 use reqwest::StatusCode;
+use shared::testing::PgDatabase;
 use tonic::Code;
 
 #[tokio::test]
 async fn orders_are_served_from_postgres() {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("orders_test").await else {
         return;
     };
     let issuer = Issuer::start().await;
@@ -37,7 +38,7 @@ async fn orders_are_served_from_postgres() {
 
 #[tokio::test]
 async fn a_lost_database_makes_readyz_fail_until_it_is_back() {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("orders_test").await else {
         return;
     };
     let issuer = Issuer::start().await;
@@ -86,7 +87,7 @@ async fn a_lost_database_makes_readyz_fail_until_it_is_back() {
 
 #[tokio::test]
 async fn migrate_prepares_a_postgres_database_and_exits() {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgDatabase::create("orders_test").await else {
         return;
     };
     let config = test_config(db.url.clone(), Default::default());

@@ -4,7 +4,6 @@
 
 mod common;
 
-use common::PgDatabase;
 use orders_service::domain::{NewOrder, OrderId, PageRequest, Status};
 use orders_service::repo::{OrderRepository, Scope};
 use sqlx::AnyPool;
@@ -46,7 +45,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test]
                 async fn $scenario() {
-                    let Some(db) = super::PgDatabase::create().await else {
+                    let Some(db) = shared::testing::PgDatabase::create("orders_test").await else {
                         return;
                     };
                     let backend = super::open(&db.url).await;

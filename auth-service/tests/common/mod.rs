@@ -62,7 +62,8 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// The configuration of a test instance whose state lives in `dir`.
+/// The configuration of a test instance whose state lives in `dir`: any free ports, no shutdown
+/// delay.
 pub fn test_config(dir: &Path) -> Config {
     Config {
         http_addr: "127.0.0.1:0".parse().expect("address"),
@@ -71,6 +72,8 @@ pub fn test_config(dir: &Path) -> Config {
         keys_dir: keys_dir(dir),
         issuer: TEST_ISSUER.to_owned(),
         audience: TEST_AUDIENCE.to_owned(),
+        // Tests stop their servers at once; the readiness-first delay has tests of its own.
+        shutdown_delay: Duration::ZERO,
         ..Config::default()
     }
 }
@@ -443,56 +446,5 @@ where
         }
         assert!(start.elapsed() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A PostgreSQL database of its own for one test, on the server `TEST_DATABASE_URL` names (its
-/// user must be allowed to create databases); dropped by [`PgDatabase::drop`].
-pub struct PgDatabase {
-    admin_url: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    /// `None`, with a note, when `TEST_DATABASE_URL` names no PostgreSQL server.
-    pub async fn create() -> Option<Self> {
-        use sqlx::Executor as _;
-        let admin_url = match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if url.starts_with("postgres") => url,
-            _ => {
-                eprintln!("TEST_DATABASE_URL names no PostgreSQL server: PostgreSQL tests skipped");
-                return None;
-            }
-        };
-        let name = format!("auth_test_{}", uuid::Uuid::new_v4().simple());
-        let (base, _) = admin_url
-            .rsplit_once('/')
-            .expect("TEST_DATABASE_URL has a database path");
-        let url = format!("{base}/{name}");
-        let admin = shared::db::connect(&admin_url, 1)
-            .await
-            .expect("TEST_DATABASE_URL connects");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("test database created");
-        admin.close().await;
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    pub async fn drop(self) {
-        use sqlx::Executor as _;
-        let admin = shared::db::connect(&self.admin_url, 1)
-            .await
-            .expect("TEST_DATABASE_URL connects");
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await
-            .expect("test database dropped");
     }
 }

@@ -263,3 +263,6 @@ impl Drop for JwksServer {
 }
 
 pub mod attacks;
+mod postgres;
+
+pub use postgres::PgDatabase;

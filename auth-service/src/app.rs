@@ -1,5 +1,6 @@
 //! Start-up and serving: [`App::build`] prepares everything and binds both listeners;
-//! [`App::run`] serves until a shutdown future resolves, then drains.
+//! [`App::run`] serves until a shutdown future resolves, then shuts down readiness first and
+//! drains.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,24 +8,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
+use shared::db::POOL_REPORT_INTERVAL;
+use shared::request_metrics::GrpcMetricsLayer;
 use shared::session::SessionCheck;
+use shared::shutdown::{Drain, Lifecycle};
+use shared::trace::TraceContextLayer;
 use shared::verifier::{Keys, Policy, Verifier};
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
+use tower::ServiceBuilder;
 
 use crate::config::{Config, redact_url};
 use crate::db::{self, DbError};
-use crate::grpc::SessionChecker;
+use crate::grpc::{self, SessionChecker};
+use crate::http::client_addr::TrustedProxies;
 use crate::http::well_known::WellKnown;
 use crate::keys::{KeyManager, KeyStoreError};
 use crate::passwords::{PasswordError, Passwords};
 use crate::revocation::{RedisFanout, RevocationLog};
 use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
+use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
 
-/// How long in-flight requests may take to finish once shutdown starts.
+/// How long in-flight requests may take to finish once the listeners are closed (the grace of
+/// the shutdown, after `AUTH_SHUTDOWN_DELAY`); whatever is still running then is cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest time one RPC may take.
 pub const GRPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +58,12 @@ pub struct AppState {
     pub verifier: Verifier,
     /// `AUTH_MAX_SESSIONS_PER_USER`; 0 is unlimited.
     pub max_sessions_per_user: u32,
+    /// The service's shutdown phase: `/readyz` answers 503 once it is not serving.
+    pub lifecycle: Lifecycle,
+    /// Failed-login delays and locks, per account and client address (this replica's).
+    pub login_throttle: Arc<LoginThrottle>,
+    /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` names the client of a login.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -130,6 +145,8 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
     #[error("gRPC server failed: {0}")]
     Grpc(#[source] tonic::transport::Error),
+    #[error("server task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The revocation feed's intervals, from [`Config`].
@@ -148,6 +165,7 @@ pub struct App {
     grpc_listener: TcpListener,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    drain: Drain,
 }
 
 impl std::fmt::Debug for App {
@@ -200,6 +218,9 @@ impl App {
             )),
             session_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
             keys,
+            lifecycle: Lifecycle::new(),
+            login_throttle: Arc::new(LoginThrottle::from_config(&config)),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
         let http_listener = bind(config.http_addr).await?;
         let grpc_listener = bind(config.grpc_addr).await?;
@@ -214,6 +235,10 @@ impl App {
             },
             http_listener,
             grpc_listener,
+            drain: Drain {
+                delay: config.shutdown_delay,
+                grace: DRAIN_TIMEOUT,
+            },
         })
     }
 
@@ -237,80 +262,87 @@ impl App {
         self.state.keys.kid()
     }
 
-    /// Serves HTTP and gRPC until `shutdown` resolves, then stops accepting, ends the
-    /// `WatchRevocations` streams, lets in-flight requests finish (at most [`DRAIN_TIMEOUT`]) and
-    /// returns. The revocation feed's background tasks (tailer, pruner, Redis subscriber) and the
-    /// signing-key schedule run for as long.
+    /// The service's shutdown phase (what `/readyz` reports first).
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.state.lifecycle
+    }
+
+    /// Serves HTTP and gRPC until `shutdown` resolves, then shuts down readiness first:
+    /// `/readyz` answers 503 at once while both listeners (and the open `WatchRevocations`
+    /// streams) keep serving for `AUTH_SHUTDOWN_DELAY`; then the listeners close, the streams
+    /// end, and in-flight requests have up to [`DRAIN_TIMEOUT`] to finish. The revocation
+    /// feed's background tasks (tailer, pruner, Redis subscriber) and the signing-key schedule
+    /// run until the servers are done, so the streams get live events for as long as they last.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let lifecycle = self.state.lifecycle.clone();
+        let _pool_usage = shared::db::report_pool_usage(&self.state.pool, POOL_REPORT_INTERVAL);
+        let (stop_background, background_stop) = watch::channel(false);
+        let mut background = self.state.revocations.spawn_tasks(
+            background_stop.clone(),
+            self.feed.poll,
+            self.feed.prune,
+        );
+        background.push(self.state.keys.spawn(background_stop));
 
-        let mut background =
-            self.state
-                .revocations
-                .spawn_tasks(stop_rx.clone(), self.feed.poll, self.feed.prune);
-        background.push(self.state.keys.spawn(stop_rx.clone()));
         let router = crate::http::router(self.state.clone());
         let http = axum::serve(
             self.http_listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+        .with_graceful_shutdown(lifecycle.stopping())
+        .into_future();
 
-        let grpc = tonic::transport::Server::builder()
-            .timeout(GRPC_TIMEOUT)
+        // Outermost first: every call gets its trace context and is counted, whoever answers.
+        // The metrics layer is not given GRPC_TIMEOUT as the calls' deadline: a
+        // `WatchRevocations` stream outlives it by design, and would be counted as
+        // DEADLINE_EXCEEDED whenever its verifier goes away. CheckSession callers send their
+        // own `grpc-timeout`, which the layer reads.
+        let layers = ServiceBuilder::new()
+            .layer(TraceContextLayer::grpc())
+            .layer(GrpcMetricsLayer::new(grpc::GRPC_METRICS, grpc::RPC_METHODS))
             .layer(shared::grpc::RequireAuthLayer::new(
                 self.state.verifier.clone(),
             ))
+            .into_inner();
+        let grpc = tonic::transport::Server::builder()
+            .timeout(GRPC_TIMEOUT)
+            .http2_max_header_list_size(shared::grpc::MAX_METADATA_BYTES)
+            .layer(layers)
             .add_service(
                 SessionChecker::new(
                     self.state.sessions.clone(),
                     self.state.revocations.clone(),
                     self.feed.heartbeat,
-                    stop_rx.clone(),
+                    lifecycle.clone(),
                 )
                 .into_server(),
             )
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.grpc_listener),
-                stopped(stop_rx.clone()),
+                TcpIncoming::from(self.grpc_listener),
+                lifecycle.stopping(),
             );
 
-        let servers = async {
-            tokio::try_join!(async { http.await.map_err(ServeError::Http) }, async {
-                grpc.await.map_err(ServeError::Grpc)
-            },)
-            .map(|_| ())
-        };
-        let drain_deadline = async {
-            stopped(stop_rx.clone()).await;
-            tokio::time::sleep(DRAIN_TIMEOUT).await;
-        };
-        let result = tokio::select! {
-            result = servers => result,
-            () = drain_deadline => {
-                tracing::warn!(timeout = ?DRAIN_TIMEOUT, "drain deadline passed; dropping open connections");
-                Ok(())
-            }
-        };
-        // The servers may also have stopped on an error: stop the background tasks in any case.
+        let servers = vec![
+            tokio::spawn(async move { http.await.map_err(ServeError::Http) }),
+            tokio::spawn(async move { grpc.await.map_err(ServeError::Grpc) }),
+        ];
+        let result = shared::shutdown::serve(&lifecycle, shutdown, self.drain, servers).await;
+        // The servers are done (drained, or one failed): stop the background tasks, then let the
+        // database connections go.
+        let _ = stop_background.send(true);
         for task in background {
             task.abort();
         }
+        self.state.pool.close().await;
         result
     }
 }
 
 fn describe_metrics() {
+    crate::throttle::describe_metrics();
     metrics::describe_counter!(
         "auth_tokens_issued_total",
         "Access tokens issued by the token endpoint, by grant type"

@@ -1,9 +1,13 @@
-//! The command line: `serve` (the default) and the operator commands `user add`,
+//! The command line: `serve` (the default), `migrate`, and the operator commands `user add`,
 //! `user disable`, `user enable`, `client add` and `keys list|rotate|revoke`. The commands open
 //! (and if need be create and migrate) the same database and key store as the server, so they
 //! work on a fresh data directory and next to running servers, which pick up key changes at
 //! their next reload (`AUTH_KEY_RELOAD_INTERVAL`) or, for a revocation, from the revocation
 //! feed at once.
+//!
+//! `migrate` applies the database migrations to `DATABASE_URL` and exits, touching nothing else
+//! (no signing keys, no Redis): for a Kubernetes Job run before a rollout. The server applies
+//! them at start as well, under sqlx's migration lock, so running both is safe.
 
 use std::io::{Read, Write};
 
@@ -41,6 +45,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve HTTP and gRPC (the default when no command is given).
     Serve,
+    /// Apply the database migrations to `DATABASE_URL` and exit.
+    Migrate,
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -141,6 +147,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.config).await,
+        Command::Migrate => migrate(&cli.config, stdout).await,
         Command::User {
             command: UserCommand::Add(add),
         } => user_add(&cli.config, add, stdin, stdout).await,
@@ -167,6 +174,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     app.run(shared::shutdown::signal()).await?;
     tracing::info!("auth-service stopped");
+    Ok(())
+}
+
+async fn migrate(config: &Config, stdout: &mut impl Write) -> anyhow::Result<()> {
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    pool.close().await;
+    let migrations = db::MIGRATOR.iter().count();
+    tracing::info!(migrations, "database schema is up to date");
+    writeln!(
+        stdout,
+        "database schema is up to date ({migrations} migrations)"
+    )?;
     Ok(())
 }
 
@@ -451,6 +471,15 @@ mod tests {
                 })
             })
         ));
+    }
+
+    #[test]
+    fn migrate_is_a_command_that_takes_the_database_url() {
+        let cli =
+            Cli::try_parse_from(["auth-service", "migrate", "--database-url", "sqlite://x.db"])
+                .expect("parse");
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+        assert_eq!(cli.config.database_url, "sqlite://x.db");
     }
 
     #[test]

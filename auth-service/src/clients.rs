@@ -124,7 +124,9 @@ pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<Client>, LookupErro
 }
 
 /// Checks a client id and secret; `None` when either is wrong (indistinguishable, and an unknown
-/// id costs a dummy hash verification like a wrong secret does).
+/// id costs a dummy hash verification like a wrong secret does). The row is read on every call,
+/// so changes take effect at once; a secret Argon2 accepted for the current hash recently is not
+/// hashed again (see [`Passwords::verify_client_secret`]).
 pub async fn authenticate(
     pool: &AnyPool,
     passwords: &Passwords,
@@ -140,6 +142,8 @@ pub async fn authenticate(
         Some((client, hash)) => (Some(client), Some(hash)),
         None => (None, None),
     };
-    let matches = passwords.verify(hash.as_deref(), secret).await?;
+    let matches = passwords
+        .verify_client_secret(hash.as_deref(), secret)
+        .await?;
     Ok(client.filter(|_| matches))
 }

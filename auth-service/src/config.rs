@@ -12,6 +12,8 @@ use std::time::Duration;
 use clap::Args;
 use shared::service_token::Secret;
 
+use crate::http::client_addr::TrustedProxies;
+
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
@@ -33,6 +35,15 @@ pub const ENV_KEY_ENCRYPTION_KEY_FILE: &str = "AUTH_KEY_ENCRYPTION_KEY_FILE";
 pub const ENV_KEY_ROTATION_INTERVAL: &str = "AUTH_KEY_ROTATION_INTERVAL";
 pub const ENV_KEY_PREPUBLISH: &str = "AUTH_KEY_PREPUBLISH";
 pub const ENV_KEY_RELOAD_INTERVAL: &str = "AUTH_KEY_RELOAD_INTERVAL";
+pub const ENV_SHUTDOWN_DELAY: &str = "AUTH_SHUTDOWN_DELAY";
+pub const ENV_LOGIN_THROTTLE_AFTER: &str = "AUTH_LOGIN_THROTTLE_AFTER";
+pub const ENV_LOGIN_LOCK_AFTER: &str = "AUTH_LOGIN_LOCK_AFTER";
+pub const ENV_LOGIN_ADDRESS_THROTTLE_AFTER: &str = "AUTH_LOGIN_ADDRESS_THROTTLE_AFTER";
+pub const ENV_LOGIN_ADDRESS_LOCK_AFTER: &str = "AUTH_LOGIN_ADDRESS_LOCK_AFTER";
+pub const ENV_LOGIN_BASE_DELAY: &str = "AUTH_LOGIN_BASE_DELAY";
+pub const ENV_LOGIN_MAX_DELAY: &str = "AUTH_LOGIN_MAX_DELAY";
+pub const ENV_LOGIN_LOCK_DURATION: &str = "AUTH_LOGIN_LOCK_DURATION";
+pub const ENV_TRUSTED_PROXIES: &str = "AUTH_TRUSTED_PROXIES";
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -50,6 +61,14 @@ pub const DEFAULT_REVOCATION_POLL_INTERVAL: &str = "2s";
 pub const DEFAULT_REVOCATION_PRUNE_INTERVAL: &str = "1m";
 pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "30d";
 pub const DEFAULT_KEY_RELOAD_INTERVAL: &str = "10s";
+pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
+pub const DEFAULT_LOGIN_THROTTLE_AFTER: u32 = 5;
+pub const DEFAULT_LOGIN_LOCK_AFTER: u32 = 10;
+pub const DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER: u32 = 20;
+pub const DEFAULT_LOGIN_ADDRESS_LOCK_AFTER: u32 = 100;
+pub const DEFAULT_LOGIN_BASE_DELAY: &str = "1s";
+pub const DEFAULT_LOGIN_MAX_DELAY: &str = "30s";
+pub const DEFAULT_LOGIN_LOCK_DURATION: &str = "15m";
 
 /// Where the signing keys live (`AUTH_KEY_STORE`). See `docs/KEYS.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -176,6 +195,48 @@ pub struct Config {
     /// How often each replica re-reads the key set and runs the rotation schedule.
     #[arg(long, env = ENV_KEY_RELOAD_INTERVAL, default_value = DEFAULT_KEY_RELOAD_INTERVAL, value_parser = parse_positive_duration, global = true)]
     pub key_reload_interval: Duration,
+
+    /// How long to keep serving, reporting not ready, after a shutdown signal, so that
+    /// Kubernetes withdraws the endpoint (and verifiers re-resolve the headless gRPC Service)
+    /// before the listeners close. In-flight requests then have `DRAIN_TIMEOUT` (20 s) to finish.
+    #[arg(long, env = ENV_SHUTDOWN_DELAY, default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_delay: Duration,
+
+    /// Failed password logins of one account (by username, whether or not it exists) after which
+    /// each further attempt must wait a growing delay. 0: never delayed.
+    #[arg(long, env = ENV_LOGIN_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_THROTTLE_AFTER, global = true)]
+    pub login_throttle_after: u32,
+
+    /// Failed password logins of one account after which it is locked for
+    /// `AUTH_LOGIN_LOCK_DURATION`, the right password included. 0: never locked.
+    #[arg(long, env = ENV_LOGIN_LOCK_AFTER, default_value_t = DEFAULT_LOGIN_LOCK_AFTER, global = true)]
+    pub login_lock_after: u32,
+
+    /// As `AUTH_LOGIN_THROTTLE_AFTER`, for the failures from one client address (any username).
+    #[arg(long, env = ENV_LOGIN_ADDRESS_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER, global = true)]
+    pub login_address_throttle_after: u32,
+
+    /// As `AUTH_LOGIN_LOCK_AFTER`, for the failures from one client address (any username).
+    #[arg(long, env = ENV_LOGIN_ADDRESS_LOCK_AFTER, default_value_t = DEFAULT_LOGIN_ADDRESS_LOCK_AFTER, global = true)]
+    pub login_address_lock_after: u32,
+
+    /// The first login delay; it doubles with each further failure.
+    #[arg(long, env = ENV_LOGIN_BASE_DELAY, default_value = DEFAULT_LOGIN_BASE_DELAY, value_parser = parse_positive_duration, global = true)]
+    pub login_base_delay: Duration,
+
+    /// The longest login delay.
+    #[arg(long, env = ENV_LOGIN_MAX_DELAY, default_value = DEFAULT_LOGIN_MAX_DELAY, value_parser = parse_positive_duration, global = true)]
+    pub login_max_delay: Duration,
+
+    /// How long a login lock lasts; failures are also forgotten this long after the last one.
+    #[arg(long, env = ENV_LOGIN_LOCK_DURATION, default_value = DEFAULT_LOGIN_LOCK_DURATION, value_parser = parse_positive_duration, global = true)]
+    pub login_lock_duration: Duration,
+
+    /// Comma-separated addresses or networks (`10.0.0.0/8,fd00::/8`) of the reverse proxies
+    /// (the gateway) whose `X-Forwarded-For` names the client for login throttling. Empty: the
+    /// TCP peer is the client.
+    #[arg(long, env = ENV_TRUSTED_PROXIES, default_value = "", value_parser = TrustedProxies::parse, global = true)]
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// A humantime duration greater than zero (an interval of zero would spin).
@@ -230,6 +291,19 @@ impl Default for Config {
             key_prepublish: None,
             key_reload_interval: humantime::parse_duration(DEFAULT_KEY_RELOAD_INTERVAL)
                 .expect("BUG: DEFAULT_KEY_RELOAD_INTERVAL is a duration"),
+            shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
+                .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
+            login_throttle_after: DEFAULT_LOGIN_THROTTLE_AFTER,
+            login_lock_after: DEFAULT_LOGIN_LOCK_AFTER,
+            login_address_throttle_after: DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER,
+            login_address_lock_after: DEFAULT_LOGIN_ADDRESS_LOCK_AFTER,
+            login_base_delay: humantime::parse_duration(DEFAULT_LOGIN_BASE_DELAY)
+                .expect("BUG: DEFAULT_LOGIN_BASE_DELAY is a duration"),
+            login_max_delay: humantime::parse_duration(DEFAULT_LOGIN_MAX_DELAY)
+                .expect("BUG: DEFAULT_LOGIN_MAX_DELAY is a duration"),
+            login_lock_duration: humantime::parse_duration(DEFAULT_LOGIN_LOCK_DURATION)
+                .expect("BUG: DEFAULT_LOGIN_LOCK_DURATION is a duration"),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -258,6 +332,18 @@ impl fmt::Debug for Config {
             .field("key_rotation_interval", &self.key_rotation_interval)
             .field("key_prepublish", &self.key_prepublish)
             .field("key_reload_interval", &self.key_reload_interval)
+            .field("shutdown_delay", &self.shutdown_delay)
+            .field("login_throttle_after", &self.login_throttle_after)
+            .field("login_lock_after", &self.login_lock_after)
+            .field(
+                "login_address_throttle_after",
+                &self.login_address_throttle_after,
+            )
+            .field("login_address_lock_after", &self.login_address_lock_after)
+            .field("login_base_delay", &self.login_base_delay)
+            .field("login_max_delay", &self.login_max_delay)
+            .field("login_lock_duration", &self.login_lock_duration)
+            .field("trusted_proxies", &self.trusted_proxies.to_string())
             .finish()
     }
 }
@@ -347,6 +433,22 @@ mod tests {
         );
         assert_eq!(config.key_prepublish, None);
         assert_eq!(config.key_reload_interval, Duration::from_secs(10));
+        assert_eq!(config.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(
+            (config.login_throttle_after, config.login_lock_after),
+            (5, 10)
+        );
+        assert_eq!(
+            (
+                config.login_address_throttle_after,
+                config.login_address_lock_after
+            ),
+            (20, 100)
+        );
+        assert_eq!(config.login_base_delay, Duration::from_secs(1));
+        assert_eq!(config.login_max_delay, Duration::from_secs(30));
+        assert_eq!(config.login_lock_duration, Duration::from_secs(900));
+        assert!(config.trusted_proxies.is_empty());
     }
 
     #[test]
@@ -404,5 +506,36 @@ mod tests {
         assert!(!debug.contains("r3dis"), "{debug}");
         assert!(debug.contains("postgres://app:***@db:5432/auth?sslmode=require"));
         assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
+    }
+
+    #[test]
+    fn shutdown_delay_may_be_zero() {
+        let cli = Cli::try_parse_from(["auth-service", "--shutdown-delay", "0s"]).expect("parse");
+        assert_eq!(cli.config.shutdown_delay, Duration::ZERO);
+        assert!(Cli::try_parse_from(["auth-service", "--shutdown-delay", "soon"]).is_err());
+    }
+
+    #[test]
+    fn login_throttle_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "--login-lock-after",
+            "0",
+            "--login-lock-duration",
+            "2s",
+            "--trusted-proxies",
+            "10.0.0.0/8, fd00::/8",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.config.login_lock_after, 0);
+        assert_eq!(cli.config.login_lock_duration, Duration::from_secs(2));
+        assert_eq!(
+            cli.config.trusted_proxies.to_string(),
+            "10.0.0.0/8,fd00::/8"
+        );
+        let default = Cli::try_parse_from(["auth-service"]).expect("defaults parse");
+        assert!(default.config.trusted_proxies.is_empty());
+        assert!(Cli::try_parse_from(["auth-service", "--trusted-proxies", "gateway"]).is_err());
+        assert!(Cli::try_parse_from(["auth-service", "--login-base-delay", "0s"]).is_err());
     }
 }

@@ -15,14 +15,31 @@ use proto::auth::v1::{
     WatchRevocationsResponse,
 };
 use shared::Scope;
+use shared::request_metrics::MetricNames;
+use shared::shutdown::Lifecycle;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::revocation::{Event, PAGE, RevocationLog, stopped};
+use crate::revocation::{Event, PAGE, RevocationLog};
 use crate::sessions::SharedStore;
+
+/// The gRPC methods this service serves, the only values of the `rpc` metric label.
+pub const RPC_METHODS: &[&str] = &[
+    "/auth.v1.SessionService/CheckSession",
+    "/auth.v1.SessionService/WatchRevocations",
+];
+
+/// `auth_grpc_requests_total{rpc, code}` and `auth_grpc_request_duration_seconds{rpc, code}`,
+/// every call whoever answered it (the authentication layer's refusals included). A
+/// `WatchRevocations` stream is counted when it ends, with its whole life as its duration: `OK`
+/// when the server ends it (shutdown), `CANCELLED` when the verifier goes away.
+pub const GRPC_METRICS: MetricNames = MetricNames::new(
+    "auth_grpc_requests_total",
+    "auth_grpc_request_duration_seconds",
+);
 
 /// Longest `sid` looked up; ours are 22 characters.
 const MAX_SID_LEN: usize = 128;
@@ -35,9 +52,11 @@ pub struct SessionChecker {
     sessions: SharedStore,
     log: RevocationLog,
     heartbeat: Duration,
-    /// Turns true when the server shuts down: every stream then ends, so the drain never waits
-    /// on a stream that would never finish by itself.
-    stop: watch::Receiver<bool>,
+    /// The server's shutdown phase: every stream ends once the listeners close
+    /// ([`Lifecycle::stopping`]), so the drain never waits on a stream that would never finish
+    /// by itself. While the service only reports not ready (the shutdown delay), streams go on:
+    /// their verifiers keep receiving revocations until they reconnect elsewhere.
+    lifecycle: Lifecycle,
 }
 
 impl SessionChecker {
@@ -45,13 +64,13 @@ impl SessionChecker {
         sessions: SharedStore,
         log: RevocationLog,
         heartbeat: Duration,
-        stop: watch::Receiver<bool>,
+        lifecycle: Lifecycle,
     ) -> Self {
         Self {
             sessions,
             log,
             heartbeat,
-            stop,
+            lifecycle,
         }
     }
 
@@ -132,7 +151,7 @@ impl SessionService for SessionChecker {
             last: start,
             head_at_connect: head,
             heartbeat: self.heartbeat,
-            stop: self.stop.clone(),
+            lifecycle: self.lifecycle.clone(),
         };
         tokio::spawn(watch.run(live).instrument(tracing::Span::current()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -147,7 +166,7 @@ struct Watch {
     last: u64,
     head_at_connect: u64,
     heartbeat: Duration,
-    stop: watch::Receiver<bool>,
+    lifecycle: Lifecycle,
 }
 
 /// Why a stream ends other than by shutdown.
@@ -201,6 +220,9 @@ impl Watch {
 
     /// The backlog, a heartbeat, then live events and periodic heartbeats until shutdown.
     async fn serve(&mut self, mut live: broadcast::Receiver<Arc<Event>>) -> Result<(), End> {
+        // Subscribed before anything is sent, so a shutdown during the backlog is not missed.
+        let stopping = self.lifecycle.stopping();
+        tokio::pin!(stopping);
         self.catch_up().await?;
         // Every committed event up to the head read at connect was in the backlog query (read
         // after it), unless pruned.
@@ -209,12 +231,11 @@ impl Watch {
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut stop = self.stop.clone();
         let tx = self.tx.clone();
         loop {
             tokio::select! {
                 biased;
-                () = stopped(&mut stop) => return Ok(()),
+                () = &mut stopping => return Ok(()),
                 () = tx.closed() => return Err(End::Gone),
                 received = live.recv() => match received {
                     Ok(event) if event.sequence <= self.last => {}
@@ -277,5 +298,26 @@ impl Watch {
             }))
             .await
             .map_err(|_| End::Gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proto::auth::v1::session_service_server::SERVICE_NAME;
+
+    use super::RPC_METHODS;
+
+    #[test]
+    fn the_metric_methods_are_the_services_methods() {
+        for method in RPC_METHODS {
+            let name = method
+                .strip_prefix(&format!("/{SERVICE_NAME}/"))
+                .unwrap_or_else(|| panic!("{method} is not a method of {SERVICE_NAME}"));
+            assert!(
+                ["CheckSession", "WatchRevocations"].contains(&name),
+                "{method}"
+            );
+        }
+        assert_eq!(RPC_METHODS.len(), 2);
     }
 }

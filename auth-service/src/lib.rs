@@ -16,8 +16,24 @@
 //! - gRPC ([`grpc`]): `auth.v1.SessionService/CheckSession` for `stateful` verifiers and
 //!   `WatchRevocations` for `hybrid` ones.
 //! - [`App`] binds both listeners and serves them until a shutdown future resolves; the binary
-//!   (`main.rs`) adds the operator commands of [`cli`] (`user add|disable|enable`, `client add`,
-//!   `keys list|rotate|revoke`).
+//!   (`main.rs`) adds the operator commands of [`cli`] (`migrate`, `user add|disable|enable`,
+//!   `client add`, `keys list|rotate|revoke`).
+//!
+//! Operations, as in the other services (the building blocks are in `shared`):
+//!
+//! - **Readiness-first shutdown** ([`shared::shutdown::serve`]): on SIGTERM `/readyz` answers 503
+//!   at once while both listeners and the open `WatchRevocations` streams keep serving for
+//!   `AUTH_SHUTDOWN_DELAY` (Kubernetes withdraws the endpoint meanwhile); then the listeners
+//!   close, the streams end by themselves, and in-flight requests have [`app::DRAIN_TIMEOUT`].
+//!   `/readyz` also fails while the database or the session store does not answer, and recovers
+//!   by itself when they are back.
+//! - **Trace context**: every HTTP request and gRPC call runs in a span carrying its
+//!   `x-request-id` and W3C `traceparent` ([`shared::trace::TraceContextLayer`]); the answer
+//!   carries the request id.
+//! - **Metrics**: `auth_http_requests_total{method, route, status}` and
+//!   `auth_grpc_requests_total{rpc, code}` with their latency histograms
+//!   (`auth_http_request_duration_seconds`, `auth_grpc_request_duration_seconds`), and the
+//!   database pool's usage (`db_pool_connections`, `db_pool_max`).
 //!
 //! Decisions worth knowing:
 //!
@@ -34,6 +50,12 @@
 //!   PostgreSQL alike ([`refresh_tokens::begin_rotation`]).
 //! - `auth-service client add` prints only the secret on stdout (scriptable); the explanation
 //!   goes to stderr.
+//! - **Login throttling** ([`throttle`]): failed password logins are counted per account (the
+//!   normalised username, existing or not) and per client address (the TCP peer, or the last
+//!   `X-Forwarded-For` entry of a peer in `AUTH_TRUSTED_PROXIES`). Past a threshold each attempt
+//!   waits a doubling delay, past another the key is locked; refused attempts check no password
+//!   and get 429 with `Retry-After` (code `invalid_grant`), the same for every username. A
+//!   success clears the account's count. In memory, bounded, per replica.
 //!
 //! Sessions and revocation:
 //!
@@ -72,7 +94,8 @@
 //!   then live events (skipping any at or below what it sent, re-reading the table on a gap or
 //!   when it lags) and a heartbeat every `AUTH_REVOCATION_HEARTBEAT`; a heartbeat's
 //!   `head_sequence` is only sent once every retained event up to it has been sent. Streams end
-//!   when the server shuts down, so the drain never waits for them.
+//!   when the server closes its listeners (after `AUTH_SHUTDOWN_DELAY`), so the drain never
+//!   waits for them.
 //! - **The session API is for users**: a token without `sid` (a service token) gets 403 there.
 //!   `DELETE /v1/sessions/{sid}` answers 404 for another user's session, as for an unknown one.
 //!   Admin routes take any token with role `admin` (a user's or an admin client's).
@@ -139,6 +162,7 @@ pub mod refresh_tokens;
 pub mod revocation;
 pub mod scope;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 

@@ -3,13 +3,32 @@
 //! Argon2 is deliberately slow and memory hungry (19 MiB per hash with the crate defaults), so
 //! it runs on the blocking pool behind a semaphore: a burst of logins queues instead of
 //! exhausting memory or starving the async workers.
+//!
+//! Client secrets, unlike passwords, are 256-bit random values presented on every
+//! `client_credentials` request by services that ask for a token again and again; Argon2 on each
+//! of them caps token issuance far below what signing allows (issue 7). So a client secret that
+//! Argon2 accepted is remembered for a short while ([`Passwords::verify_client_secret`]).
+//! Passwords are never remembered: every login attempt pays Argon2, as the login throttle
+//! expects.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Argon2, password_hash};
+use aws_lc_rs::hmac;
 use tokio::sync::Semaphore;
+
+/// Client secrets remembered as verified, at most. Every registered client takes one entry per
+/// secret in use (a wrong secret never takes one), so this covers far more clients than a
+/// platform registers; beyond it the least used are verified with Argon2 again.
+pub const CLIENT_SECRET_CACHE_CAPACITY: u64 = 1024;
+
+/// How long a verified client secret is remembered. Nothing needs it to be short for
+/// correctness (a changed secret hash misses at once, see [`VerifiedSecrets`]); it bounds how
+/// long the memory of a secret outlives its use.
+pub const CLIENT_SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// A password or client secret in memory. Its `Debug` never shows the value.
 #[derive(Clone, PartialEq, Eq)]
@@ -56,6 +75,7 @@ pub struct Passwords {
     /// that "unknown" and "wrong secret" cost the same time.
     dummy_hash: Arc<str>,
     permits: Arc<Semaphore>,
+    verified_secrets: Arc<VerifiedSecrets>,
 }
 
 impl fmt::Debug for Passwords {
@@ -76,6 +96,10 @@ impl Passwords {
         Ok(Self {
             dummy_hash: dummy_hash.into(),
             permits,
+            verified_secrets: Arc::new(VerifiedSecrets::new(
+                CLIENT_SECRET_CACHE_CAPACITY,
+                CLIENT_SECRET_CACHE_TTL,
+            )),
         })
     }
 
@@ -112,6 +136,97 @@ impl Passwords {
     }
 }
 
+impl Passwords {
+    /// [`Passwords::verify`] for a client secret, remembering for [`CLIENT_SECRET_CACHE_TTL`]
+    /// the pairs of stored hash and secret that Argon2 accepted, so a client asking for tokens
+    /// again and again pays Argon2 once a minute instead of on every request.
+    ///
+    /// Only a match is remembered: a wrong secret is verified with Argon2 every time, at the
+    /// same cost as before. The caller reads `stored` from the database on every request, so a
+    /// client whose secret changed (a new hash) or that is gone (`None`) is never answered from
+    /// memory, whichever process or replica changed it.
+    pub async fn verify_client_secret(
+        &self,
+        stored: Option<&str>,
+        candidate: &SecretString,
+    ) -> Result<bool, PasswordError> {
+        let Some(stored_hash) = stored else {
+            return self.verify(None, candidate).await;
+        };
+        let entry = self.verified_secrets.entry(stored_hash, candidate);
+        if self.verified_secrets.contains(&entry) {
+            return Ok(true);
+        }
+        let matches = self.verify(stored, candidate).await?;
+        if matches {
+            self.verified_secrets.insert(entry);
+        }
+        Ok(matches)
+    }
+
+    /// Client secrets remembered as verified now (for tests and diagnostics).
+    pub fn remembered_client_secrets(&self) -> u64 {
+        self.verified_secrets.len()
+    }
+}
+
+/// The memory of [`Passwords::verify_client_secret`]: which (stored hash, presented secret)
+/// pairs Argon2 accepted, bounded in size and time.
+///
+/// An entry is `HMAC-SHA256(key, len(stored) || stored || secret)` with a random key made at
+/// start that never leaves the process: neither the secret nor anything that could be checked
+/// against it without the key is kept, and entries are useless to another process. Keying by
+/// the stored hash (random salt, unique per client and per secret) rather than by client id
+/// means nothing has to be invalidated: a rotated secret, or a client removed and added again,
+/// has another stored hash and so misses, in this process and in every replica, whoever changed
+/// the row (the CLI, another replica, an operator's SQL).
+struct VerifiedSecrets {
+    key: hmac::Key,
+    entries: moka::sync::Cache<[u8; 32], ()>,
+}
+
+impl VerifiedSecrets {
+    fn new(capacity: u64, ttl: Duration) -> Self {
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut key).expect("BUG: the system random generator failed");
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &key),
+            entries: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    fn entry(&self, stored_hash: &str, secret: &SecretString) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.key);
+        // Length-prefixed, so no other (stored, secret) split gives the same input.
+        context.update(
+            &u64::try_from(stored_hash.len())
+                .unwrap_or(u64::MAX)
+                .to_be_bytes(),
+        );
+        context.update(stored_hash.as_bytes());
+        context.update(secret.expose().as_bytes());
+        let mut entry = [0u8; 32];
+        entry.copy_from_slice(context.sign().as_ref());
+        entry
+    }
+
+    fn contains(&self, entry: &[u8; 32]) -> bool {
+        self.entries.contains_key(entry)
+    }
+
+    fn insert(&self, entry: [u8; 32]) {
+        self.entries.insert(entry, ());
+    }
+
+    fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+}
+
 async fn hash_blocking(permits: &Semaphore, secret: SecretString) -> Result<String, PasswordError> {
     let _permit = permits.acquire().await.map_err(|_| PasswordError::Closed)?;
     tokio::task::spawn_blocking(move || {
@@ -145,6 +260,82 @@ mod tests {
         let wrong = SecretString::new("wrong");
         assert!(!passwords.verify(Some(&hash), &wrong).await.expect("verify"));
         assert!(!passwords.verify(None, &secret).await.expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn only_accepted_client_secrets_are_remembered_and_only_for_their_hash() {
+        let passwords = Passwords::new().await.expect("hasher");
+        let secret = SecretString::new(crate::crypto::random_secret());
+        let hash = passwords.hash(&secret).await.expect("hash");
+        let wrong = SecretString::new("wrong");
+
+        assert!(
+            !passwords
+                .verify_client_secret(Some(&hash), &wrong)
+                .await
+                .unwrap()
+        );
+        assert!(!passwords.verify_client_secret(None, &secret).await.unwrap());
+        assert_eq!(
+            passwords.remembered_client_secrets(),
+            0,
+            "no failure is kept"
+        );
+
+        for _ in 0..2 {
+            assert!(
+                passwords
+                    .verify_client_secret(Some(&hash), &secret)
+                    .await
+                    .unwrap()
+            );
+        }
+        assert_eq!(passwords.remembered_client_secrets(), 1);
+        assert!(
+            !passwords
+                .verify_client_secret(Some(&hash), &wrong)
+                .await
+                .unwrap(),
+            "a remembered secret lets no other secret through"
+        );
+
+        // The secret rotated: the row holds the hash of another secret. The old secret is
+        // checked against the new hash (and fails) although it is remembered for the old one.
+        let rotated = passwords
+            .hash(&SecretString::new(crate::crypto::random_secret()))
+            .await
+            .expect("hash");
+        assert!(
+            !passwords
+                .verify_client_secret(Some(&rotated), &secret)
+                .await
+                .unwrap()
+        );
+        // The client removed: no hash, no memory consulted.
+        assert!(!passwords.verify_client_secret(None, &secret).await.unwrap());
+    }
+
+    #[test]
+    fn remembered_secrets_expire_and_are_keyed_by_hash_and_secret() {
+        let memory = VerifiedSecrets::new(10, Duration::from_millis(50));
+        let secret = SecretString::new("s");
+        let entry = memory.entry("$argon2id$a", &secret);
+        assert_ne!(entry, memory.entry("$argon2id$b", &secret));
+        assert_ne!(entry, memory.entry("$argon2id$a", &SecretString::new("t")));
+        // The split between hash and secret is part of the input.
+        assert_ne!(
+            memory.entry("ab", &SecretString::new("c")),
+            memory.entry("a", &SecretString::new("bc"))
+        );
+        assert_ne!(
+            entry,
+            VerifiedSecrets::new(10, Duration::from_secs(1)).entry("$argon2id$a", &secret),
+            "the key is random per process"
+        );
+        memory.insert(entry);
+        assert!(memory.contains(&entry));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!memory.contains(&entry));
     }
 
     #[test]

@@ -240,3 +240,105 @@ async fn user_disable_next_to_a_running_server_ends_its_sessions_and_tells_watch
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("no user"), "{}", stderr(&unknown));
 }
+
+/// Runs `auth-service migrate` against `database_url`, with nothing else configured.
+async fn migrate(database_url: &str, keys_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_auth-service"))
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("AUTH_KEYS_DIR", keys_dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("auth-service runs")
+}
+
+/// The schema is complete: every embedded migration applied, the tables there and empty, and
+/// no signing key made (`migrate` touches nothing but the schema).
+async fn assert_migrated(database_url: &str) {
+    let pool = shared::db::connect(database_url, 1)
+        .await
+        .expect("connects");
+    let (applied,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_one(&pool)
+            .await
+            .expect("the migrations table exists");
+    let embedded = auth_service::db::MIGRATOR.iter().count();
+    assert_eq!(usize::try_from(applied).unwrap(), embedded);
+    for table in [
+        "users",
+        "clients",
+        "sessions",
+        "revocation_events",
+        "signing_keys",
+    ] {
+        let (rows,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("table {table}: {e}"));
+        assert_eq!(rows, 0, "{table}");
+    }
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn migrate_prepares_a_fresh_sqlite_database_and_exits() {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    // In a directory that does not exist yet, as on a fresh volume.
+    let url = format!("sqlite://{}/fresh/auth.db", dir.path().display());
+    let keys = keys_dir(dir.path());
+    for _ in 0..2 {
+        // Twice: the second run finds nothing to do.
+        let output = migrate(&url, &keys).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stdout(&output).contains("database schema is up to date"),
+            "{}",
+            stdout(&output)
+        );
+    }
+    assert_migrated(&url).await;
+    assert!(!keys.exists(), "migrate made no signing key");
+
+    // A server starts on the migrated database.
+    let config = auth_service::Config {
+        database_url: url,
+        ..test_config(dir.path())
+    };
+    let auth = spawn_auth_with(config, dir).await;
+    auth.create_user("frank", "a-long-password", "user", "")
+        .await;
+    auth.login("frank", "a-long-password").await;
+    auth.stop().await;
+}
+
+#[tokio::test]
+async fn migrate_prepares_a_postgres_database_and_exits() {
+    let Some(db) = shared::testing::PgDatabase::create("auth_test").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for _ in 0..2 {
+        let output = migrate(&db.url, &keys_dir(dir.path())).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    assert_migrated(&db.url).await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_migration_failure_is_an_error_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = migrate("nonsense://nowhere", &keys_dir(dir.path())).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot connect to the database"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+}

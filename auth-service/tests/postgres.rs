@@ -1,14 +1,17 @@
-//! The same store on PostgreSQL. Runs when `TEST_DATABASE_URL` names a server where the user may
-//! create databases (e.g. `postgres://postgres@127.0.0.1:5432/test`); each test gets a database
-//! of its own, dropped at the end. Without the variable these tests pass without doing anything
-//! (and say so), so a machine without PostgreSQL still runs the rest of the suite.
+//! The same store on PostgreSQL, and readiness through a database outage. Runs when
+//! `TEST_DATABASE_URL` names a server where the user may create databases (e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`); each test gets a database of its own, dropped at
+//! the end. Without the variable these tests pass without doing anything (and say so), so a
+//! machine without PostgreSQL still runs the rest of the suite.
 
 mod common;
 
 use std::sync::Arc;
 
 use auth_service::users::{self, CreateUserError, NewUser};
-use common::{TestAuth, expect_error, spawn_auth_with, test_config};
+use std::time::Duration;
+
+use common::{TestAuth, eventually, expect_error, spawn_auth_with, test_config};
 use proto::auth::v1::revocation_event::Target;
 use shared::testing::PgDatabase;
 
@@ -124,6 +127,68 @@ async fn of_two_concurrent_refreshes_exactly_one_wins_on_postgres() {
         statuses.sort_unstable();
         assert_eq!(statuses, [200, 400]);
     }
+    auth.stop().await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn a_lost_database_makes_readyz_fail_until_it_is_back() {
+    let Some(db) = PgDatabase::create("auth_test").await else {
+        return;
+    };
+    let auth = spawn_on_postgres(&db).await;
+    auth.create_user("alice", PASSWORD, "user", "orders:read")
+        .await;
+    let (status, body) = auth.readyz().await;
+    assert_eq!(status, 200, "{body}");
+    auth.login("alice", PASSWORD).await;
+
+    // Every connection cut, new ones refused.
+    db.go_away().await;
+    eventually(
+        "readyz reports the database down",
+        Duration::from_secs(10),
+        || async {
+            let (status, body) = auth.readyz().await;
+            status == 503 && body["checks"]["database"] == false
+        },
+    )
+    .await;
+    // Logins fail as the server's fault, with the RFC 6749 body, not as a crash.
+    let (status, body) = expect_error(
+        auth.post_token(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (500, Some("server_error"))
+    );
+    assert_eq!(
+        auth.http
+            .get(auth.url("/healthz"))
+            .send()
+            .await
+            .expect("sent")
+            .status(),
+        200,
+        "alive, only not ready: no restart wanted"
+    );
+
+    // No restart: the pool reconnects on its own.
+    db.come_back().await;
+    eventually(
+        "auth-service ready again",
+        Duration::from_secs(10),
+        || async { auth.readyz().await.0 == 200 },
+    )
+    .await;
+    auth.login("alice", PASSWORD).await;
+
     auth.stop().await;
     db.drop().await;
 }

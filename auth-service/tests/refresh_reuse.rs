@@ -163,3 +163,46 @@ async fn there_is_no_grace_window_after_a_rotation() {
             .await
     );
 }
+
+/// Refreshes of many sessions at once, more than the pool has connections: none may wait for a
+/// connection while holding another (a rotation used to ask the SQL session store for a second
+/// connection inside its write transaction, so a full pool stalled until SQLite's busy timeout
+/// and answered 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_beyond_the_pool_size_all_succeed() {
+    const SESSIONS: usize = 8;
+    const ROUNDS: usize = 4;
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
+    let config = auth_service::Config {
+        database_max_connections: 2,
+        ..common::test_config(dir.path())
+    };
+    let auth = std::sync::Arc::new(common::spawn_auth_with(config, dir).await);
+    auth.create_user("alice", PASSWORD, "user", "orders:read")
+        .await;
+    let mut refresh_tokens = Vec::new();
+    for _ in 0..SESSIONS {
+        let login = auth.login("alice", PASSWORD).await;
+        refresh_tokens.push(login.refresh_token.expect("refresh token"));
+    }
+    let chains: Vec<_> = refresh_tokens
+        .into_iter()
+        .map(|mut token| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let started = std::time::Instant::now();
+                    let response = auth
+                        .post_token(&[("grant_type", "refresh_token"), ("refresh_token", &token)])
+                        .await;
+                    assert_eq!(response.status(), 200, "after {:?}", started.elapsed());
+                    let body: serde_json::Value = response.json().await.expect("json");
+                    token = body["refresh_token"].as_str().expect("rotated").to_owned();
+                }
+            })
+        })
+        .collect();
+    for chain in chains {
+        chain.await.expect("every refresh chain succeeds");
+    }
+}

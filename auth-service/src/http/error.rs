@@ -2,9 +2,11 @@
 //! endpoints (RFC 6749 §5.2, also used by RFC 7009 revocation and RFC 7662 introspection),
 //! [`ApiError`] for the `/v1` session and administration API.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::header::{CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
@@ -30,6 +32,11 @@ pub enum TokenError {
     },
     #[error("invalid_grant: {0}")]
     InvalidGrant(&'static str),
+    /// A password login refused unchecked by the login throttle: 429 with `Retry-After`, the
+    /// code `invalid_grant` (RFC 6749 has none for this) and one description for every account,
+    /// existing or not.
+    #[error("invalid_grant: login throttled")]
+    LoginThrottled { retry_after: Duration },
     #[error("unauthorized_client: {0}")]
     UnauthorizedClient(&'static str),
     #[error("unsupported_grant_type")]
@@ -55,7 +62,7 @@ impl TokenError {
         match self {
             Self::InvalidRequest(_) | Self::BodyTooLarge => "invalid_request",
             Self::InvalidClient { .. } => "invalid_client",
-            Self::InvalidGrant(_) => "invalid_grant",
+            Self::InvalidGrant(_) | Self::LoginThrottled { .. } => "invalid_grant",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope(_) => "invalid_scope",
@@ -68,6 +75,7 @@ impl TokenError {
         match self {
             Self::InvalidClient { .. } => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::LoginThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -81,6 +89,7 @@ impl TokenError {
             | Self::InvalidScope(d) => d,
             Self::InvalidClient { description, .. } => description,
             Self::BodyTooLarge => "request body too large",
+            Self::LoginThrottled { .. } => "too many failed logins: try again later",
             Self::UnsupportedGrantType => {
                 "grant_type must be password, refresh_token or client_credentials"
             }
@@ -90,6 +99,13 @@ impl TokenError {
             Self::Internal(_) => "the server could not handle the request",
         }
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up, at least 1: a client retrying after the header
+/// says is never early.
+fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 #[derive(Serialize)]
@@ -126,6 +142,12 @@ impl IntoResponse for TokenError {
             response
                 .headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+        }
+        if let Self::LoginThrottled { retry_after } = self {
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(retry_after)),
+            );
         }
         no_store(&mut response);
         response
@@ -181,5 +203,29 @@ impl IntoResponse for ApiError {
             .into_response();
         no_store(&mut response);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+        assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
+        assert_eq!(retry_after_secs(Duration::from_millis(2001)), 3);
+    }
+
+    #[test]
+    fn a_throttled_login_is_a_429_with_retry_after_in_the_rfc6749_shape() {
+        let response = TokenError::LoginThrottled {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "2");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
     }
 }

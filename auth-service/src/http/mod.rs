@@ -1,6 +1,7 @@
 //! The HTTP interface: one module per concern, merged into one [`router`].
 
 pub mod admin;
+pub mod client_addr;
 pub mod error;
 pub mod form;
 pub mod health;
@@ -12,14 +13,15 @@ pub mod well_known;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use shared::request_metrics::{HttpMetricsLayer, MetricNames};
+use shared::trace::TraceContextLayer;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
 
@@ -28,7 +30,18 @@ pub const MAX_BODY_BYTES: usize = token::TOKEN_BODY_LIMIT;
 /// Longest time a request may take, password hashing included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Every HTTP route of the issuer, with tracing, a body limit and a request timeout.
+/// `auth_http_requests_total{method, route, status}` and
+/// `auth_http_request_duration_seconds{method, route, status}` (a histogram), recorded by
+/// [`HttpMetricsLayer`] for every route of [`router`]. The route is the matched template
+/// (`/v1/sessions/{sid}`), never the raw path. `http` in the name keeps them apart from the
+/// gRPC series ([`crate::grpc::GRPC_METRICS`]), whose labels differ.
+pub const HTTP_METRICS: MetricNames = MetricNames::new(
+    "auth_http_requests_total",
+    "auth_http_request_duration_seconds",
+);
+
+/// Every HTTP route of the issuer, with the trace context and request id of each request, its
+/// metrics, a body limit and a request timeout.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(token::router())
@@ -39,16 +52,12 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .layer(
             ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                        // The matched route, never the raw URI: a query string could carry secrets.
-                        let route = request
-                            .extensions()
-                            .get::<MatchedPath>()
-                            .map_or("unmatched", MatchedPath::as_str);
-                        tracing::info_span!("http", method = %request.method(), route)
-                    }),
-                )
+                // Accepts or makes x-request-id and traceparent, runs the request in a span
+                // that names the matched route (never the raw URI: a query string could carry
+                // secrets) and answers with x-request-id.
+                .layer(TraceContextLayer::http())
+                // Outside the timeout and the body limit, so their answers (408, 413) count.
+                .layer(HttpMetricsLayer::new(HTTP_METRICS))
                 .layer(middleware::from_fn(token_errors_in_rfc6749_shape))
                 .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
                 .layer(TimeoutLayer::with_status_code(

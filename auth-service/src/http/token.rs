@@ -2,6 +2,7 @@
 
 use std::error::Error as _;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -21,6 +22,7 @@ use crate::passwords::SecretString;
 use crate::refresh_tokens::{self, RotateError};
 use crate::scope::ScopeSet;
 use crate::sessions::{self, EndReason, NewSession};
+use crate::throttle::Attempt;
 use crate::tokens::Grant;
 use crate::users::{self, Login};
 use crate::{db, tokens};
@@ -170,7 +172,15 @@ async fn handle(
     let credentials = client_credentials(&parts.headers, &form)?;
     let response = match grant {
         GrantType::Password => {
-            password_grant(state, &form, &credentials, ClientMeta::from_parts(&parts)).await?
+            let client_ip = state.trusted_proxies.client_ip_of(&parts);
+            password_grant(
+                state,
+                &form,
+                &credentials,
+                ClientMeta::from_parts(&parts),
+                client_ip,
+            )
+            .await?
         }
         GrantType::RefreshToken => refresh_grant(state, &form, &credentials).await?,
         GrantType::ClientCredentials => {
@@ -252,6 +262,7 @@ async fn password_grant(
     form: &Form,
     credentials: &ClientCredentials,
     meta: ClientMeta,
+    client_ip: Option<IpAddr>,
 ) -> Result<TokenResponse, TokenError> {
     let username = form
         .get("username")
@@ -263,16 +274,32 @@ async fn password_grant(
     let requested = requested_scope(form)?;
     let client = authenticate_client(state, credentials).await?;
 
+    // Before the password is looked at: a throttled attempt checks nothing (the right password
+    // is refused too) and is answered alike for every username, existing or not.
+    let attempt = state
+        .login_throttle
+        .begin(username, client_ip, Instant::now())
+        .map_err(|refused| TokenError::LoginThrottled {
+            retry_after: refused.retry_after,
+        })?;
+    // An error here drops `attempt`: counted neither as a failure nor as a success.
     let user = match users::authenticate(&state.pool, &state.passwords, username, &password)
         .await
         .map_err(TokenError::internal)?
     {
-        Login::Valid(user) => user,
+        Login::Valid(user) => {
+            state.login_throttle.succeeded(username, attempt);
+            user
+        }
         Login::Disabled(user) => {
             tracing::info!(user_id = %user.id, "login of a disabled user refused");
+            login_failed(state, attempt, username).await;
             return Err(TokenError::InvalidGrant(BAD_CREDENTIALS));
         }
-        Login::Invalid => return Err(TokenError::InvalidGrant(BAD_CREDENTIALS)),
+        Login::Invalid => {
+            login_failed(state, attempt, username).await;
+            return Err(TokenError::InvalidGrant(BAD_CREDENTIALS));
+        }
     };
 
     // No `scope`: everything the user has, now and at every refresh (stored as NULL).
@@ -316,6 +343,39 @@ async fn password_grant(
         )
         .map_err(TokenError::internal)?;
     Ok(TokenResponse::new(access, Some(refresh_token)))
+}
+
+/// Records a failed password check with the throttle. A lock it starts is an audit event: the
+/// account is named by its user id like in every other log line (never by the username, which
+/// may be a mistyped password), and only if such a user exists; the address is the client's.
+async fn login_failed(state: &AppState, attempt: Attempt, username: &str) {
+    let locked = attempt.failed(Instant::now());
+    if let Some(failures) = locked.account {
+        // Looked up for unknown usernames too, so a lock takes as long either way.
+        let user_id = users::find_by_username(&state.pool, username)
+            .await
+            .ok()
+            .flatten()
+            .map(|user| user.id);
+        tracing::warn!(
+            audit = "login_locked",
+            scope = "account",
+            user_id = user_id.as_deref(),
+            failures,
+            locked_for = ?locked.duration,
+            "password logins of an account locked after repeated failures"
+        );
+    }
+    if let Some((client_ip, failures)) = locked.address {
+        tracing::warn!(
+            audit = "login_locked",
+            scope = "address",
+            %client_ip,
+            failures,
+            locked_for = ?locked.duration,
+            "password logins from a client address locked after repeated failures"
+        );
+    }
 }
 
 /// Records the session of a login (family row and first refresh token, then the store), applies
@@ -395,18 +455,8 @@ async fn refresh_grant(
         }
         Err(RotateError::Lookup(e)) => return Err(TokenError::internal(e)),
     };
-    // The store is the authority on the session (with Redis, the SQL row does not know of its
-    // end).
-    let active = state
-        .sessions
-        .is_active(&rotation.session.id)
-        .await
-        .map_err(TokenError::internal)?;
-    if !active {
-        tracing::info!("refresh token of an ended session refused");
-        return Err(TokenError::InvalidGrant(BAD_REFRESH_TOKEN));
-    }
     // A token issued to an authenticated client is only refreshed by that client (RFC 6749 §6).
+    // Refused before the commit, so the token stays usable by its client.
     if rotation.session.client_id.as_deref() != client.as_ref().map(|c| c.id.as_str()) {
         return Err(TokenError::InvalidGrant(
             "the refresh token was issued to another client",
@@ -428,21 +478,36 @@ async fn refresh_grant(
         }
         None => allowed,
     };
+    let sid = rotation.session.id.clone();
+    let grant = Grant {
+        subject: rotation.user.id.clone(),
+        scope,
+        roles: rotation.user.roles.clone(),
+        sid: Some(sid.clone()),
+        client_id: rotation.session.client_id.clone(),
+    };
+    // The store is the authority on the session (with Redis, the SQL row does not know of its
+    // end); the SQL store's answer is the row `begin_rotation` read in its transaction. Asked
+    // before the commit, so that of two concurrent uses of one token the winner still gets its
+    // tokens before the loser's reuse ends the session.
+    if !state.sessions.sql_rows_are_authoritative() {
+        let active = state
+            .sessions
+            .is_active(&sid)
+            .await
+            .map_err(TokenError::internal)?;
+        if !active {
+            tracing::info!("refresh token of an ended session refused");
+            return Err(TokenError::InvalidGrant(BAD_REFRESH_TOKEN));
+        }
+    }
+    // Signed after the commit: the rotation holds a write transaction (on SQLite, the
+    // database's write lock) that every other refresh waits for.
+    let refresh_token = rotation.commit().await.map_err(TokenError::internal)?;
     let access = state
         .tokens
-        .issue(
-            Grant {
-                subject: rotation.user.id.clone(),
-                scope,
-                roles: rotation.user.roles.clone(),
-                sid: Some(rotation.session.id.clone()),
-                client_id: rotation.session.client_id.clone(),
-            },
-            now,
-        )
+        .issue(grant, now)
         .map_err(TokenError::internal)?;
-    let sid = rotation.session.id.clone();
-    let refresh_token = rotation.commit().await.map_err(TokenError::internal)?;
     // The rotation is committed: the client must get its new token even if this fails.
     if let Err(error) = state.sessions.touch(&sid, now).await {
         tracing::warn!(%error, "cannot record the session's last refresh");

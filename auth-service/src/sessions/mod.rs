@@ -197,6 +197,14 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Whether the session is active.
     fn is_active<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Whether the SQL `sessions` rows are this store's whole truth about which sessions are
+    /// active. A refresh rotation reads its session's row inside its own transaction; when this
+    /// holds, that read is the store's answer and asking [`SessionStore::is_active`] as well
+    /// would only take a second pooled connection while the transaction holds the first.
+    fn sql_rows_are_authoritative(&self) -> bool {
+        false
+    }
+
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 

@@ -205,6 +205,10 @@ impl SessionStore for SqlStore {
         })
     }
 
+    fn sql_rows_are_authoritative(&self) -> bool {
+        true
+    }
+
     fn backend(&self) -> &'static str {
         "sql"
     }

@@ -301,6 +301,26 @@ impl TestAuth {
         Watcher { stream }
     }
 
+    /// Sends the shutdown signal (SIGTERM, in production) without waiting for the drain;
+    /// [`TestAuth::stop`] then waits for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// `GET /readyz`: the status and the JSON body.
+    pub async fn readyz(&self) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self
+            .http
+            .get(self.url("/readyz"))
+            .send()
+            .await
+            .expect("readyz answers");
+        let status = response.status();
+        (status, response.json().await.expect("readyz body is JSON"))
+    }
+
     /// Stops the service and waits until it has drained.
     pub async fn stop(mut self) {
         if let Some(shutdown) = self.shutdown.take() {

@@ -96,6 +96,8 @@ impl Stack {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             redis_url: options.redis_url.clone(),
+            // `stop_auth` is an outage: no readiness-first delay before the listeners close.
+            shutdown_delay: Duration::ZERO,
             ..auth_service::Config::default()
         };
         let auth = auth_service::App::build(auth_config.clone())

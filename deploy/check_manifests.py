@@ -41,6 +41,13 @@ ADDR_PORTS = {
 # *_SHUTDOWN_GRACE); *_SHUTDOWN_DELAY (serving, not ready, after SIGTERM) comes before it.
 DRAIN_SECONDS = 20
 
+# Settings and cargo features of benchmark builds only (issue 7's auth-off baseline): token
+# verification switched off. Never in a manifest, never in the image (the Dockerfile builds the
+# services without features, and a build without the feature refuses the setting at start).
+BENCHMARK_ONLY_ENV = {"AUTH_INSECURE_SKIP_VERIFY"}
+BENCHMARK_ONLY_FEATURE = "bench-auth-off"
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+
 problems: list[str] = []
 
 
@@ -131,6 +138,8 @@ def check_render(name: str, docs: list[dict], env_names: dict[str, set[str]]) ->
                 env[item["name"]] = "<secret>"
             else:
                 env[item["name"]] = item.get("value", "")
+        for var in sorted(set(env) & BENCHMARK_ONLY_ENV):
+            problem(f"{where}: sets {var}, a benchmark-only setting that must never reach a deployment")
         for var in sorted(set(env) - env_names[service]):
             problem(f"{where}: sets {var}, which {service} does not read (a typo, or a setting of another service)")
 
@@ -233,7 +242,7 @@ def metric_names_in(expr: str) -> set[str]:
         "and", "or", "unless", "offset", "histogram_quantile", "label_values", "on", "ignoring",
         "group_left", "group_right", "bool", "topk", "bottomk", "clamp_min", "clamp_max",
         "namespace", "job", "pod", "outcome", "status", "code", "route", "grant", "error",
-        "reason", "kind", "mode", "quantile", "le", "rpc", "method", "state",
+        "reason", "kind", "mode", "quantile", "le", "rpc", "method", "state", "scope", "action",
     }
     return {w for w in words - promql if not w.startswith("__")}
 
@@ -261,6 +270,19 @@ def check_monitoring(metrics: set[str]) -> None:
             problem(f"deploy/monitoring: the dashboard has no panel about {topic!r}")
 
 
+def check_dockerfile() -> None:
+    """The image is built without cargo features, so never with the benchmark-only one."""
+    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
+    text = "\n".join(lines)
+    if "cargo build" not in text:
+        problem(f"{DOCKERFILE.relative_to(ROOT)}: no `cargo build` found: the Dockerfile moved?")
+    for word in (BENCHMARK_ONLY_FEATURE, "--features", "--all-features", "-F ", *BENCHMARK_ONLY_ENV):
+        if word in text:
+            problem(f"{DOCKERFILE.relative_to(ROOT)}: mentions {word.strip()!r}: the image must be "
+                    f"built without cargo features (the benchmark-only {BENCHMARK_ONLY_FEATURE!r} "
+                    "switches token verification off)")
+
+
 def main() -> int:
     render_dir = Path(sys.argv[1])
     env_names = {service: declared_env(service) for service in SERVICES}
@@ -273,6 +295,7 @@ def main() -> int:
     if len(metrics) < 10:
         problem(f"found only {sorted(metrics)} as exported metrics: the Rust sources moved?")
     check_monitoring(metrics)
+    check_dockerfile()
     for message in problems:
         print(message, file=sys.stderr)
     return 1 if problems else 0

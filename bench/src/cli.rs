@@ -14,13 +14,19 @@ pub const DEFAULT_REVOCATIONS: u32 = 200;
 pub const QUICK_DURATION: Duration = Duration::from_secs(1);
 pub const QUICK_WARMUP: Duration = Duration::from_millis(500);
 pub const QUICK_REVOCATIONS: u32 = 20;
+/// Enough requests in flight to keep auth-service busy on a few cores.
+pub const DEFAULT_ISSUANCE_CONNECTIONS: usize = 8;
+/// How long `openssl speed` runs each of sign and verify (`-seconds`), and with `--quick`.
+pub const OPENSSL_SECONDS: Duration = Duration::from_secs(3);
+pub const QUICK_OPENSSL_SECONDS: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "loadgen",
     version,
     about = "Load benchmark of the token platform: starts the real stack once per verifier mode and \
-             measures throughput, latency, revocation delay and session-store load.",
+             measures throughput, latency, memory, revocation delay, session-store load and token \
+             issuance.",
     long_about = "Load benchmark of the token platform.\n\n\
         For each selected mode, loadgen starts auth-service, orders-service and gateway as child \
         processes (the release binaries next to itself, or --bin-dir), each in a fresh temporary \
@@ -28,16 +34,25 @@ pub const QUICK_REVOCATIONS: u32 = 20;
         auth-service CLI, runs the scenarios and stops the stack again (also on Ctrl-C).\n\n\
         The report (a Markdown table) goes to standard output; progress goes to standard error. \
         Every scenario of one invocation runs on the same machine with the same connection count; \
-        with --repeat N the table shows the median of the N runs."
+        with --repeat N the table shows the median of the N runs.\n\n\
+        Mode `off` (the auth-off baseline of the targets) needs service binaries built with the \
+        benchmark-only feature:\n\n    cargo build --release -p auth-service -p orders-service \
+        -p gateway -p bench --features gateway/bench-auth-off,orders-service/bench-auth-off\n\n\
+        Without it the services refuse AUTH_INSECURE_SKIP_VERIFY, and the mode is reported as \
+        skipped."
 )]
 pub struct Args {
-    /// Verifier modes to run, comma separated. Default: stateless, stateful, stateful-redis
-    /// (only when a Redis URL is given) and hybrid.
+    /// Verifier modes to run, comma separated. Default: all: off, stateless,
+    /// stateless-nocache, stateful, stateful-redis (only when a Redis URL is given) and hybrid.
+    /// `off` is skipped, with a note saying how to build for it, when the service binaries lack
+    /// the benchmark-only feature.
     #[arg(long, value_enum, value_delimiter = ',')]
     pub modes: Vec<Mode>,
 
-    /// Scenarios to run, comma separated. Default: all. `store-load` counts session lookups
-    /// during the throughput run, so selecting it runs the throughput load too.
+    /// Scenarios to run, comma separated. Default: all. `store-load` and `memory` are taken
+    /// during the throughput run, so selecting either runs the throughput load too. `issuance`
+    /// runs once per repeat on a stack of its own (POST /oauth/token at auth-service, and
+    /// `openssl speed rsa2048` for reference).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
 
@@ -47,7 +62,8 @@ pub struct Args {
     pub transports: Vec<Transport>,
 
     /// Concurrent connections of the throughput load, each with one request in flight
-    /// (HTTP/1.1 keep-alive at the gateway; one HTTP/2 connection each at orders-service).
+    /// (HTTP/1.1 keep-alive at the gateway; one HTTP/2 connection each at orders-service). The
+    /// memory target is stated for 256.
     #[arg(long, default_value_t = DEFAULT_CONNECTIONS)]
     pub connections: usize,
 
@@ -69,6 +85,11 @@ pub struct Args {
     /// (`stateless` accepts the token until it expires).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub revocation_deadline: Duration,
+
+    /// Concurrent connections of the issuance scenario (HTTP/1.1 keep-alive at auth-service,
+    /// one token request in flight each).
+    #[arg(long, default_value_t = DEFAULT_ISSUANCE_CONNECTIONS)]
+    pub issuance_connections: usize,
 
     /// Logged-in sessions the throughput load spreads its requests over.
     #[arg(long, default_value_t = 8)]
@@ -112,8 +133,15 @@ pub struct Args {
 /// A verifier configuration under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 pub enum Mode {
+    /// Authentication switched off (`AUTH_INSECURE_SKIP_VERIFY=true` on both verifiers, which
+    /// only binaries built with the benchmark-only feature `bench-auth-off` accept): the
+    /// baseline the targets compare the authenticated route with.
+    Off,
     /// `AUTH_MODE=stateless`: signature and claims only.
     Stateless,
+    /// `stateless` without the verified-token cache (`AUTH_TOKEN_CACHE_SIZE=0`): every request
+    /// pays an RSA verification at each verifier.
+    StatelessNocache,
     /// `AUTH_MODE=stateful`, sessions asked of the issuer over gRPC (`CheckSession`).
     Stateful,
     /// `AUTH_MODE=stateful` with `REDIS_URL`: sessions read from Redis (`EXISTS`).
@@ -123,8 +151,10 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [
+    pub const ALL: [Mode; 6] = [
+        Mode::Off,
         Mode::Stateless,
+        Mode::StatelessNocache,
         Mode::Stateful,
         Mode::StatefulRedis,
         Mode::Hybrid,
@@ -133,7 +163,7 @@ impl Mode {
     /// The value of `AUTH_MODE`.
     pub const fn auth_mode(self) -> &'static str {
         match self {
-            Mode::Stateless => "stateless",
+            Mode::Off | Mode::Stateless | Mode::StatelessNocache => "stateless",
             Mode::Stateful | Mode::StatefulRedis => "stateful",
             Mode::Hybrid => "hybrid",
         }
@@ -143,10 +173,27 @@ impl Mode {
         matches!(self, Mode::StatefulRedis)
     }
 
+    /// What both verifiers get besides `AUTH_MODE` to be in this mode.
+    pub const fn verifier_env(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Mode::Off => &[(SKIP_VERIFY_ENV, "true")],
+            Mode::StatelessNocache => &[("AUTH_TOKEN_CACHE_SIZE", "0")],
+            Mode::Stateless | Mode::Stateful | Mode::StatefulRedis | Mode::Hybrid => &[],
+        }
+    }
+
+    /// Whether revocation delay means anything here: not without authentication, and the
+    /// cache makes no difference to it (`stateless` shows what stateless does).
+    pub const fn measures_revocation(self) -> bool {
+        !matches!(self, Mode::Off | Mode::StatelessNocache)
+    }
+
     /// The name in the report.
     pub const fn label(self) -> &'static str {
         match self {
+            Mode::Off => "auth off",
             Mode::Stateless => "stateless",
+            Mode::StatelessNocache => "stateless, no cache",
             Mode::Stateful => "stateful",
             Mode::StatefulRedis => "stateful+Redis",
             Mode::Hybrid => "hybrid",
@@ -154,12 +201,24 @@ impl Mode {
     }
 }
 
+/// The verifiers' benchmark-only setting that switches token verification off.
+pub const SKIP_VERIFY_ENV: &str = "AUTH_INSECURE_SKIP_VERIFY";
+
+/// How to build service binaries that accept [`SKIP_VERIFY_ENV`] (mode `off`). Never deploy
+/// what it builds.
+pub const AUTH_OFF_BUILD_COMMAND: &str = "cargo build --release -p auth-service -p orders-service \
+     -p gateway -p bench --features gateway/bench-auth-off,orders-service/bench-auth-off";
+
 /// A measurement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     Throughput,
     Revocation,
     StoreLoad,
+    /// Resident memory of each service, idle and at its peak during the throughput load.
+    Memory,
+    /// Token issuance at auth-service (`client_credentials`, `refresh_token`).
+    Issuance,
 }
 
 /// Where the throughput load goes.
@@ -186,7 +245,12 @@ pub struct Settings {
     pub modes: Vec<Mode>,
     pub throughput: bool,
     pub store_load: bool,
+    pub memory: bool,
     pub revocation: bool,
+    pub issuance: bool,
+    pub issuance_connections: usize,
+    /// `-seconds` of `openssl speed`.
+    pub openssl_seconds: Duration,
     pub transports: Vec<Transport>,
     pub connections: usize,
     pub duration: Duration,
@@ -204,8 +268,14 @@ pub struct Settings {
 
 impl Settings {
     pub fn resolve(args: Args) -> anyhow::Result<Self> {
-        if args.connections == 0 || args.sessions == 0 || args.repeat == 0 {
-            bail!("--connections, --sessions and --repeat must be at least 1");
+        if args.connections == 0
+            || args.sessions == 0
+            || args.repeat == 0
+            || args.issuance_connections == 0
+        {
+            bail!(
+                "--connections, --issuance-connections, --sessions and --repeat must be at least 1"
+            );
         }
         let redis_url = args.redis_url.filter(|url| !url.is_empty());
         let modes = if args.modes.is_empty() {
@@ -225,6 +295,7 @@ impl Settings {
         let all = args.scenarios.is_empty();
         let has = |scenario| all || args.scenarios.contains(&scenario);
         let store_load = has(Scenario::StoreLoad);
+        let memory = has(Scenario::Memory);
         let mut transports = if args.transports.is_empty() {
             vec![Transport::Http, Transport::Grpc]
         } else {
@@ -232,10 +303,20 @@ impl Settings {
         };
         transports.sort();
         transports.dedup();
-        let (duration, warmup, revocations) = if args.quick {
-            (QUICK_DURATION, QUICK_WARMUP, QUICK_REVOCATIONS)
+        let (duration, warmup, revocations, openssl_seconds) = if args.quick {
+            (
+                QUICK_DURATION,
+                QUICK_WARMUP,
+                QUICK_REVOCATIONS,
+                QUICK_OPENSSL_SECONDS,
+            )
         } else {
-            (DEFAULT_DURATION, DEFAULT_WARMUP, DEFAULT_REVOCATIONS)
+            (
+                DEFAULT_DURATION,
+                DEFAULT_WARMUP,
+                DEFAULT_REVOCATIONS,
+                OPENSSL_SECONDS,
+            )
         };
         let duration = args.duration.unwrap_or(duration);
         if duration.is_zero() {
@@ -243,9 +324,13 @@ impl Settings {
         }
         Ok(Self {
             modes,
-            throughput: has(Scenario::Throughput) || store_load,
+            throughput: has(Scenario::Throughput) || store_load || memory,
             store_load,
+            memory,
             revocation: has(Scenario::Revocation),
+            issuance: has(Scenario::Issuance),
+            issuance_connections: args.issuance_connections,
+            openssl_seconds,
             transports,
             connections: args.connections,
             duration,
@@ -320,8 +405,19 @@ mod tests {
     #[test]
     fn defaults_run_everything_except_redis_without_a_url() {
         let s = settings(&["--redis-url", ""]).unwrap();
-        assert_eq!(s.modes, [Mode::Stateless, Mode::Stateful, Mode::Hybrid]);
-        assert!(s.throughput && s.revocation && s.store_load);
+        assert_eq!(
+            s.modes,
+            [
+                Mode::Off,
+                Mode::Stateless,
+                Mode::StatelessNocache,
+                Mode::Stateful,
+                Mode::Hybrid
+            ]
+        );
+        assert!(s.throughput && s.revocation && s.store_load && s.memory && s.issuance);
+        assert_eq!(s.issuance_connections, DEFAULT_ISSUANCE_CONNECTIONS);
+        assert_eq!(s.openssl_seconds, OPENSSL_SECONDS);
         assert_eq!(s.transports, [Transport::Http, Transport::Grpc]);
         assert_eq!(s.duration, DEFAULT_DURATION);
         assert_eq!(s.warmup, DEFAULT_WARMUP);
@@ -338,13 +434,19 @@ mod tests {
         assert_eq!(s.duration, QUICK_DURATION);
         assert_eq!(s.warmup, QUICK_WARMUP);
         assert_eq!(s.revocations, 5);
+        assert_eq!(s.openssl_seconds, QUICK_OPENSSL_SECONDS);
     }
 
     #[test]
     fn selections() {
         let s = settings(&["--modes", "hybrid,stateless", "--scenarios", "revocation"]).unwrap();
         assert_eq!(s.modes, [Mode::Stateless, Mode::Hybrid]);
-        assert!(s.revocation && !s.throughput && !s.store_load);
+        assert!(s.revocation && !s.throughput && !s.store_load && !s.memory && !s.issuance);
+        let s = settings(&["--modes", "off,stateless-nocache", "--scenarios", "memory"]).unwrap();
+        assert_eq!(s.modes, [Mode::Off, Mode::StatelessNocache]);
+        assert!(s.throughput && s.memory && !s.store_load && !s.revocation && !s.issuance);
+        let s = settings(&["--scenarios", "issuance"]).unwrap();
+        assert!(s.issuance && !s.throughput && !s.revocation);
         let s = settings(&["--scenarios", "store-load", "--transports", "grpc"]).unwrap();
         assert!(s.throughput && s.store_load && !s.revocation);
         assert_eq!(s.transports, [Transport::Grpc]);
@@ -367,6 +469,24 @@ mod tests {
         );
         assert!(settings(&["--verifier-env", "novalue"]).is_err());
         assert!(settings(&["--verifier-env", "=x"]).is_err());
+    }
+
+    #[test]
+    fn modes_set_up_their_verifiers() {
+        assert_eq!(Mode::Off.auth_mode(), "stateless");
+        assert_eq!(
+            Mode::Off.verifier_env(),
+            [("AUTH_INSECURE_SKIP_VERIFY", "true")]
+        );
+        assert_eq!(
+            Mode::StatelessNocache.verifier_env(),
+            [("AUTH_TOKEN_CACHE_SIZE", "0")]
+        );
+        assert!(Mode::Hybrid.verifier_env().is_empty());
+        assert!(!Mode::Off.measures_revocation() && !Mode::StatelessNocache.measures_revocation());
+        assert!(Mode::Stateless.measures_revocation());
+        assert!(AUTH_OFF_BUILD_COMMAND.contains("gateway/bench-auth-off"));
+        assert!(AUTH_OFF_BUILD_COMMAND.contains("orders-service/bench-auth-off"));
     }
 
     #[test]

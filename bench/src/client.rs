@@ -186,6 +186,26 @@ impl Api {
 
     /// Password grant: a new session; returns its access token.
     pub async fn login(&mut self, username: &str, password: &str) -> anyhow::Result<String> {
+        json_string(
+            &self.password_grant(username, password).await?,
+            "access_token",
+        )
+    }
+
+    /// Password grant: a new session; returns its refresh token.
+    pub async fn login_for_refresh(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<String> {
+        json_string(
+            &self.password_grant(username, password).await?,
+            "refresh_token",
+        )
+    }
+
+    /// `POST /oauth/token` with `grant_type=password`; returns the response body.
+    async fn password_grant(&mut self, username: &str, password: &str) -> anyhow::Result<Bytes> {
         let form = form_encode(&[
             ("grant_type", "password"),
             ("username", username),
@@ -207,7 +227,7 @@ impl Api {
                 String::from_utf8_lossy(&response.body)
             );
         }
-        json_string(&response.body, "access_token")
+        Ok(response.body)
     }
 
     /// `POST /v1/orders`; returns the new order's id.
@@ -259,7 +279,8 @@ impl Api {
     }
 }
 
-fn json_string(body: &[u8], field: &str) -> anyhow::Result<String> {
+/// The string member `field` of a JSON object.
+pub fn json_string(body: &[u8], field: &str) -> anyhow::Result<String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).context("the response is not JSON")?;
     value

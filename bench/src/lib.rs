@@ -4,24 +4,33 @@
 //! few sessions, and measures:
 //!
 //! - throughput and latency of an authenticated `GET /v1/orders/{id}` through the gateway and of
-//!   `GetOrder` directly at orders-service ([`load`]),
+//!   `GetOrder` directly at orders-service ([`load`]), also with authentication switched off
+//!   (mode `off`, benchmark builds only) as the baseline,
 //! - session-store load: lookups per request, counted at the issuer and in Redis ([`store`]),
+//! - resident memory of each service, idle and at its peak under the load ([`memory`]),
 //! - revocation delay: logout to first refusal at each verifier ([`revocation`]),
 //!
-//! then prints a Markdown report ([`report`]). Timing is never part of the test suite; the unit
+//! and, on a stack of its own, token issuance at auth-service against `openssl speed`
+//! ([`issuance`]); then prints a Markdown report ([`report`]) that ends with the verdict on
+//! each target of issue 7 ([`targets`]). Timing is never part of the test suite; the unit
 //! tests here cover the pure parts (statistics, parsing, formatting).
 
 pub mod cli;
 pub mod client;
 pub mod cpu;
+pub mod cpubench;
+pub mod issuance;
 pub mod load;
 pub mod machine;
+pub mod memory;
+pub mod openssl;
 pub mod progress;
 pub mod report;
 pub mod revocation;
 pub mod stack;
 pub mod stats;
 pub mod store;
+pub mod targets;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -29,12 +38,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 
-use crate::cli::{Mode, Settings, Transport};
+use crate::cli::{AUTH_OFF_BUILD_COMMAND, Mode, SKIP_VERIFY_ENV, Settings, Transport};
 use crate::client::{Api, bearer_metadata, get_order, grpc_channel};
+use crate::issuance::{Grant, GrantRun, IssuanceRun};
 use crate::load::{Running, Target};
 use crate::progress::Progress;
-use crate::report::{Context, ModeRun, TransportRun};
-use crate::stack::{Binaries, Stack, StackOptions, USERNAME};
+use crate::report::{Context, ModeRun, Results, TransportRun};
+use crate::stack::{Binaries, CLIENT_ID, Stack, StackOptions, USERNAME};
 use crate::store::{Snapshot, Sources, StoreLoad};
 
 /// Share of the CPUs (percent) other processes may use for the machine to count as idle.
@@ -68,29 +78,78 @@ pub async fn run(settings: Settings, command: String) -> anyhow::Result<Outcome>
         started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     let progress = Progress::start();
-    let mut runs = Vec::new();
-    let mut failures = Vec::new();
+    let mut results = Results::default();
+    let measures_modes = settings.throughput || settings.revocation;
     for repeat in 1..=settings.repeat {
-        for &mode in &settings.modes {
-            let label = if settings.repeat > 1 {
-                format!("{} {repeat}/{}", mode.label(), settings.repeat)
+        let numbered = |name: &str| {
+            if settings.repeat > 1 {
+                format!("{name} {repeat}/{}", settings.repeat)
             } else {
-                mode.label().to_owned()
-            };
+                name.to_owned()
+            }
+        };
+        for &mode in settings.modes.iter().filter(|_| measures_modes) {
+            if results.skipped.contains_key(&mode) {
+                continue;
+            }
+            let label = numbered(mode.label());
             match run_mode(mode, &label, &settings, &binaries, &progress).await {
-                Ok(run) => runs.push(run),
+                Ok(run) => results.runs.push(run),
                 Err(error) => {
+                    if let Some(skipped) = error.downcast_ref::<ModeSkipped>() {
+                        progress.note(&format!("{label}: skipped: {skipped}"));
+                        results.skipped.insert(mode, skipped.to_string());
+                        continue;
+                    }
                     let failure = format!("mode {label} failed: {error:#}");
                     progress.note(&failure);
-                    failures.push(failure);
+                    results.failures.push(failure);
+                }
+            }
+        }
+        if settings.issuance {
+            let label = numbered("issuance");
+            match run_issuance(&label, &settings, &binaries, &progress).await {
+                Ok(run) => results.issuance.push(run),
+                Err(error) => {
+                    let failure = format!("{label} failed: {error:#}");
+                    progress.note(&failure);
+                    results.failures.push(failure);
                 }
             }
         }
     }
     Ok(Outcome {
-        report: report::render(&context, &settings, &runs, &failures),
-        failed: !failures.is_empty(),
+        report: report::render(&context, &settings, &results),
+        failed: !results.failures.is_empty(),
     })
+}
+
+/// A mode these service binaries cannot run: `off` without the benchmark-only feature.
+#[derive(Debug)]
+struct ModeSkipped(String);
+
+impl std::fmt::Display for ModeSkipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ModeSkipped {}
+
+/// Whether a failed start of mode `off` is the services refusing [`SKIP_VERIFY_ENV`] because
+/// they were built without the benchmark-only feature (their error names it).
+fn lacks_auth_off_feature(mode: Mode, start_error: &anyhow::Error) -> bool {
+    mode == Mode::Off && format!("{start_error:#}").contains("bench-auth-off")
+}
+
+/// What the report says when mode `off` cannot run.
+fn auth_off_unsupported(bin_dir: &str) -> String {
+    format!(
+        "the services in {bin_dir} were built without the benchmark-only feature \
+         `bench-auth-off`, so they refuse {SKIP_VERIFY_ENV}. For the auth-off baseline, build \
+         them with it (never deploy what this builds):\n\n    {AUTH_OFF_BUILD_COMMAND}\n"
+    )
 }
 
 /// The logged-in sessions and the order the load reads.
@@ -124,7 +183,7 @@ async fn run_mode(
         if mode.uses_redis() { ", REDIS_URL" } else { "" }
     ));
     let redis_url = settings.redis_url.clone().filter(|_| mode.uses_redis());
-    let mut stack = Stack::start(
+    let mut stack = match Stack::start(
         binaries,
         &StackOptions {
             mode,
@@ -133,7 +192,15 @@ async fn run_mode(
             verifier_env: settings.verifier_env.clone(),
         },
     )
-    .await?;
+    .await
+    {
+        Ok(stack) => stack,
+        Err(error) if lacks_auth_off_feature(mode, &error) => {
+            let dir = binaries.gateway.parent().unwrap_or(&binaries.gateway);
+            return Err(ModeSkipped(auth_off_unsupported(&dir.display().to_string())).into());
+        }
+        Err(error) => return Err(error),
+    };
     match measure(
         mode,
         label,
@@ -176,7 +243,12 @@ async fn measure(
         ));
     }
 
-    let mut processes = stack.pids();
+    let services = stack.pids();
+    if settings.memory {
+        // Started, seeded, logged in: what the services hold before any load.
+        run.idle_memory = memory::idle(&services);
+    }
+    let mut processes = services.clone();
     processes.push(("loadgen".to_owned(), std::process::id()));
     let scope = Scope {
         stack,
@@ -205,7 +277,7 @@ async fn measure(
         }
     }
 
-    if settings.revocation {
+    if settings.revocation && mode.measures_revocation() {
         wait_idle(settings, &processes, progress, &mut run.notes).await;
         let result = revocation::run(
             stack,
@@ -289,6 +361,8 @@ impl Scope<'_> {
             order_id: self.fixture.order_id.clone(),
             tokens: self.fixture.tokens.clone(),
         };
+        let services: Vec<(String, u32)> = self.stack.pids();
+        let peaks_reset = settings.memory && memory::start_load(&services);
         let mut running = Running::start(&target, settings.connections).await?;
         let completed = running.completed();
         progress.track(
@@ -315,6 +389,9 @@ impl Scope<'_> {
         let cpu = cpu_before
             .zip(cpu::sample(processes))
             .map(|(before, after)| cpu::between(&before, &after));
+        let memory = settings
+            .memory
+            .then(|| memory::end_load(&services, peaks_reset));
         progress.done();
         let store = match before {
             Some(before) => {
@@ -324,8 +401,114 @@ impl Scope<'_> {
             }
             None => None,
         };
-        Ok(TransportRun { load, store, cpu })
+        Ok(TransportRun {
+            load,
+            store,
+            cpu,
+            memory,
+        })
     }
+}
+
+/// The issuance scenario on a stack of its own (`stateless`; the verifiers stay idle), then
+/// `openssl speed rsa2048` with the stack stopped.
+async fn run_issuance(
+    label: &str,
+    settings: &Settings,
+    binaries: &Binaries,
+    progress: &Progress,
+) -> anyhow::Result<IssuanceRun> {
+    progress.note(&format!(
+        "{label}: starting auth-service, orders-service and gateway"
+    ));
+    let mut stack = Stack::start(
+        binaries,
+        &StackOptions {
+            mode: Mode::Stateless,
+            redis_url: None,
+            log_level: settings.service_log.clone(),
+            verifier_env: Vec::new(),
+        },
+    )
+    .await?;
+    let setup = issuance::Setup {
+        auth: stack.addrs.auth_http,
+        client_id: CLIENT_ID.to_owned(),
+        client_secret: stack.client_secret.clone(),
+        username: USERNAME.to_owned(),
+        password: stack.password.clone(),
+    };
+    let mut processes = stack.pids();
+    processes.push(("loadgen".to_owned(), std::process::id()));
+    let mut notes = Vec::new();
+    let mut grants = std::collections::BTreeMap::new();
+    for grant in Grant::ALL {
+        wait_idle(settings, &processes, progress, &mut notes).await;
+        let run = issue(grant, label, &setup, settings, progress, &processes)
+            .await
+            .with_context(|| format!("issuing with {}", grant.label()))
+            .map_err(|error| {
+                error.context(format!(
+                    "the end of the services' logs:\n{}",
+                    stack.log_tails(20)
+                ))
+            })?;
+        grants.insert(grant, run);
+    }
+    notes.extend(stack.stop());
+    drop(stack);
+
+    // On the quiet machine, one core, as the issue measured it.
+    wait_idle(settings, &[], progress, &mut notes).await;
+    progress.note(&format!(
+        "{label}: openssl speed -seconds {} rsa2048",
+        settings.openssl_seconds.as_secs()
+    ));
+    let seconds = settings.openssl_seconds;
+    let openssl = tokio::task::spawn_blocking(move || openssl::measure(seconds))
+        .await?
+        .map_err(|error| format!("{error:#}"));
+    if let Err(why) = &openssl {
+        progress.note(&format!("{label}: openssl not measured: {why}"));
+    }
+    Ok(IssuanceRun {
+        grants,
+        openssl,
+        notes,
+    })
+}
+
+/// One grant: warm-up, then the measured window, with the CPU use of `processes` around it.
+async fn issue(
+    grant: Grant,
+    label: &str,
+    setup: &issuance::Setup,
+    settings: &Settings,
+    progress: &Progress,
+    processes: &[(String, u32)],
+) -> anyhow::Result<GrantRun> {
+    let mut running = issuance::start(grant, setup, settings.issuance_connections).await?;
+    let completed = running.completed();
+    progress.track(
+        format!("{label} {} warm-up", grant.label()),
+        completed.clone(),
+        "token requests",
+    );
+    tokio::time::sleep(settings.warmup).await;
+    let cpu_before = cpu::sample(processes);
+    running.measure();
+    progress.track(
+        format!("{label} {}", grant.label()),
+        completed,
+        "token requests",
+    );
+    tokio::time::sleep(settings.duration).await;
+    let load = running.finish().await?;
+    let cpu = cpu_before
+        .zip(cpu::sample(processes))
+        .map(|(before, after)| cpu::between(&before, &after));
+    progress.done();
+    Ok(GrantRun { load, cpu })
 }
 
 /// With `--wait-idle`: waits until the machine is idle but for `ours`; notes it if it never was.
@@ -385,5 +568,32 @@ async fn wait_for_fresh_feed(stack: &Stack, fixture: &Fixture) -> anyhow::Result
             return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_without_the_feature_are_recognised_by_their_refusal() {
+        let refused = anyhow::anyhow!(
+            "gateway exited (exit status: 1) while starting; the end of its log:\n    Error: \
+             starting gateway: AUTH_INSECURE_SKIP_VERIFY is set, but switching token \
+             verification off exists only in benchmark builds (cargo feature bench-auth-off); \
+             unset it"
+        );
+        assert!(lacks_auth_off_feature(Mode::Off, &refused));
+        assert!(!lacks_auth_off_feature(Mode::Stateless, &refused));
+        assert!(!lacks_auth_off_feature(
+            Mode::Off,
+            &anyhow::anyhow!("gateway did not become ready")
+        ));
+        let why = auth_off_unsupported("/opt/bin");
+        assert!(
+            why.contains("/opt/bin") && why.contains(AUTH_OFF_BUILD_COMMAND),
+            "{why}"
+        );
+        assert!(!why.contains("  `"), "no stray indentation: {why}");
     }
 }

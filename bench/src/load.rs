@@ -59,8 +59,9 @@ impl LoadResult {
     }
 }
 
+/// What one worker measured.
 #[derive(Default)]
-struct WorkerResult {
+pub(crate) struct WorkerResult {
     latencies: Latencies,
     errors: BTreeMap<String, u64>,
 }
@@ -102,39 +103,51 @@ impl Running {
     /// Opens every connection, then starts the workers (warming up).
     pub async fn start(target: &Target, connections: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(!target.tokens.is_empty(), "no token to load with");
-        let control = Arc::new(Control {
-            phase: AtomicU8::new(WARMUP),
-            completed: Arc::default(),
-        });
-        let mut workers = JoinSet::new();
+        let mut running = Self::without_workers();
         for i in 0..connections {
             let token = &target.tokens[i % target.tokens.len()];
-            let control = Arc::clone(&control);
+            let recorder = running.recorder();
             match target.transport {
                 Transport::Http => {
                     let path = format!("/v1/orders/{}", target.order_id);
                     let authorization = bearer_header(token)?;
                     let connection = HttpConnection::new(target.addr);
-                    workers.spawn(async move {
-                        http_worker(connection, path, authorization, control).await
-                    });
+                    running.spawn(http_worker(connection, path, authorization, recorder));
                 }
                 Transport::Grpc => {
                     let channel = grpc_channel(target.addr).await?;
                     let client = OrderServiceClient::new(channel);
                     let authorization = bearer_metadata(token)?;
                     let id = target.order_id.clone();
-                    workers.spawn(
-                        async move { grpc_worker(client, id, authorization, control).await },
-                    );
+                    running.spawn(grpc_worker(client, id, authorization, recorder));
                 }
             }
         }
-        Ok(Self {
-            control,
-            workers,
+        Ok(running)
+    }
+
+    /// A load in its warm-up, with no worker yet: add them with [`Running::spawn`], each
+    /// recording through its own [`Running::recorder`].
+    pub(crate) fn without_workers() -> Self {
+        Self {
+            control: Arc::new(Control {
+                phase: AtomicU8::new(WARMUP),
+                completed: Arc::default(),
+            }),
+            workers: JoinSet::new(),
             window_start: None,
-        })
+        }
+    }
+
+    /// The bookkeeping of one more worker.
+    pub(crate) fn recorder(&self) -> Recorder {
+        Recorder::new(Arc::clone(&self.control))
+    }
+
+    /// Starts a worker: a closed loop while [`Recorder::running`], returning
+    /// [`Recorder::finish`].
+    pub(crate) fn spawn(&mut self, worker: impl Future<Output = WorkerResult> + Send + 'static) {
+        self.workers.spawn(worker);
     }
 
     /// Requests completed so far, warm-up included (for the progress line and the store load).
@@ -174,7 +187,7 @@ impl Drop for Running {
 
 /// A worker's bookkeeping: counts every completion, records those inside the window, and
 /// pauses after a transport error.
-struct Recorder {
+pub(crate) struct Recorder {
     control: Arc<Control>,
     result: WorkerResult,
 }
@@ -187,12 +200,16 @@ impl Recorder {
         }
     }
 
-    fn running(&self) -> bool {
+    pub(crate) fn finish(self) -> WorkerResult {
+        self.result
+    }
+
+    pub(crate) fn running(&self) -> bool {
         self.control.phase.load(Ordering::Relaxed) != STOP
     }
 
     /// `outcome`: `Err((kind, is_transport_error))` for anything but success.
-    async fn complete(&mut self, started: Instant, outcome: Result<(), (String, bool)>) {
+    pub(crate) async fn complete(&mut self, started: Instant, outcome: Result<(), (String, bool)>) {
         let latency = started.elapsed();
         self.control.completed.fetch_add(1, Ordering::Relaxed);
         let transport_error = matches!(outcome, Err((_, true)));
@@ -211,9 +228,8 @@ async fn http_worker(
     mut connection: HttpConnection,
     path: String,
     authorization: http::HeaderValue,
-    control: Arc<Control>,
+    mut recorder: Recorder,
 ) -> WorkerResult {
-    let mut recorder = Recorder::new(control);
     while recorder.running() {
         let started = Instant::now();
         let outcome = match connection.send(get(&path, Some(&authorization))).await {
@@ -223,7 +239,7 @@ async fn http_worker(
         };
         recorder.complete(started, outcome).await;
     }
-    recorder.result
+    recorder.finish()
 }
 
 /// One request after the other on one HTTP/2 connection until stopped.
@@ -231,9 +247,8 @@ async fn grpc_worker(
     mut client: OrderServiceClient<tonic::transport::Channel>,
     id: String,
     authorization: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-    control: Arc<Control>,
+    mut recorder: Recorder,
 ) -> WorkerResult {
-    let mut recorder = Recorder::new(control);
     while recorder.running() {
         let started = Instant::now();
         let outcome = get_order(&mut client, &id, &authorization)
@@ -244,11 +259,11 @@ async fn grpc_worker(
             });
         recorder.complete(started, outcome).await;
     }
-    recorder.result
+    recorder.finish()
 }
 
 /// A short, stable kind for a transport error (the full text varies by peer address).
-fn transport_error_kind(message: &str) -> String {
+pub(crate) fn transport_error_kind(message: &str) -> String {
     let short: String = message.chars().take(60).collect();
     format!("transport error: {short}")
 }

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use crate::cli::{Mode, Settings, Transport};
 use crate::cpu::CpuUsage;
+use crate::issuance::{Grant, IssuanceRun};
 use crate::load::LoadResult;
 use crate::machine::Machine;
+use crate::memory::{LoadPeaks, MB, fmt_mb};
 use crate::revocation::{Ending, RevocationResult, VerifierDelays};
 use crate::stats::{median, median_duration};
 use crate::store::StoreLoad;
+use crate::targets::{Goal, fmt_plain_ratio};
 
 /// Everything measured on one stack (one mode, one repeat).
 #[derive(Debug, Clone)]
@@ -18,6 +21,8 @@ pub struct ModeRun {
     pub mode: Mode,
     pub throughput: BTreeMap<Transport, TransportRun>,
     pub revocation: Option<RevocationResult>,
+    /// RSS of each service before any load, in bytes (with the memory scenario).
+    pub idle_memory: BTreeMap<String, u64>,
     /// Things the reader must know (a feed that never became fresh, a service that had to be
     /// killed).
     pub notes: Vec<String>,
@@ -29,6 +34,7 @@ impl ModeRun {
             mode,
             throughput: BTreeMap::new(),
             revocation: None,
+            idle_memory: BTreeMap::new(),
             notes: Vec::new(),
         }
     }
@@ -40,6 +46,21 @@ pub struct TransportRun {
     pub load: LoadResult,
     pub store: Option<StoreLoad>,
     pub cpu: Option<CpuUsage>,
+    /// The services' peak RSS during this load (with the memory scenario).
+    pub memory: Option<LoadPeaks>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    /// One per mode and repeat.
+    pub runs: Vec<ModeRun>,
+    /// Why a mode or the issuance scenario failed, one per failure.
+    pub failures: Vec<String>,
+    /// Modes these binaries cannot run, and why (`off` without the benchmark-only feature).
+    pub skipped: BTreeMap<Mode, String>,
+    /// One per repeat.
+    pub issuance: Vec<IssuanceRun>,
 }
 
 /// What the report says about how it was made.
@@ -271,6 +292,9 @@ fn revocation_cell(
     transport: Transport,
     deadline: Duration,
 ) -> String {
+    if !mode.measures_revocation() {
+        return "– (not measured in this mode)".to_owned();
+    }
     let Some(summary) = summary else {
         return "not run".to_owned();
     };
@@ -321,12 +345,8 @@ fn lookups_cell(summary: &TransportSummary) -> String {
 }
 
 /// The whole report.
-pub fn render(
-    context: &Context,
-    settings: &Settings,
-    runs: &[ModeRun],
-    failures: &[String],
-) -> String {
+pub fn render(context: &Context, settings: &Settings, results: &Results) -> String {
+    let (runs, failures) = (&results.runs, &results.failures);
     let mut out = String::new();
     let repeat_note = if settings.repeat > 1 {
         format!(" (medians of {} runs)", settings.repeat)
@@ -378,7 +398,7 @@ pub fn render(
     if !failures.is_empty() {
         let _ = writeln!(
             out,
-            "**{} mode run(s) failed and are missing from the figures below:**\n",
+            "**{} run(s) failed and are missing from the figures below:**\n",
             failures.len()
         );
         for failure in failures {
@@ -386,6 +406,9 @@ pub fn render(
             let _ = writeln!(out, "```text\n{failure}\n```");
         }
         let _ = writeln!(out);
+    }
+    for (mode, why) in &results.skipped {
+        let _ = writeln!(out, "**Mode {} skipped:** {why}\n", mode.label());
     }
 
     let by_mode = |mode: Mode| runs.iter().filter(move |r| r.mode == mode);
@@ -408,13 +431,18 @@ pub fn render(
         vec![Transport::Http, Transport::Grpc]
     };
 
-    let _ = writeln!(
-        out,
-        "| mode | transport | req/s | p50 | p99 | errors | revocation p50 / p99 (gateway, orders) | lookups/request |"
-    );
-    let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |");
     let mut any_inexact = false;
-    for &mode in &settings.modes {
+    let mode_rows: &[Mode] = if settings.throughput || settings.revocation {
+        let _ = writeln!(
+            out,
+            "| mode | transport | req/s | p50 | p99 | errors | revocation p50 / p99 (gateway, orders) | lookups/request |"
+        );
+        let _ = writeln!(out, "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |");
+        &settings.modes
+    } else {
+        &[]
+    };
+    for &mode in mode_rows {
         let revocation = revocation_summary(mode);
         for &transport in &rows {
             let summary = transport_summary(mode, transport);
@@ -454,7 +482,9 @@ pub fn render(
             );
         }
     }
-    let _ = writeln!(out);
+    if !mode_rows.is_empty() {
+        let _ = writeln!(out);
+    }
     if any_inexact {
         let _ = writeln!(
             out,
@@ -632,6 +662,13 @@ pub fn render(
         let _ = writeln!(out);
     }
 
+    if settings.memory {
+        render_memory(&mut out, settings, runs);
+    }
+    if settings.issuance {
+        render_issuance(&mut out, settings, &results.issuance);
+    }
+
     // Errors, store-load details and notes: nothing hidden.
     let mut details = Vec::new();
     for &mode in &settings.modes {
@@ -668,6 +705,11 @@ pub fn render(
             }
         }
     }
+    for run in &results.issuance {
+        for note in &run.notes {
+            details.push(format!("- issuance: {note}"));
+        }
+    }
     if !details.is_empty() {
         let _ = writeln!(out, "Details:\n");
         for line in details {
@@ -675,7 +717,491 @@ pub fn render(
         }
         let _ = writeln!(out);
     }
+
+    render_targets(&mut out, settings, results, &transport_summary);
     out
+}
+
+/// The services whose memory is reported, in report order.
+const SERVICES: [&str; 3] = ["gateway", "orders-service", "auth-service"];
+
+/// The target memory figures are stated for.
+const MEMORY_TARGET_CONNECTIONS: usize = 256;
+
+/// Medians over repeats of one mode's memory, in bytes, per service.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct MemorySummary {
+    idle: BTreeMap<String, u64>,
+    /// The highest peak over the transports of a run, median over runs.
+    peak: BTreeMap<String, u64>,
+    /// Whether a peak is one since start (its reset was refused).
+    since_start: bool,
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn summarize_memory(runs: &[&ModeRun]) -> MemorySummary {
+    let median_bytes =
+        |values: Vec<u64>| median(values.into_iter().map(|b| b as f64)).map(|b| b.round() as u64);
+    let mut summary = MemorySummary::default();
+    for name in SERVICES {
+        let idle: Vec<u64> = runs
+            .iter()
+            .filter_map(|r| r.idle_memory.get(name).copied())
+            .collect();
+        if let Some(idle) = median_bytes(idle) {
+            summary.idle.insert(name.to_owned(), idle);
+        }
+        let peaks: Vec<u64> = runs
+            .iter()
+            .filter_map(|r| {
+                r.throughput
+                    .values()
+                    .filter_map(|t| t.memory.as_ref()?.peaks.get(name).copied())
+                    .max()
+            })
+            .collect();
+        if let Some(peak) = median_bytes(peaks) {
+            summary.peak.insert(name.to_owned(), peak);
+        }
+    }
+    summary.since_start = runs
+        .iter()
+        .flat_map(|r| r.throughput.values())
+        .any(|t| t.memory.as_ref().is_some_and(|m| !m.reset));
+    summary
+}
+
+fn memory_by_mode(settings: &Settings, runs: &[ModeRun]) -> Vec<(Mode, MemorySummary)> {
+    settings
+        .modes
+        .iter()
+        .filter_map(|&mode| {
+            let selected: Vec<&ModeRun> = runs.iter().filter(|r| r.mode == mode).collect();
+            let summary = summarize_memory(&selected);
+            (!summary.idle.is_empty() || !summary.peak.is_empty()).then_some((mode, summary))
+        })
+        .collect()
+}
+
+fn render_memory(out: &mut String, settings: &Settings, runs: &[ModeRun]) {
+    let rows = memory_by_mode(settings, runs);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Resident memory (RSS; MB = 10^6 bytes) of each service: idle after start, seeding and \
+         log-ins, before any load; and the peak during the throughput load at {} connections \
+         (`VmHWM` of `/proc/<pid>/status`, reset before each load; highest of the transports):\n",
+        settings.connections
+    );
+    let header: String = SERVICES
+        .iter()
+        .map(|s| format!(" {s} idle | {s} peak |"))
+        .collect();
+    let _ = writeln!(out, "| mode |{header}");
+    let _ = writeln!(out, "| --- |{}", " ---: |".repeat(2 * SERVICES.len()));
+    let mut since_start = false;
+    for (mode, summary) in &rows {
+        since_start |= summary.since_start;
+        let mark = if summary.since_start { " *" } else { "" };
+        let cells: String = SERVICES
+            .iter()
+            .map(|&name| {
+                let cell =
+                    |bytes: Option<&u64>| bytes.map_or_else(|| "–".to_owned(), |b| fmt_mb(*b));
+                format!(
+                    " {} | {}{mark} |",
+                    cell(summary.idle.get(name)),
+                    cell(summary.peak.get(name))
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |{cells}", mode.label());
+    }
+    let _ = writeln!(out);
+    if since_start {
+        let _ = writeln!(
+            out,
+            "\\* The kernel refused resetting the peak (`/proc/<pid>/clear_refs`): peak since the \
+             service started.\n"
+        );
+    }
+}
+
+/// Medians over repeats of one grant.
+#[derive(Debug, Clone, Default)]
+struct GrantSummary {
+    tokens_per_second: f64,
+    range: (f64, f64),
+    runs: usize,
+    p50: Option<Duration>,
+    p99: Option<Duration>,
+    requests: u64,
+    errors: BTreeMap<String, u64>,
+    /// Tokens per CPU-second of auth-service.
+    per_cpu_second: Option<f64>,
+}
+
+fn summarize_grant(runs: &[IssuanceRun], grant: Grant) -> Option<GrantSummary> {
+    let selected: Vec<_> = runs.iter().filter_map(|r| r.grants.get(&grant)).collect();
+    if selected.is_empty() {
+        return None;
+    }
+    let mut errors = BTreeMap::new();
+    for run in &selected {
+        for (kind, n) in &run.load.errors {
+            *errors.entry(kind.clone()).or_default() += n;
+        }
+    }
+    Some(GrantSummary {
+        tokens_per_second: median(selected.iter().map(|r| r.tokens_per_second())).unwrap_or(0.0),
+        range: selected
+            .iter()
+            .map(|r| r.tokens_per_second())
+            .fold((f64::INFINITY, 0.0), |(lo, hi), x| (lo.min(x), hi.max(x))),
+        runs: selected.len(),
+        p50: median_duration(
+            selected
+                .iter()
+                .filter_map(|r| r.load.latencies.quantile(0.5)),
+        ),
+        p99: median_duration(
+            selected
+                .iter()
+                .filter_map(|r| r.load.latencies.quantile(0.99)),
+        ),
+        requests: selected.iter().map(|r| r.load.requests).sum(),
+        errors,
+        per_cpu_second: median(selected.iter().filter_map(|r| r.tokens_per_cpu_second())),
+    })
+}
+
+/// Medians of `openssl speed rsa2048` (sign/s, verify/s) over the repeats, or why not measured.
+fn summarize_openssl(runs: &[IssuanceRun]) -> Result<(f64, f64), String> {
+    let measured: Vec<_> = runs
+        .iter()
+        .filter_map(|r| r.openssl.as_ref().ok())
+        .collect();
+    match (
+        median(measured.iter().map(|s| s.sign_per_sec)),
+        median(measured.iter().map(|s| s.verify_per_sec)),
+    ) {
+        (Some(sign), Some(verify)) => Ok((sign, verify)),
+        _ => Err(runs
+            .iter()
+            .find_map(|r| r.openssl.as_ref().err().cloned())
+            .unwrap_or_else(|| "not run".to_owned())),
+    }
+}
+
+fn render_issuance(out: &mut String, settings: &Settings, runs: &[IssuanceRun]) {
+    if runs.is_empty() {
+        return;
+    }
+    let openssl = summarize_openssl(runs);
+    let _ = writeln!(
+        out,
+        "Token issuance: `POST /oauth/token` straight at auth-service, {} connections (one \
+         request in flight each), {} warm-up + {} measured per grant; the issuer's CPU from \
+         `/proc`; against `openssl speed -seconds {} rsa2048` (one core) in the same run:\n",
+        settings.issuance_connections,
+        humantime::format_duration(settings.warmup),
+        humantime::format_duration(settings.duration),
+        settings.openssl_seconds.as_secs(),
+    );
+    let _ = writeln!(
+        out,
+        "| grant | tokens/s | p50 | p99 | errors | auth-service CPU per token | tokens per auth-service CPU-second | that / openssl sign/s |"
+    );
+    let _ = writeln!(
+        out,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    for grant in Grant::ALL {
+        let Some(g) = summarize_grant(runs, grant) else {
+            continue;
+        };
+        let rate = if g.runs > 1 {
+            format!(
+                "{} ({}–{})",
+                fmt_rate(g.tokens_per_second),
+                fmt_rate(g.range.0),
+                fmt_rate(g.range.1)
+            )
+        } else {
+            fmt_rate(g.tokens_per_second)
+        };
+        let cpu_per_token = g.per_cpu_second.map_or_else(
+            || "–".to_owned(),
+            |r| fmt_duration(Duration::from_secs_f64(1.0 / r)),
+        );
+        let per_core = g.per_cpu_second.map_or_else(|| "–".to_owned(), fmt_rate);
+        let ratio = match (g.per_cpu_second, &openssl) {
+            (Some(rate), Ok((sign, _))) if *sign > 0.0 => fmt_plain_ratio(rate / sign),
+            _ => "–".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {rate} | {} | {} | {} | {cpu_per_token} | {per_core} | {ratio} |",
+            grant.label(),
+            fmt_opt_duration(g.p50),
+            fmt_opt_duration(g.p99),
+            g.errors.values().sum::<u64>(),
+        );
+    }
+    let _ = writeln!(out);
+    match &openssl {
+        Ok((sign, verify)) => {
+            let _ = writeln!(
+                out,
+                "- `openssl speed rsa2048`, one core: {} sign/s, {} verify/s",
+                fmt_rate(*sign),
+                fmt_rate(*verify)
+            );
+        }
+        Err(why) => {
+            let _ = writeln!(out, "- `openssl speed rsa2048`: not measured ({why})");
+        }
+    }
+    for grant in Grant::ALL {
+        if let Some(g) = summarize_grant(runs, grant)
+            && !g.errors.is_empty()
+        {
+            let _ = writeln!(
+                out,
+                "- {}: {} errors of {} requests: {}",
+                grant.label(),
+                g.errors.values().sum::<u64>(),
+                g.requests,
+                fmt_errors(&g.errors)
+            );
+        }
+    }
+    let _ = writeln!(out);
+}
+
+/// One line of the targets table.
+struct TargetRow {
+    what: String,
+    /// The measured value and how it was formed, or why it is missing.
+    measured: Result<(f64, String), String>,
+    goal: Goal,
+    goal_text: String,
+    /// Said after the verdict (a connection count differing from the target's).
+    remark: Option<String>,
+}
+
+/// The verdict on every target of issue 7 this run measured, and the ratios without a target.
+fn render_targets(
+    out: &mut String,
+    settings: &Settings,
+    results: &Results,
+    transport_summary: &dyn Fn(Mode, Transport) -> Option<TransportSummary>,
+) {
+    let mut rows: Vec<TargetRow> = Vec::new();
+    let mut reference: Vec<String> = Vec::new();
+    let why_missing = |mode: Mode| {
+        if results.skipped.contains_key(&mode) {
+            format!("not measured: mode {} skipped (see above)", mode.label())
+        } else if settings.modes.contains(&mode) {
+            format!("not measured: mode {} has no result", mode.label())
+        } else {
+            format!("not measured: add mode {} (`--modes`)", mode.label())
+        }
+    };
+    let ratio = |mode: Mode, base: Mode, transport: Transport| -> Result<(f64, String), String> {
+        let this = transport_summary(mode, transport).ok_or_else(|| why_missing(mode))?;
+        let base_summary = transport_summary(base, transport).ok_or_else(|| why_missing(base))?;
+        if base_summary.rps <= 0.0 {
+            return Err(format!("not measured: no {} throughput", base.label()));
+        }
+        Ok((
+            this.rps / base_summary.rps,
+            format!(
+                "{} ({} / {} req/s)",
+                fmt_plain_ratio(this.rps / base_summary.rps),
+                fmt_rate(this.rps),
+                fmt_rate(base_summary.rps)
+            ),
+        ))
+    };
+
+    if settings.throughput {
+        let http = Transport::Http;
+        if settings.transports.contains(&http) {
+            rows.push(TargetRow {
+                what:
+                    "authenticated (`stateless`, verified-token cache) / auth off, HTTP → gateway"
+                        .to_owned(),
+                measured: ratio(Mode::Stateless, Mode::Off, http),
+                goal: Goal::AtLeast(0.80),
+                goal_text: "≥ 0.80".to_owned(),
+                remark: None,
+            });
+        }
+        for &transport in &settings.transports {
+            rows.push(TargetRow {
+                what: format!("hybrid / stateless, {}", transport.label()),
+                measured: ratio(Mode::Hybrid, Mode::Stateless, transport),
+                goal: Goal::AtLeast(0.90),
+                goal_text: "≥ 0.90 (within 10%)".to_owned(),
+                remark: None,
+            });
+        }
+        for &transport in &settings.transports {
+            let pairs = [
+                (
+                    Mode::Stateless,
+                    Mode::StatelessNocache,
+                    "with / without the verified-token cache (stateless)",
+                ),
+                (
+                    Mode::StatelessNocache,
+                    Mode::Off,
+                    "stateless without the cache / auth off",
+                ),
+            ];
+            for (mode, base, what) in pairs {
+                if transport == Transport::Http && base == Mode::Off && mode == Mode::Stateless {
+                    continue;
+                }
+                if let Ok((_, text)) = ratio(mode, base, transport) {
+                    reference.push(format!("- {what}, {}: {text}", transport.label()));
+                }
+            }
+            if transport == Transport::Grpc
+                && let Ok((_, text)) = ratio(Mode::Stateless, Mode::Off, transport)
+            {
+                reference.push(format!(
+                    "- authenticated (`stateless`, cache) / auth off, {}: {text}",
+                    transport.label()
+                ));
+            }
+        }
+    }
+
+    if settings.memory {
+        let by_mode = memory_by_mode(settings, &results.runs);
+        let worst = |name: &str, pick: fn(&MemorySummary) -> &BTreeMap<String, u64>| {
+            by_mode
+                .iter()
+                .filter_map(|(mode, summary)| Some((*mode, *pick(summary).get(name)?)))
+                .max_by_key(|(_, bytes)| *bytes)
+        };
+        let mb = |bytes: f64| format!("{:.0} MB", bytes / MB);
+        #[allow(clippy::cast_precision_loss)]
+        let measured = |found: Option<(Mode, u64)>| {
+            found
+                .map(|(mode, bytes)| {
+                    (
+                        bytes as f64,
+                        format!("{} ({})", fmt_mb(bytes), mode.label()),
+                    )
+                })
+                .ok_or_else(|| "not measured".to_owned())
+        };
+        for name in SERVICES {
+            let goal = Goal::Below(30.0 * MB);
+            rows.push(TargetRow {
+                what: format!("memory idle, {name} (highest mode)"),
+                measured: measured(worst(name, |s| &s.idle)),
+                goal,
+                goal_text: goal.describe(mb),
+                remark: None,
+            });
+        }
+        for name in SERVICES {
+            let goal = Goal::Below(150.0 * MB);
+            rows.push(TargetRow {
+                what: format!(
+                    "memory peak under load at {} connections, {name} (highest mode)",
+                    settings.connections
+                ),
+                measured: measured(worst(name, |s| &s.peak)),
+                goal,
+                goal_text: format!(
+                    "{} at {MEMORY_TARGET_CONNECTIONS} connections",
+                    goal.describe(mb)
+                ),
+                remark: (settings.connections != MEMORY_TARGET_CONNECTIONS).then(|| {
+                    format!(
+                        "measured at {} connections, the target is for \
+                         {MEMORY_TARGET_CONNECTIONS}: rerun with `--connections \
+                         {MEMORY_TARGET_CONNECTIONS}`",
+                        settings.connections
+                    )
+                }),
+            });
+        }
+    }
+
+    if settings.issuance && !results.issuance.is_empty() {
+        let openssl = summarize_openssl(&results.issuance);
+        for grant in Grant::ALL {
+            let per_cpu = summarize_grant(&results.issuance, grant).and_then(|g| g.per_cpu_second);
+            let measured = match (per_cpu, &openssl) {
+                (Some(rate), Ok((sign, _))) if *sign > 0.0 => Ok((
+                    rate / sign,
+                    format!(
+                        "{} ({} tokens per CPU-second / {} signs per second)",
+                        fmt_plain_ratio(rate / sign),
+                        fmt_rate(rate),
+                        fmt_rate(*sign)
+                    ),
+                )),
+                (_, Err(why)) => Err(format!("not measured: openssl: {why}")),
+                _ => Err("not measured: no tokens or no CPU figure".to_owned()),
+            };
+            rows.push(TargetRow {
+                what: format!(
+                    "issuance `{}` per core / `openssl speed rsa2048` sign per core",
+                    grant.label()
+                ),
+                measured,
+                goal: Goal::AtLeast(0.80),
+                goal_text: "≥ 0.80".to_owned(),
+                remark: None,
+            });
+        }
+    }
+
+    if rows.is_empty() {
+        return;
+    }
+    let medians = if settings.repeat > 1 {
+        format!(", from the medians of {} runs", settings.repeat)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(out, "### Targets\n");
+    let _ = writeln!(out, "Measured side by side in this run{medians}.\n");
+    let _ = writeln!(out, "| target | measured | goal | verdict |");
+    let _ = writeln!(out, "| --- | --- | --- | --- |");
+    for row in rows {
+        let (measured, verdict) = match &row.measured {
+            Ok((value, text)) => (text.clone(), row.goal.judge(*value).describe()),
+            Err(why) => (why.clone(), "–".to_owned()),
+        };
+        let remark = row.remark.map(|r| format!("; {r}")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {measured} | {} | {verdict}{remark} |",
+            row.what, row.goal_text
+        );
+    }
+    let _ = writeln!(out);
+    if !reference.is_empty() {
+        let _ = writeln!(out, "Without a target, for reference:\n");
+        for line in reference {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = writeln!(out);
+    }
 }
 
 #[cfg(test)]
@@ -765,6 +1291,7 @@ mod tests {
                         busy: 1.0,
                         processes: vec![("gateway".into(), 0.5), ("loadgen".into(), 0.1)],
                     }),
+                    memory: None,
                 },
             );
             stateless.revocation = Some(RevocationResult {
@@ -786,6 +1313,7 @@ mod tests {
                         busy: 2.0,
                         processes: vec![("gateway".into(), 1.0), ("loadgen".into(), 0.1)],
                     }),
+                    memory: None,
                 },
             );
             stateful.revocation = Some(RevocationResult {
@@ -807,15 +1335,21 @@ mod tests {
             bin_dir: "target/release".into(),
             started: "2025-01-01T00:00:00Z".into(),
         };
-        let text = render(&context, &settings, &runs, &[]);
+        let results = Results {
+            runs,
+            ..Results::default()
+        };
+        let text = render(&context, &settings, &results);
         assert!(!text.contains("failed"), "{text}");
         let failed = render(
             &context,
             &settings,
-            &runs,
-            &["mode hybrid failed: disk full".into()],
+            &Results {
+                failures: vec!["mode hybrid failed: disk full".into()],
+                ..results.clone()
+            },
         );
-        assert!(failed.contains("**1 mode run(s) failed"), "{failed}");
+        assert!(failed.contains("**1 run(s) failed"), "{failed}");
         assert!(failed.contains("mode hybrid failed: disk full"), "{failed}");
         assert!(text.contains("(medians of 3 runs)"), "{text}");
         assert!(
@@ -857,6 +1391,208 @@ mod tests {
             text.contains("† The issuer exports no `CheckSession` counter"),
             "{text}"
         );
+    }
+
+    fn context() -> Context {
+        Context {
+            command: "loadgen".into(),
+            machine: Machine {
+                cpus: 2,
+                cpu_model: "Test CPU".into(),
+                memory: None,
+                kernel: None,
+            },
+            bin_dir: "target/release".into(),
+            started: "2025-01-01T00:00:00Z".into(),
+        }
+    }
+
+    /// A throughput run of `rps` requests in one second, with the services' peak memory.
+    fn measured(rps: u64, peaks_mb: &[(&str, u64)]) -> TransportRun {
+        TransportRun {
+            load: load(rps, &[1], &[]),
+            store: None,
+            cpu: None,
+            memory: Some(LoadPeaks {
+                peaks: peaks_mb
+                    .iter()
+                    .map(|(name, mb)| ((*name).to_owned(), mb * 1_000_000))
+                    .collect(),
+                reset: true,
+            }),
+        }
+    }
+
+    fn mode_run(mode: Mode, http: u64, grpc: u64, idle_mb: u64, peak_mb: u64) -> ModeRun {
+        let mut run = ModeRun::new(mode);
+        run.throughput.insert(
+            Transport::Http,
+            measured(
+                http,
+                &[("gateway", peak_mb), ("orders-service", peak_mb / 2)],
+            ),
+        );
+        run.throughput.insert(
+            Transport::Grpc,
+            measured(grpc, &[("gateway", 1), ("orders-service", peak_mb)]),
+        );
+        run.idle_memory = [
+            ("gateway".to_owned(), idle_mb * 1_000_000),
+            ("orders-service".to_owned(), 11_000_000),
+            ("auth-service".to_owned(), 12_000_000),
+        ]
+        .into_iter()
+        .collect();
+        run
+    }
+
+    fn grant_run(tokens: u64, auth_cpu: f64) -> crate::issuance::GrantRun {
+        crate::issuance::GrantRun {
+            load: load(tokens, &[2, 3], &[]),
+            cpu: Some(CpuUsage {
+                window: Duration::from_secs(1),
+                busy: 1.5,
+                processes: vec![("auth-service".into(), auth_cpu)],
+            }),
+        }
+    }
+
+    #[test]
+    fn targets_memory_and_issuance() {
+        let settings = Settings::resolve(
+            Args::try_parse_from([
+                "loadgen",
+                "--modes",
+                "off,stateless,stateless-nocache,hybrid",
+                "--redis-url",
+                "",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let results = Results {
+            runs: vec![
+                mode_run(Mode::Off, 10_000, 20_000, 9, 40),
+                mode_run(Mode::Stateless, 8_500, 17_000, 10, 42),
+                mode_run(Mode::StatelessNocache, 5_000, 9_000, 10, 41),
+                mode_run(Mode::Hybrid, 7_000, 16_000, 31, 160),
+            ],
+            issuance: vec![IssuanceRun {
+                grants: [
+                    (Grant::ClientCredentials, grant_run(3_000, 1.0)),
+                    (Grant::RefreshToken, grant_run(1_000, 0.4)),
+                ]
+                .into_iter()
+                .collect(),
+                openssl: Ok(crate::openssl::RsaSpeed {
+                    sign_per_sec: 3_200.0,
+                    verify_per_sec: 60_000.0,
+                }),
+                notes: vec!["other processes were busy".into()],
+            }],
+            ..Results::default()
+        };
+        let text = render(&context(), &settings, &results);
+        let has = |line: &str| assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        has("| auth off | HTTP → gateway | 10,000 |");
+        has(
+            "| auth off | gRPC → orders | 20,000 | 1.00 ms | 1.00 ms | 0 | – (not measured in this mode) | – |",
+        );
+        // Memory: idle, and the highest peak of the two transports.
+        has(
+            "| gateway idle | gateway peak | orders-service idle | orders-service peak | auth-service idle | auth-service peak |",
+        );
+        has("| hybrid | 31.0 MB | 160.0 MB | 11.0 MB | 160.0 MB | 12.0 MB | – |");
+        has("peak during the throughput load at 32 connections");
+        // Issuance: 3,000 tokens on 1 CPU-second against 3,200 signatures per second.
+        has("| client_credentials | 3,000 | 2.00 ms | 3.00 ms | 0 | 333 µs | 3,000 | 0.94 |");
+        has("| refresh_token | 1,000 | 2.00 ms | 3.00 ms | 0 | 400 µs | 2,500 | 0.78 |");
+        has("- `openssl speed rsa2048`, one core: 3,200 sign/s, 60,000 verify/s");
+        has("- issuance: other processes were busy");
+        // The targets, each with its verdict.
+        has("### Targets");
+        has(
+            "| authenticated (`stateless`, verified-token cache) / auth off, HTTP → gateway | 0.85 (8,500 / 10,000 req/s) | ≥ 0.80 | pass (6.2% to spare) |",
+        );
+        has(
+            "| hybrid / stateless, HTTP → gateway | 0.82 (7,000 / 8,500 req/s) | ≥ 0.90 (within 10%) | **miss** (8.5% short) |",
+        );
+        has(
+            "| hybrid / stateless, gRPC → orders | 0.94 (16,000 / 17,000 req/s) | ≥ 0.90 (within 10%) | pass (4.6% to spare) |",
+        );
+        has(
+            "| memory idle, gateway (highest mode) | 31.0 MB (hybrid) | < 30 MB | **miss** (3.3% over) |",
+        );
+        has(
+            "| memory idle, orders-service (highest mode) | 11.0 MB (hybrid) | < 30 MB | pass (63.3% to spare) |",
+        );
+        has(
+            "| memory peak under load at 32 connections, orders-service (highest mode) | 160.0 MB (hybrid) | < 150 MB at 256 connections | **miss** (6.7% over); measured at 32 connections, the target is for 256: rerun with `--connections 256` |",
+        );
+        has(
+            "| memory peak under load at 32 connections, auth-service (highest mode) | not measured | < 150 MB at 256 connections | –; measured at 32",
+        );
+        has(
+            "| issuance `client_credentials` per core / `openssl speed rsa2048` sign per core | 0.94 (3,000 tokens per CPU-second / 3,200 signs per second) | ≥ 0.80 | pass (17.2% to spare) |",
+        );
+        has(
+            "| issuance `refresh_token` per core / `openssl speed rsa2048` sign per core | 0.78 (2,500 tokens per CPU-second / 3,200 signs per second) | ≥ 0.80 | **miss** (2.3% short) |",
+        );
+        has(
+            "- with / without the verified-token cache (stateless), HTTP → gateway: 1.70 (8,500 / 5,000 req/s)",
+        );
+        has("- stateless without the cache / auth off, gRPC → orders: 0.45 (9,000 / 20,000 req/s)");
+        has(
+            "- authenticated (`stateless`, cache) / auth off, gRPC → orders: 0.85 (17,000 / 20,000 req/s)",
+        );
+    }
+
+    #[test]
+    fn a_skipped_auth_off_mode_and_a_missing_openssl_are_explained() {
+        let settings = Settings::resolve(
+            Args::try_parse_from([
+                "loadgen",
+                "--modes",
+                "off,stateless",
+                "--connections",
+                "256",
+                "--redis-url",
+                "",
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let results = Results {
+            runs: vec![mode_run(Mode::Stateless, 8_500, 17_000, 10, 42)],
+            skipped: [(Mode::Off, "built without bench-auth-off".to_owned())]
+                .into_iter()
+                .collect(),
+            issuance: vec![IssuanceRun {
+                grants: [(Grant::ClientCredentials, grant_run(3_000, 1.0))]
+                    .into_iter()
+                    .collect(),
+                openssl: Err("cannot run `openssl speed`".into()),
+                notes: vec![],
+            }],
+            ..Results::default()
+        };
+        let text = render(&context(), &settings, &results);
+        let has = |line: &str| assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        has("**Mode auth off skipped:** built without bench-auth-off");
+        has(
+            "| authenticated (`stateless`, verified-token cache) / auth off, HTTP → gateway | not measured: mode auth off skipped (see above) | ≥ 0.80 | – |",
+        );
+        has(
+            "| hybrid / stateless, HTTP → gateway | not measured: add mode hybrid (`--modes`) | ≥ 0.90 (within 10%) | – |",
+        );
+        has(
+            "| memory peak under load at 256 connections, gateway (highest mode) | 42.0 MB (stateless) | < 150 MB at 256 connections | pass (72.0% to spare) |",
+        );
+        has("- `openssl speed rsa2048`: not measured (cannot run `openssl speed`)");
+        has(
+            "| issuance `client_credentials` per core / `openssl speed rsa2048` sign per core | not measured: openssl: cannot run `openssl speed` | ≥ 0.80 | – |",
+        );
+        has("| client_credentials | 3,000 | 2.00 ms | 3.00 ms | 0 | 333 µs | 3,000 | – |");
     }
 
     #[test]

@@ -33,6 +33,8 @@ const GATEWAY: &str = "gateway";
 
 /// The seeded user whose sessions carry the load.
 pub const USERNAME: &str = "loadgen";
+/// The seeded client of the issuance scenario's `client_credentials` grant.
+pub const CLIENT_ID: &str = "loadgen";
 
 /// The three service binaries.
 #[derive(Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct Binaries {
 impl Binaries {
     /// The binaries in `dir`, or an error saying how to build them.
     pub fn in_dir(dir: &Path) -> anyhow::Result<Self> {
+        // Absolute: each service runs in its own data directory.
+        let dir = &std::path::absolute(dir)
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
         let binaries = Self {
             auth: dir.join(AUTH),
             orders: dir.join(ORDERS),
@@ -100,6 +105,8 @@ pub struct Stack {
     pub addrs: Addresses,
     /// The seeded user's password (the username is [`USERNAME`]).
     pub password: String,
+    /// The secret of the seeded client [`CLIENT_ID`] (scope `orders:read`).
+    pub client_secret: String,
     services: Vec<Service>,
     // Dropped after the services are stopped (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
@@ -125,6 +132,7 @@ impl Stack {
         let mut stack = Self {
             addrs,
             password,
+            client_secret: String::new(),
             services: Vec::new(),
             dir,
         };
@@ -137,6 +145,7 @@ impl Stack {
             .seed(binaries, &env)
             .await
             .context("seeding auth-service with its CLI")?;
+        stack.client_secret = secrets.loadgen;
 
         stack.spawn(AUTH, &binaries.auth, &env.auth(), &env)?;
         stack.wait_ready(AUTH, addrs.auth_http).await?;
@@ -171,14 +180,19 @@ impl Stack {
             Some(&password),
         )
         .await?;
-        // The verifiers' own clients, for `stateful` lookups over gRPC and the `hybrid` stream.
+        // The verifiers' own clients, for `stateful` lookups over gRPC and the `hybrid` stream;
+        // and the issuance scenario's.
         let mut secrets = Vec::new();
-        for id in ["gateway", "orders"] {
+        for (id, scopes) in [
+            ("gateway", "sessions:check"),
+            ("orders", "sessions:check"),
+            (CLIENT_ID, "orders:read"),
+        ] {
             let out = self
                 .auth_cli(
                     binaries,
                     env,
-                    &["client", "add", "--id", id, "--scopes", "sessions:check"],
+                    &["client", "add", "--id", id, "--scopes", scopes],
                     None,
                 )
                 .await?;
@@ -191,9 +205,13 @@ impl Stack {
                 .to_owned();
             secrets.push(secret);
         }
-        let [gateway, orders] =
-            <[String; 2]>::try_from(secrets).expect("BUG: one secret per client above");
-        Ok(ClientSecrets { gateway, orders })
+        let [gateway, orders, loadgen] =
+            <[String; 3]>::try_from(secrets).expect("BUG: one secret per client above");
+        Ok(ClientSecrets {
+            gateway,
+            orders,
+            loadgen,
+        })
     }
 
     /// Runs `auth-service <args>` with the issuer's configuration; returns its standard output.
@@ -354,6 +372,7 @@ impl Drop for Stack {
 struct ClientSecrets {
     gateway: String,
     orders: String,
+    loadgen: String,
 }
 
 /// Variables of the platform that must not leak from loadgen's own environment into a service.
@@ -453,6 +472,13 @@ impl Env {
             ("AUTH_CLIENT_SECRET", secret.to_owned()),
             ("AUTH_ISSUER", issuer),
         ];
+        vars.extend(
+            self.options
+                .mode
+                .verifier_env()
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
+        );
         vars.extend(self.redis());
         vars
     }
@@ -583,6 +609,22 @@ mod tests {
             get("DATABASE_URL").as_deref(),
             Some("sqlite:///tmp/x/orders-service/orders.db")
         );
+        assert_eq!(get("AUTH_INSECURE_SKIP_VERIFY"), None);
+
+        let off = env(Mode::Off);
+        for vars in [off.gateway("s"), off.orders("s")] {
+            let get = |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+            assert_eq!(get("AUTH_INSECURE_SKIP_VERIFY").as_deref(), Some("true"));
+            assert_eq!(get("AUTH_MODE").as_deref(), Some("stateless"));
+        }
+        assert!(
+            !off.auth()
+                .iter()
+                .any(|(k, _)| k.starts_with("AUTH_INSECURE")),
+            "the issuer is not a verifier"
+        );
+        let nocache = env(Mode::StatelessNocache).gateway("s");
+        assert!(nocache.contains(&("AUTH_TOKEN_CACHE_SIZE", "0".to_owned())));
     }
 
     #[test]

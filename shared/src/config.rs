@@ -116,6 +116,17 @@ pub struct VerifierConfig {
     /// check, never the expiry, key-set and session checks.
     #[arg(long = "auth-token-cache-size", env = "AUTH_TOKEN_CACHE_SIZE", default_value_t = DEFAULT_TOKEN_CACHE_SIZE)]
     pub token_cache_size: u64,
+    /// BENCHMARK BUILDS ONLY (cargo feature `bench-auth-off`): `true` switches token
+    /// verification off (the load benchmark's auth-off baseline, see
+    /// `Verifier::insecure_skip_verification`). In any other build, setting it at all refuses
+    /// to start the service, so a stray variable can never open a production service. Hidden
+    /// from `--help` there.
+    #[arg(
+        long = "auth-insecure-skip-verify",
+        env = "AUTH_INSECURE_SKIP_VERIFY",
+        hide = !cfg!(feature = "bench-auth-off")
+    )]
+    pub insecure_skip_verify: Option<String>,
 }
 
 pub const DEFAULT_TOKEN_CACHE_SIZE: u64 = 10_000;
@@ -142,6 +153,7 @@ impl Default for VerifierConfig {
             session_cache_ttl: Duration::ZERO,
             session_timeout: Duration::from_secs(2),
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
+            insecure_skip_verify: None,
         }
     }
 }
@@ -163,6 +175,13 @@ pub enum ConfigError {
     Lookup(#[from] LookupError),
     #[error("AUTH_GRPC_URL: {0}")]
     GrpcUrl(String),
+    #[error(
+        "AUTH_INSECURE_SKIP_VERIFY is set, but switching token verification off exists only in \
+         benchmark builds (cargo feature bench-auth-off); unset it"
+    )]
+    SkipVerifyUnavailable,
+    #[error("AUTH_INSECURE_SKIP_VERIFY must be true or false, got {0:?}")]
+    SkipVerifyInvalid(String),
 }
 
 impl VerifierConfig {
@@ -189,6 +208,7 @@ impl VerifierConfig {
     /// Builds the verifier and starts its JWKS client (fetching in the background at once).
     /// Needs a Tokio runtime.
     pub fn build_verifier(&self) -> Result<Verifier, ConfigError> {
+        let skip_verification = self.skip_verification()?;
         if self.issuer.is_empty() || self.audience.is_empty() {
             return Err(ConfigError::Empty);
         }
@@ -196,10 +216,37 @@ impl VerifierConfig {
             return Err(ConfigError::RefreshFasterThanRefetchLimit);
         }
         let client = JwksClient::start(self.jwks())?;
-        let verifier = Verifier::new(Keys::remote(client), self.policy());
-        Ok(verifier
+        let verifier = Verifier::new(Keys::remote(client), self.policy())
             .with_session_check(self.session_check()?)
-            .with_token_cache(self.token_cache_size))
+            .with_token_cache(self.token_cache_size);
+        #[cfg(feature = "bench-auth-off")]
+        if skip_verification {
+            tracing::warn!(
+                "AUTH_INSECURE_SKIP_VERIFY=true: TOKEN VERIFICATION IS OFF. Every well-formed \
+                 token is accepted unchecked. Benchmark build (feature bench-auth-off) only; \
+                 never run this build anywhere but a load benchmark"
+            );
+            return Ok(verifier.insecure_skip_verification());
+        }
+        #[cfg(not(feature = "bench-auth-off"))]
+        debug_assert!(!skip_verification, "BUG: refused by skip_verification");
+        Ok(verifier)
+    }
+
+    /// `AUTH_INSECURE_SKIP_VERIFY`: whether to switch verification off. Refused outright, for
+    /// any value, in a build without the `bench-auth-off` feature.
+    fn skip_verification(&self) -> Result<bool, ConfigError> {
+        let Some(value) = self.insecure_skip_verify.as_deref() else {
+            return Ok(false);
+        };
+        if !cfg!(feature = "bench-auth-off") {
+            return Err(ConfigError::SkipVerifyUnavailable);
+        }
+        match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(ConfigError::SkipVerifyInvalid(value.to_owned())),
+        }
     }
 
     fn service_token(&self) -> Result<Option<Arc<ServiceToken>>, ConfigError> {
@@ -322,5 +369,60 @@ mod mode_tests {
         };
         let verifier = with_client.build_verifier().unwrap();
         assert_eq!(verifier.session_check().mode(), "hybrid");
+    }
+
+    fn skipping(value: &str) -> VerifierConfig {
+        VerifierConfig {
+            insecure_skip_verify: Some(value.into()),
+            ..VerifierConfig::default()
+        }
+    }
+
+    /// A normal build refuses AUTH_INSECURE_SKIP_VERIFY whatever its value, even `false`.
+    #[cfg(not(feature = "bench-auth-off"))]
+    #[tokio::test]
+    async fn skipping_verification_is_refused_outside_benchmark_builds() {
+        for value in ["true", "false", "1", "yes"] {
+            let error = skipping(value).build_verifier().unwrap_err();
+            assert!(
+                matches!(error, ConfigError::SkipVerifyUnavailable),
+                "{value}: {error}"
+            );
+            assert!(
+                error.to_string().contains("only in benchmark builds"),
+                "{error}"
+            );
+        }
+        assert!(VerifierConfig::default().build_verifier().is_ok());
+    }
+
+    #[cfg(feature = "bench-auth-off")]
+    #[tokio::test]
+    async fn benchmark_builds_switch_verification_off_only_when_asked() {
+        let issuer = crate::testing::TestIssuer::new();
+        let token = issuer.user_token("alice", "orders:read", &[]);
+        // Nothing serves the default JWKS URL: a real verifier cannot verify anything.
+        assert!(
+            VerifierConfig::default()
+                .build_verifier()
+                .unwrap()
+                .verify(&token)
+                .await
+                .is_err()
+        );
+        assert!(
+            skipping("false")
+                .build_verifier()
+                .unwrap()
+                .verify(&token)
+                .await
+                .is_err()
+        );
+        let off = skipping("true").build_verifier().unwrap();
+        assert_eq!(off.verify(&token).await.unwrap().sub(), "alice");
+        assert!(matches!(
+            skipping("maybe").build_verifier(),
+            Err(ConfigError::SkipVerifyInvalid(_))
+        ));
     }
 }

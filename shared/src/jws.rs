@@ -66,21 +66,23 @@ impl Header {
     }
 }
 
-/// A compact JWS split and decoded, its signature not yet checked.
-#[derive(Debug)]
-pub struct UnverifiedJws<'a> {
-    pub header: Header,
+/// A compact JWS split into its three segments, nothing decoded yet: what [`UnverifiedJws`]
+/// decodes, and what a verifier that has seen a header segment before reads without decoding
+/// that header again (see `Verifier`).
+#[derive(Debug, Clone, Copy)]
+pub struct CompactJws<'a> {
+    pub header_b64: &'a str,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`: what the signature covers.
     pub signing_input: &'a str,
     payload_b64: &'a str,
-    pub signature: Vec<u8>,
+    signature_b64: &'a str,
 }
 
-impl<'a> UnverifiedJws<'a> {
-    /// Splits and decodes `token`. Refuses, before any JSON is parsed: tokens over
-    /// [`MAX_TOKEN_LEN`], anything but exactly three segments (so JWEs with five, and
-    /// unsecured JWTs with an empty signature), and non-canonical base64url.
-    pub fn parse(token: &'a str) -> Result<Self, RejectReason> {
+impl<'a> CompactJws<'a> {
+    /// Refuses, before anything is decoded: tokens over [`MAX_TOKEN_LEN`], and anything but
+    /// exactly three non-empty segments (so JWEs with five, and unsecured JWTs with an empty
+    /// signature).
+    pub fn split(token: &'a str) -> Result<Self, RejectReason> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(RejectReason::TooLarge);
         }
@@ -96,22 +98,61 @@ impl<'a> UnverifiedJws<'a> {
         if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
             return Err(RejectReason::Malformed);
         }
-        let header_json = b64_decode(header_b64).map_err(|_| RejectReason::Malformed)?;
-        let header = Header::from_json(&header_json).map_err(|_| RejectReason::Malformed)?;
-        let signature = b64_decode(signature_b64).map_err(|_| RejectReason::Malformed)?;
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
         Ok(Self {
-            header,
-            signing_input,
+            header_b64,
+            signing_input: &token[..header_b64.len() + 1 + payload_b64.len()],
             payload_b64,
-            signature,
+            signature_b64,
         })
+    }
+
+    /// Decodes and parses the header (strict base64url, no duplicate members).
+    pub fn header(&self) -> Result<Header, RejectReason> {
+        let json = b64_decode(self.header_b64).map_err(|_| RejectReason::Malformed)?;
+        Header::from_json(&json).map_err(|_| RejectReason::Malformed)
+    }
+
+    /// Decodes the signature (strict base64url).
+    pub fn signature(&self) -> Result<Vec<u8>, RejectReason> {
+        b64_decode(self.signature_b64).map_err(|_| RejectReason::Malformed)
     }
 
     /// Decodes the payload into `T`. Call only after the signature has been verified.
     pub fn payload<T: DeserializeOwned>(&self) -> Result<T, RejectReason> {
         let json = b64_decode(self.payload_b64).map_err(|_| RejectReason::Malformed)?;
         from_json_object(&json).map_err(|_| RejectReason::InvalidClaims)
+    }
+}
+
+/// A compact JWS split and decoded, its signature not yet checked.
+#[derive(Debug)]
+pub struct UnverifiedJws<'a> {
+    pub header: Header,
+    /// `BASE64URL(header) || '.' || BASE64URL(payload)`: what the signature covers.
+    pub signing_input: &'a str,
+    compact: CompactJws<'a>,
+    pub signature: Vec<u8>,
+}
+
+impl<'a> UnverifiedJws<'a> {
+    /// Splits and decodes `token`. Refuses, before any JSON is parsed: tokens over
+    /// [`MAX_TOKEN_LEN`], anything but exactly three segments (so JWEs with five, and
+    /// unsecured JWTs with an empty signature), and non-canonical base64url.
+    pub fn parse(token: &'a str) -> Result<Self, RejectReason> {
+        let compact = CompactJws::split(token)?;
+        let header = compact.header()?;
+        let signature = compact.signature()?;
+        Ok(Self {
+            header,
+            signing_input: compact.signing_input,
+            compact,
+            signature,
+        })
+    }
+
+    /// Decodes the payload into `T`. Call only after the signature has been verified.
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T, RejectReason> {
+        self.compact.payload()
     }
 }
 

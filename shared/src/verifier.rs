@@ -8,7 +8,7 @@ use crate::claims::AccessClaims;
 use crate::error::{AuthError, RejectReason};
 use crate::jwk::{KeySet, VerifyingKey};
 use crate::jwks::JwksClient;
-use crate::jws::{ACCESS_TOKEN_TYPE, ALGORITHM, Header, MAX_KID_LEN, UnverifiedJws};
+use crate::jws::{ACCESS_TOKEN_TYPE, ALGORITHM, CompactJws, Header, MAX_KID_LEN};
 use crate::session::SessionCheck;
 
 /// What a token must satisfy besides its signature.
@@ -180,13 +180,26 @@ pub struct Verifier {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     keys: Keys,
     policy: Policy,
     sessions: SessionCheck,
     cache: Option<moka::sync::Cache<Box<str>, Verified>>,
+    /// Header segments already decoded and accepted by [`Policy::check_header`], with their
+    /// `kid`. Every token one key signs carries the same header segment, so after the first
+    /// token of a key the header costs one lookup instead of a base64 decode and two JSON
+    /// passes (a third of the work around the signature check). Only accepted headers are
+    /// kept, and the capacity is small: a flood of distinct headers only evicts entries.
+    headers: moka::sync::Cache<Box<str>, Arc<str>>,
+    /// Benchmark builds only: accept every well-formed token unchecked (see
+    /// [`Verifier::insecure_skip_verification`]).
+    #[cfg(feature = "bench-auth-off")]
+    skip_verification: bool,
 }
+
+/// Accepted header segments remembered: a few keys (active, next, retiring) per issuer.
+const HEADER_CACHE_CAPACITY: u64 = 64;
 
 impl Verifier {
     /// A `stateless` verifier: signature and claims only.
@@ -197,7 +210,19 @@ impl Verifier {
                 policy,
                 sessions: SessionCheck::Stateless,
                 cache: None,
+                headers: moka::sync::Cache::new(HEADER_CACHE_CAPACITY),
+                #[cfg(feature = "bench-auth-off")]
+                skip_verification: false,
             }),
+        }
+    }
+
+    /// A copy of this verifier with `change` applied to its configuration.
+    fn with(&self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner::clone(&self.inner);
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -206,14 +231,25 @@ impl Verifier {
     /// in the current set, or the mode's session check: the cache never bypasses revocation.
     pub fn with_token_cache(self, capacity: u64) -> Self {
         let cache = (capacity > 0).then(|| token_cache(capacity, self.inner.policy.leeway));
-        Self {
-            inner: Arc::new(Inner {
-                keys: self.inner.keys.clone(),
-                policy: self.inner.policy.clone(),
-                sessions: self.inner.sessions.clone(),
-                cache,
-            }),
-        }
+        self.with(|inner| inner.cache = cache)
+    }
+
+    /// BENCHMARK BUILDS ONLY (cargo feature `bench-auth-off`), never in production: the same
+    /// verifier accepting every token that merely parses, its claims read from the payload
+    /// with no key, signature, claim, session or cache check at all.
+    ///
+    /// It exists for one measurement: issue 7 sets the throughput of an authenticated route
+    /// against "the same route with authentication switched off", and only a build of the very
+    /// same services with verification cut out gives that baseline (handlers still get a
+    /// [`Principal`], so the route does its usual work). The feature is off in every deployable
+    /// build; without it this method does not exist and `AUTH_INSECURE_SKIP_VERIFY` refuses to
+    /// start the service.
+    #[cfg(feature = "bench-auth-off")]
+    pub fn insecure_skip_verification(self) -> Self {
+        self.with(|inner| {
+            inner.cache = None;
+            inner.skip_verification = true;
+        })
     }
 
     /// Number of tokens in the verified-token cache.
@@ -227,14 +263,7 @@ impl Verifier {
     /// The same verifier with `check` applied to every token that passed signature and claims.
     pub fn with_session_check(self, check: SessionCheck) -> Self {
         metrics::gauge!("auth_verifier_mode", "mode" => check.mode()).set(1.0);
-        Self {
-            inner: Arc::new(Inner {
-                keys: self.inner.keys.clone(),
-                policy: self.inner.policy.clone(),
-                sessions: check,
-                cache: self.inner.cache.clone(),
-            }),
-        }
+        self.with(|inner| inner.sessions = check)
     }
 
     /// The session check of this verifier (its mode).
@@ -258,6 +287,12 @@ impl Verifier {
 
     /// Verifies `token` as of `now` (Unix seconds), recording the outcome as a metric.
     pub async fn verify_at(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        #[cfg(feature = "bench-auth-off")]
+        if self.inner.skip_verification {
+            // Parse and decode only: see `insecure_skip_verification`.
+            let claims: AccessClaims = CompactJws::split(token)?.payload()?;
+            return Ok(Principal::from_verified_claims(claims));
+        }
         let result = self.check(token, now).await;
         match &result {
             Ok(_) => metrics::counter!("auth_verify_total", "outcome" => "ok").increment(1),
@@ -288,22 +323,33 @@ impl Verifier {
             }
             cache.invalidate(token);
         }
-        let jws = UnverifiedJws::parse(token)?;
-        let kid = inner.policy.check_header(&jws.header)?;
-        let key = inner.keys.key(kid).await?;
-        if !key.verify(jws.signing_input.as_bytes(), &jws.signature) {
+        let jws = CompactJws::split(token)?;
+        // The same checks, in the same order, as `jws::UnverifiedJws::parse` then `check_header`;
+        // a header segment seen before was decoded, parsed and accepted then.
+        let (kid, signature) = match inner.headers.get(jws.header_b64) {
+            Some(kid) => (kid, jws.signature()?),
+            None => {
+                let header = jws.header()?;
+                let signature = jws.signature()?;
+                let kid: Arc<str> = inner.policy.check_header(&header)?.into();
+                inner.headers.insert(jws.header_b64.into(), kid.clone());
+                (kid, signature)
+            }
+        };
+        let key = inner.keys.key(&kid).await?;
+        if !key.verify(jws.signing_input.as_bytes(), &signature) {
             return Err(RejectReason::BadSignature.into());
         }
         let claims: AccessClaims = jws.payload()?;
         inner.policy.check_claims(&claims, now)?;
-        inner.sessions.check(kid, &claims).await?;
+        inner.sessions.check(&kid, &claims).await?;
         let principal = Principal::from_verified_claims(claims);
         if let Some(cache) = &inner.cache {
             cache.insert(
                 token.into(),
                 Verified {
                     principal: principal.clone(),
-                    kid: kid.into(),
+                    kid,
                 },
             );
         }
@@ -421,6 +467,102 @@ mod tests {
             AuthError::Unauthenticated(RejectReason::UnknownKey),
             "a key removed from the set stops verifying its cached tokens"
         );
+    }
+
+    /// The benchmark-only auth-off verifier checks nothing but the token's shape.
+    #[cfg(feature = "bench-auth-off")]
+    #[tokio::test]
+    async fn skipping_verification_reads_the_claims_of_any_well_formed_token() {
+        let issuer = TestIssuer::new();
+        let sessions = Arc::new(Sessions::default());
+        sessions.revoked.store(true, Ordering::SeqCst);
+        let verifier = Verifier::new(Keys::fixed(issuer.key_set()), issuer.policy())
+            .with_session_check(SessionCheck::stateful(sessions.clone(), Duration::ZERO))
+            .with_token_cache(100)
+            .insecure_skip_verification();
+        // Signed by a key the verifier does not know, for another issuer, long expired, and
+        // its session revoked: everything a real verifier refuses.
+        let stranger = TestIssuer::new();
+        let mut claims = stranger.claims("mallory", "orders:read", &["admin"]);
+        claims.iss = "https://elsewhere.example".into();
+        claims.exp = 1_000;
+        claims.iat = 900;
+        let token = stranger.token(&claims);
+        let principal = verifier.verify_at(&token, crate::unix_now()).await.unwrap();
+        assert_eq!(principal.sub(), "mallory");
+        assert_eq!(principal.claims().iss, "https://elsewhere.example");
+        assert_eq!(
+            sessions.lookups.load(Ordering::SeqCst),
+            0,
+            "no session check"
+        );
+        assert_eq!(verifier.cached_tokens(), 0, "no cache");
+        // Only what cannot be read at all is refused.
+        assert_eq!(
+            verifier.verify("not.a.token").await.unwrap_err(),
+            AuthError::Unauthenticated(RejectReason::Malformed)
+        );
+    }
+
+    /// The header cache skips decoding a header segment seen before, and nothing else: the
+    /// signature and claims of every token are still checked, a refused header is never
+    /// remembered, and a seen header does not excuse a malformed signature segment.
+    #[tokio::test]
+    async fn a_remembered_header_skips_only_the_header() {
+        let issuer = TestIssuer::new();
+        let verifier = issuer.verifier();
+        let good = issuer.user_token("alice", "orders:read", &[]);
+        verifier.verify(&good).await.unwrap();
+        let header_b64 = good.split('.').next().unwrap();
+        assert!(verifier.inner.headers.contains_key(header_b64));
+
+        let refuse = |token: String, reason: RejectReason| {
+            let verifier = verifier.clone();
+            async move {
+                assert_eq!(
+                    verifier.verify(&token).await.unwrap_err(),
+                    AuthError::Unauthenticated(reason),
+                    "{token}"
+                );
+            }
+        };
+        // Same header, another payload under the old signature; a non-canonical signature.
+        let (_, payload, signature) = {
+            let mut parts = good.split('.');
+            (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            )
+        };
+        let other = issuer.user_token("mallory", "orders:write", &["admin"]);
+        let other_payload = other.split('.').nth(1).unwrap();
+        refuse(
+            format!("{header_b64}.{other_payload}.{signature}"),
+            RejectReason::BadSignature,
+        )
+        .await;
+        refuse(
+            format!("{header_b64}.{payload}.{signature}="),
+            RejectReason::Malformed,
+        )
+        .await;
+        // Expired claims under a remembered header, signed for real.
+        let mut claims = issuer.claims("alice", "orders:read", &[]);
+        claims.exp = 1_000;
+        claims.iat = 900;
+        refuse(issuer.token(&claims), RejectReason::Expired).await;
+
+        // A refused header is refused every time and never remembered.
+        let wrong_typ = issuer.forge(
+            &serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": issuer.kid() }).to_string(),
+            &serde_json::to_string(&issuer.claims("alice", "orders:read", &[])).unwrap(),
+        );
+        for _ in 0..2 {
+            refuse(wrong_typ.clone(), RejectReason::WrongType).await;
+        }
+        verifier.inner.headers.run_pending_tasks();
+        assert_eq!(verifier.inner.headers.entry_count(), 1);
     }
 
     #[tokio::test]

@@ -76,6 +76,8 @@ pub struct Passwords {
     dummy_hash: Arc<str>,
     permits: Arc<Semaphore>,
     verified_secrets: Arc<VerifiedSecrets>,
+    /// Argon2 verifications run, dummy ones included (see [`Passwords::verifications`]).
+    verifications: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for Passwords {
@@ -100,7 +102,15 @@ impl Passwords {
                 CLIENT_SECRET_CACHE_CAPACITY,
                 CLIENT_SECRET_CACHE_TTL,
             )),
+            verifications: Arc::default(),
         })
+    }
+
+    /// How many Argon2 verifications this hasher has run, those against the dummy hash
+    /// included: an unknown user must cost exactly what a wrong password costs, one.
+    pub fn verifications(&self) -> u64 {
+        self.verifications
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// An Argon2id PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) with a random salt.
@@ -118,6 +128,7 @@ impl Passwords {
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let candidate = candidate.clone();
+        let verifications = self.verifications.clone();
         let _permit = self
             .permits
             .acquire()
@@ -125,6 +136,7 @@ impl Passwords {
             .map_err(|_| PasswordError::Closed)?;
         let matches = tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash).map_err(PasswordError::MalformedHash)?;
+            verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match Argon2::default().verify_password(candidate.expose().as_bytes(), &parsed) {
                 Ok(()) => Ok(true),
                 Err(password_hash::Error::Password) => Ok(false),

@@ -170,6 +170,77 @@ async fn wrong_password_unknown_user_and_disabled_user_get_the_same_answer() {
     assert_eq!(principal.sub(), user.id);
 }
 
+/// An unknown user costs what a wrong password costs: one Argon2 verification, against a
+/// dummy hash (counted, not timed: a test asserts no latency). Without it an unknown user is
+/// answered many times faster, which tells an attacker which usernames exist.
+#[tokio::test]
+async fn an_unknown_user_costs_one_argon2_verification_like_a_wrong_password() {
+    let auth = spawn_auth().await;
+    auth.create_user("alice", PASSWORD, "user", "orders:read")
+        .await;
+    let passwords = &auth.state.passwords;
+    for username in ["alice", "nobody"] {
+        let before = passwords.verifications();
+        let (status, body) = expect_error(
+            auth.post_token(&[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", "wrong password"),
+            ])
+            .await,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        assert_eq!(
+            passwords.verifications() - before,
+            1,
+            "Argon2 verifications for {username}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn passwords_client_secrets_and_refresh_tokens_are_stored_only_hashed() {
+    let auth = spawn_auth().await;
+    auth.create_user("alice", PASSWORD, "user", "orders:read")
+        .await;
+    let client_secret = auth.create_client("web-app", "orders:read", "").await;
+    auth.client_token("web-app", &client_secret).await;
+    let login = auth.login("alice", PASSWORD).await;
+    let first = login.refresh_token.expect("refresh token");
+    let second = auth
+        .refresh(&first)
+        .await
+        .refresh_token
+        .expect("refresh token");
+
+    // The database files themselves, write-ahead log included: no row, live or rotated, and no
+    // index holds any of them in clear.
+    let mut stored = Vec::new();
+    for file in ["auth.db", "auth.db-wal"] {
+        if let Ok(bytes) = std::fs::read(auth.dir().join(file)) {
+            stored.extend(bytes);
+        }
+    }
+    assert!(stored.len() > 4096, "the database files were not found");
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("client secret", client_secret.as_str()),
+        ("rotated refresh token", first.as_str()),
+        ("current refresh token", second.as_str()),
+    ] {
+        assert!(
+            !stored
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "the {what} is stored in clear"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_client_may_authenticate_a_password_login_and_is_named_in_the_token() {
     let auth = spawn_auth().await;

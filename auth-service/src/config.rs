@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Args;
 use shared::service_token::Secret;
 
-use crate::http::client_addr::TrustedProxies;
+use shared::client_addr::TrustedProxies;
 
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use auth_service::Config;
-use auth_service::http::client_addr::TrustedProxies;
 use common::{TestAuth, spawn_auth_with, test_config};
+use shared::client_addr::TrustedProxies;
 
 const PASSWORD: &str = "correct horse battery";
 const WRONG: &str = "not the password";

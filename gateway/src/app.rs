@@ -151,7 +151,8 @@ impl App {
             config.max_body,
             config.connect_timeout,
             config.request_timeout,
-        )?;
+        )?
+        .trusting(config.trusted_proxies.clone());
 
         let lifecycle = Lifecycle::new();
         let state = AppState {

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use shared::client_addr::TrustedProxies;
 use shared::config::VerifierConfig;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -52,6 +53,13 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Proxies in front of the gateway (an ingress controller), comma-separated networks or
+    /// addresses: for a request from one of them the client is the last `X-Forwarded-For`
+    /// entry, the one that proxy wrote. The gateway forwards that one address to the
+    /// auth-service, which throttles logins by it. Empty: the TCP peer is the client.
+    #[arg(long, env = "GATEWAY_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
+
     /// How tokens are verified at the edge (issuer, audience, JWKS, mode).
     #[command(flatten)]
     pub auth: VerifierConfig,
@@ -89,6 +97,7 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
             shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
                 .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
+            trusted_proxies: TrustedProxies::default(),
             auth: VerifierConfig::default(),
         }
     }

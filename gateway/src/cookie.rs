@@ -90,7 +90,10 @@ async fn grant(
         .client()
         .post(url)
         .headers(context.headers())
-        .header("x-forwarded-for", peer.ip().to_string())
+        .header(
+            "x-forwarded-for",
+            proxy.client_ip(peer, headers).to_string(),
+        )
         .form(form);
     if let Some(agent) = headers.get(header::USER_AGENT) {
         request = request.header(header::USER_AGENT, agent);

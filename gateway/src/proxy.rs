@@ -5,12 +5,13 @@
 //! headers (cookies and `Authorization` included: the auth-service authenticates those calls
 //! itself). Dropped: hop-by-hop headers (RFC 9110 §7.6.1), in both directions, and any
 //! client-supplied `Forwarded`/`X-Forwarded-*`/`X-Real-IP`: the gateway is the edge, so it
-//! sets `X-Forwarded-For` (the peer address), `X-Forwarded-Proto` and `X-Forwarded-Host`
-//! itself. `x-request-id` and `traceparent` are the request's trace context (validated or new,
+//! sets `X-Forwarded-For` (the client: the peer address, or behind a proxy named in
+//! `GATEWAY_TRUSTED_PROXIES` the address that proxy forwarded), `X-Forwarded-Proto` and
+//! `X-Forwarded-Host` itself. `x-request-id` and `traceparent` are the request's trace context (validated or new,
 //! this hop as the parent span), never the client's raw values. Redirects are passed back, never followed. An unreachable upstream is a 502
 //! `{"error":"bad_gateway"}`, a slow one a 504.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use reqwest::Url;
+use shared::client_addr::TrustedProxies;
 use shared::trace::TraceContext;
 
 use crate::error::ApiError;
@@ -31,6 +33,8 @@ pub struct Proxy {
     client: reqwest::Client,
     upstream: Url,
     max_body: usize,
+    /// Whose `X-Forwarded-For` is believed (`GATEWAY_TRUSTED_PROXIES`).
+    trusted: TrustedProxies,
 }
 
 /// A proxy that cannot be built.
@@ -66,7 +70,19 @@ impl Proxy {
             client,
             upstream,
             max_body,
+            trusted: TrustedProxies::default(),
         })
+    }
+
+    /// The same proxy, believing the `X-Forwarded-For` of requests from `trusted` peers.
+    pub fn trusting(self, trusted: TrustedProxies) -> Self {
+        Self { trusted, ..self }
+    }
+
+    /// The client of a request from `peer`: the peer itself, or the address a trusted proxy
+    /// in front of the gateway forwarded.
+    pub(crate) fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+        self.trusted.client_ip(peer.ip(), headers)
     }
 
     /// The HTTP client to the auth-service.
@@ -121,7 +137,8 @@ async fn forward(
             }
         })?;
 
-    let mut headers = forwarded_request_headers(&parts.headers, peer);
+    let client = proxy.client_ip(peer, &parts.headers);
+    let mut headers = forwarded_request_headers(&parts.headers, client);
     // The validated request id and this hop's traceparent, never the client's raw values.
     match parts.extensions.get::<TraceContext>() {
         Some(context) => context.inject(&mut headers),
@@ -205,8 +222,9 @@ const EDGE_HEADERS: [&str; 5] = [
     "x-real-ip",
 ];
 
-/// The headers sent upstream for a request received from `peer`.
-pub fn forwarded_request_headers(incoming: &HeaderMap, peer: SocketAddr) -> HeaderMap {
+/// The headers sent upstream for a request of `client` (resolved by [`Proxy::client_ip`]):
+/// `X-Forwarded-For` holds that one address, replacing whatever came in.
+pub fn forwarded_request_headers(incoming: &HeaderMap, client: IpAddr) -> HeaderMap {
     let mut headers = end_to_end(incoming);
     for name in EDGE_HEADERS {
         headers.remove(name);
@@ -215,7 +233,7 @@ pub fn forwarded_request_headers(incoming: &HeaderMap, peer: SocketAddr) -> Head
     headers.remove(header::CONTENT_LENGTH);
     let host = headers.remove(header::HOST);
 
-    if let Ok(ip) = HeaderValue::try_from(peer.ip().to_string()) {
+    if let Ok(ip) = HeaderValue::try_from(client.to_string()) {
         headers.insert("x-forwarded-for", ip);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
@@ -283,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_edge_sets_forwarding_headers() {
-        let peer: SocketAddr = "203.0.113.7:50000".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
         let sent = forwarded_request_headers(
             &headers(&[
                 ("host", "api.example"),
@@ -296,7 +314,7 @@ mod tests {
                 ("cookie", "__Host-refresh=x"),
                 ("proxy-authorization", "Basic eA=="),
             ]),
-            peer,
+            client,
         );
         assert_eq!(sent["x-forwarded-for"], "203.0.113.7");
         assert_eq!(sent.get_all("x-forwarded-for").iter().count(), 1);

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use common::{
-    Issuer, STUB_BODY, Upstreams, json, spawn_gateway, spawn_stack, start_gateway, unreachable_url,
+    Issuer, STUB_BODY, StubAuth, Upstreams, json, spawn_gateway, spawn_stack, start_gateway,
+    unreachable_url,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -183,6 +184,32 @@ async fn x_forwarded_for_is_the_peer_address_whatever_the_client_says() {
     assert_eq!(received.headers["x-forwarded-proto"], "http");
     assert!(!received.headers.contains_key("forwarded"));
     assert!(!received.headers.contains_key("x-real-ip"));
+}
+
+/// Behind a trusted proxy (an ingress controller; here the loopback peer) the client is the
+/// entry that proxy appended, and it alone is forwarded: entries further left, which the
+/// client could have written, never reach the auth-service.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_address_it_forwarded_is_the_client() {
+    let issuer = Issuer::start().await;
+    let auth = StubAuth::start().await;
+    let gateway = start_gateway(gateway::Config {
+        auth_http_url: auth.url(),
+        orders_grpc_url: unreachable_url().await,
+        auth: issuer.verifier_config(),
+        trusted_proxies: shared::client_addr::TrustedProxies::parse("127.0.0.0/8").unwrap(),
+        ..gateway::Config::default()
+    })
+    .await;
+    gateway
+        .get("/.well-known/jwks.json")
+        .header("x-forwarded-for", "6.6.6.6, 198.51.100.4")
+        .send()
+        .await
+        .unwrap();
+    let received = auth.only_request();
+    let forwarded_for: Vec<_> = received.headers.get_all("x-forwarded-for").iter().collect();
+    assert_eq!(forwarded_for, ["198.51.100.4"]);
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@
 
 pub mod authz;
 pub mod claims;
+pub mod client_addr;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -1,7 +1,6 @@
 //! The HTTP interface: one module per concern, merged into one [`router`].
 
 pub mod admin;
-pub mod client_addr;
 pub mod error;
 pub mod form;
 pub mod health;

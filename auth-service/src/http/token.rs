@@ -1,11 +1,11 @@
 //! `POST /oauth/token` (RFC 6749): grants `password`, `refresh_token` and `client_credentials`.
 
 use std::error::Error as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -102,27 +102,17 @@ pub struct ClientMeta {
 }
 
 impl ClientMeta {
-    /// The `User-Agent` (truncated), and the first `X-Forwarded-For` entry (set by the gateway)
-    /// or else the peer address. Informational only: never used for a security decision.
-    fn from_parts(parts: &Parts) -> Self {
+    /// The `User-Agent` (truncated) and the client's address as the throttle sees it (see
+    /// `shared::client_addr`). Informational: shown in the session list.
+    fn from_parts(parts: &Parts, client_ip: Option<IpAddr>) -> Self {
         let user_agent = parts
             .headers
             .get(USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok());
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
         Self {
             user_agent,
-            ip: forwarded.or(peer).map(|ip| ip.to_string()),
+            ip: client_ip.map(|ip| ip.to_string()),
         }
     }
 }
@@ -177,7 +167,7 @@ async fn handle(
                 state,
                 &form,
                 &credentials,
-                ClientMeta::from_parts(&parts),
+                ClientMeta::from_parts(&parts, client_ip),
                 client_ip,
             )
             .await?
@@ -561,6 +551,10 @@ async fn client_credentials_grant(
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+
     use super::*;
 
     #[tokio::test]
@@ -584,7 +578,7 @@ mod tests {
     }
 
     #[test]
-    fn client_meta_prefers_the_first_forwarded_address() {
+    fn client_meta_records_the_resolved_client_and_a_truncated_user_agent() {
         let request = http::Request::builder()
             .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
             .header(USER_AGENT, "x".repeat(1000))
@@ -592,19 +586,14 @@ mod tests {
             .body(())
             .unwrap();
         let (parts, ()) = request.into_parts();
-        let meta = ClientMeta::from_parts(&parts);
-        assert_eq!(meta.ip.as_deref(), Some("203.0.113.7"));
+        // Nobody trusted: the peer, whatever the header says.
+        let client = shared::client_addr::TrustedProxies::default().client_ip_of(&parts);
+        let meta = ClientMeta::from_parts(&parts, client);
+        assert_eq!(meta.ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(meta.user_agent.map(|ua| ua.len()), Some(MAX_USER_AGENT));
-
-        let request = http::Request::builder()
-            .header("x-forwarded-for", "not-an-ip")
-            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
-            .body(())
-            .unwrap();
-        let (parts, ()) = request.into_parts();
-        assert_eq!(
-            ClientMeta::from_parts(&parts).ip.as_deref(),
-            Some("127.0.0.1")
-        );
+        // The loopback proxy trusted: the entry it wrote, the last one.
+        let trusted = shared::client_addr::TrustedProxies::parse("127.0.0.1").unwrap();
+        let meta = ClientMeta::from_parts(&parts, trusted.client_ip_of(&parts));
+        assert_eq!(meta.ip.as_deref(), Some("10.0.0.1"));
     }
 }

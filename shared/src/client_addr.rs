@@ -1,92 +1,36 @@
-//! The client address a login is throttled by.
+//! The address of the client behind a request, for decisions that key on it (login throttling)
+//! and for what is recorded about a session.
 //!
-//! By default it is the TCP peer: nothing a client sends can change it. Behind a reverse proxy
-//! (the gateway forwards `/oauth/*` here and replaces `X-Forwarded-For` with the address of its
-//! own peer) every peer is the proxy, so `AUTH_TRUSTED_PROXIES` names the proxies' addresses:
-//! for a request whose peer is one of them, the client is the **last** `X-Forwarded-For` entry,
-//! the one the proxy itself wrote. Entries to its left came from further away and may be forged,
-//! so only one hop is trusted. A trusted peer that sends no usable entry is taken as the client
-//! itself (the stricter choice: it shares its own counter).
+//! By default it is the TCP peer: nothing a client sends can change it. Behind reverse proxies
+//! every peer is a proxy, so each service names the proxies it trusts (`AUTH_TRUSTED_PROXIES`,
+//! `GATEWAY_TRUSTED_PROXIES`): for a request whose peer is one of them, the client is the
+//! **last** `X-Forwarded-For` entry, the one that proxy itself wrote. Entries to its left came
+//! from further away and may be forged, so only one hop is trusted; each proxy of the platform
+//! resolves its own client this way and forwards that one address (the gateway replaces
+//! `X-Forwarded-For`, never appends to it). A trusted peer that sends no usable entry is taken
+//! as the client itself (the stricter choice: it shares its own counter).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 
 use axum::extract::ConnectInfo;
 use http::HeaderMap;
 use http::request::Parts;
+use ipnet::IpNet;
 
-/// A network: an address and a prefix length (`10.0.0.0/8`, `fd00::/8`; a bare address is a
-/// single host).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (s, None),
-        };
-        let addr = addr
-            .parse::<IpAddr>()
-            .map_err(|_| format!("{s:?} is not an IP address or network"))?
-            .to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
-        };
-        Ok(Self { addr, prefix })
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-/// `AUTH_TRUSTED_PROXIES`: the peers whose `X-Forwarded-For` is believed. Empty by default.
+/// The peers whose `X-Forwarded-For` is believed: networks (`10.0.0.0/8`, `fd00::/8`) or single
+/// addresses. Empty by default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);
 
 impl TrustedProxies {
-    /// A comma-separated list of addresses and networks; empty trusts nobody.
+    /// A comma-separated list; blanks are skipped.
     pub fn parse(value: &str) -> Result<Self, String> {
         value
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(str::parse)
+            .map(parse_net)
             .collect::<Result<_, _>>()
             .map(Self)
     }
@@ -96,11 +40,11 @@ impl TrustedProxies {
     }
 
     pub fn trusts(&self, peer: IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(peer))
+        let peer = peer.to_canonical();
+        self.0.iter().any(|net| net.contains(&peer))
     }
 
-    /// The client of a request from `peer`: the peer itself, or, from a trusted proxy, the last
-    /// `X-Forwarded-For` entry when it is an IP address.
+    /// The client of a request from `peer` carrying `headers`.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.trusts(peer) {
@@ -116,13 +60,27 @@ impl TrustedProxies {
             .map_or(peer, |ip| ip.to_canonical())
     }
 
-    /// [`TrustedProxies::client_ip`] of a request; `None` without a peer address (only in tests
-    /// that call the router without a socket).
+    /// [`TrustedProxies::client_ip`] of a request served with `ConnectInfo`; `None` without it.
     pub fn client_ip_of(&self, parts: &Parts) -> Option<IpAddr> {
         parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(peer)| self.client_ip(peer.ip(), &parts.headers))
+    }
+}
+
+/// A network with its prefix, or a bare address as a single host.
+fn parse_net(s: &str) -> Result<IpNet, String> {
+    if s.contains('/') {
+        let net: IpNet = s
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network (address/prefix)"))?;
+        // An IPv4-mapped IPv6 network would never match: peers are canonicalised.
+        Ok(net)
+    } else {
+        s.parse::<IpAddr>()
+            .map(|addr| IpNet::from(addr.to_canonical()))
+            .map_err(|_| format!("{s:?} is not an IP address or network"))
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
 
+use crate::clients::ClientRows;
 use crate::config::{Config, redact_url};
 use crate::db::{self, DbError};
 use crate::grpc::{self, SessionChecker};
@@ -42,6 +43,8 @@ pub const GRPC_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState {
     pub pool: AnyPool,
+    /// The client rows the token endpoint authenticates against (reused for a few seconds).
+    pub clients: ClientRows,
     pub passwords: Passwords,
     pub tokens: Arc<TokenIssuer>,
     pub well_known: Arc<WellKnown>,
@@ -194,15 +197,19 @@ impl App {
         let passwords = Passwords::new().await?;
         let (sessions, revocations) = session_backend(&pool, &config).await?;
         let keys = KeyManager::open(pool.clone(), &config, revocations.clone()).await?;
+        // Every CheckSession call carries the calling verifier's service token: the cache spares
+        // an RSA verification per call (the session check still runs on every hit).
         let verifier = Verifier::new(
             Keys::local(keys.local_keys()),
             Policy::new(config.issuer.clone(), config.audience.clone()),
         )
+        .with_token_cache(shared::config::DEFAULT_TOKEN_CACHE_SIZE)
         .with_session_check(SessionCheck::stateful(
             Arc::new(StoreLookup(sessions.clone())),
             Duration::ZERO,
         ));
         let state = AppState {
+            clients: ClientRows::new(pool.clone(), config.client_cache_ttl),
             pool,
             passwords,
             sessions,

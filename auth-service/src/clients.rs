@@ -1,6 +1,8 @@
 //! Service clients: the callers of the `client_credentials` grant, and optionally the
 //! authenticated client of a `password` grant.
 
+use std::time::Duration;
+
 use sqlx::AnyPool;
 
 use crate::crypto;
@@ -123,18 +125,64 @@ pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<Client>, LookupErro
     Ok(find_with_hash(pool, id).await?.map(|(client, _)| client))
 }
 
-/// Checks a client id and secret; `None` when either is wrong (indistinguishable, and an unknown
-/// id costs a dummy hash verification like a wrong secret does). The row is read on every call,
-/// so changes take effect at once; a secret Argon2 accepted for the current hash recently is not
-/// hashed again (see [`Passwords::verify_client_secret`]).
+/// Client rows kept at most: registered clients are a handful of services.
+const CLIENT_ROW_CAPACITY: u64 = 1024;
+
+/// The client rows the token endpoint authenticates against, each reused for a few seconds
+/// after it was read, so that a service asking for tokens again and again costs no query per
+/// request: on SQLite a query is a round trip to the driver's thread, about a third of a
+/// `client_credentials` grant's CPU before this. Only rows that exist are kept (an unknown id
+/// is looked up every time, so a spray of ids cannot fill the cache), and a client changed or
+/// removed in the database, by any process, is seen within the TTL (`AUTH_CLIENT_CACHE_TTL`, 5 s):
+/// far less than the lifetime of the access tokens it already holds.
+#[derive(Clone)]
+pub struct ClientRows {
+    pool: AnyPool,
+    /// `None` with a TTL of zero: every request reads the row.
+    recent: Option<moka::sync::Cache<String, (Client, String)>>,
+}
+
+impl std::fmt::Debug for ClientRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The cached rows carry secret hashes: never printed.
+        f.debug_struct("ClientRows").finish_non_exhaustive()
+    }
+}
+
+impl ClientRows {
+    pub fn new(pool: AnyPool, ttl: Duration) -> Self {
+        let recent = (!ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(CLIENT_ROW_CAPACITY)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self { pool, recent }
+    }
+
+    /// The client `id` and its secret hash, from memory if read within the TTL.
+    async fn find_with_hash(&self, id: &str) -> Result<Option<(Client, String)>, LookupError> {
+        if let Some(row) = self.recent.as_ref().and_then(|recent| recent.get(id)) {
+            return Ok(Some(row));
+        }
+        let found = find_with_hash(&self.pool, id).await?;
+        if let (Some(recent), Some(row)) = (&self.recent, &found) {
+            recent.insert(id.to_owned(), row.clone());
+        }
+        Ok(found)
+    }
+}
+
+/// The client `id` if `secret` is its secret. An unknown or malformed id costs an Argon2
+/// verification against a dummy hash, like a wrong secret.
 pub async fn authenticate(
-    pool: &AnyPool,
+    clients: &ClientRows,
     passwords: &Passwords,
     id: &str,
     secret: &SecretString,
 ) -> Result<Option<Client>, LookupError> {
     let found = if validate_client_id(id) {
-        find_with_hash(pool, id).await?
+        clients.find_with_hash(id).await?
     } else {
         None
     };
@@ -146,4 +194,52 @@ pub async fn authenticate(
         .verify_client_secret(hash.as_deref(), secret)
         .await?;
     Ok(client.filter(|_| matches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pool(dir: &tempfile::TempDir) -> AnyPool {
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        db::connect_and_migrate(&url, 2).await.expect("database")
+    }
+
+    /// A row read once is reused until its TTL runs out, then read again: a client removed from
+    /// the database (by any process) stops authenticating within the TTL.
+    #[tokio::test]
+    async fn rows_are_reused_for_their_ttl_and_no_longer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = pool(&dir).await;
+        let passwords = Passwords::new().await.expect("passwords");
+        let new = NewClient {
+            id: "gateway".into(),
+            scopes: ScopeSet::parse("sessions:check").expect("scopes"),
+            roles: Vec::new(),
+        };
+        let (client, secret) = create(&pool, &passwords, new).await.expect("created");
+        let ttl = Duration::from_millis(300);
+        let rows = ClientRows::new(pool.clone(), ttl);
+        let found = authenticate(&rows, &passwords, "gateway", &secret).await;
+        assert_eq!(found.expect("lookup"), Some(client.clone()));
+
+        sqlx::query("DELETE FROM clients WHERE id = 'gateway'")
+            .execute(&pool)
+            .await
+            .expect("deleted");
+        let found = authenticate(&rows, &passwords, "gateway", &secret).await;
+        assert_eq!(found.expect("lookup"), Some(client), "within the TTL");
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        let found = authenticate(&rows, &passwords, "gateway", &secret).await;
+        assert_eq!(found.expect("lookup"), None, "after the TTL");
+
+        // A wrong secret never authenticates, from memory or not.
+        let wrong = SecretString::new("not the secret".to_owned());
+        assert_eq!(
+            authenticate(&rows, &passwords, "gateway", &wrong)
+                .await
+                .expect("lookup"),
+            None
+        );
+    }
 }

@@ -62,6 +62,7 @@ pub const DEFAULT_REVOCATION_PRUNE_INTERVAL: &str = "1m";
 pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "30d";
 pub const DEFAULT_KEY_RELOAD_INTERVAL: &str = "10s";
 pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
+pub const DEFAULT_CLIENT_CACHE_TTL: &str = "5s";
 pub const DEFAULT_LOGIN_THROTTLE_AFTER: u32 = 5;
 pub const DEFAULT_LOGIN_LOCK_AFTER: u32 = 10;
 pub const DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER: u32 = 20;
@@ -202,6 +203,12 @@ pub struct Config {
     #[arg(long, env = ENV_SHUTDOWN_DELAY, default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = humantime::parse_duration, global = true)]
     pub shutdown_delay: Duration,
 
+    /// How long the token endpoint reuses a client's row (scopes, roles, secret hash) after
+    /// reading it: a client changed or removed in the database is seen within this time. 0:
+    /// read on every request.
+    #[arg(long, env = "AUTH_CLIENT_CACHE_TTL", default_value = DEFAULT_CLIENT_CACHE_TTL, value_parser = humantime::parse_duration, global = true)]
+    pub client_cache_ttl: Duration,
+
     /// Failed password logins of one account (by username, whether or not it exists) after which
     /// each further attempt must wait a growing delay. 0: never delayed.
     #[arg(long, env = ENV_LOGIN_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_THROTTLE_AFTER, global = true)]
@@ -291,6 +298,8 @@ impl Default for Config {
             key_prepublish: None,
             key_reload_interval: humantime::parse_duration(DEFAULT_KEY_RELOAD_INTERVAL)
                 .expect("BUG: DEFAULT_KEY_RELOAD_INTERVAL is a duration"),
+            client_cache_ttl: humantime::parse_duration(DEFAULT_CLIENT_CACHE_TTL)
+                .expect("BUG: DEFAULT_CLIENT_CACHE_TTL is a duration"),
             shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
                 .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
             login_throttle_after: DEFAULT_LOGIN_THROTTLE_AFTER,
@@ -333,6 +342,7 @@ impl fmt::Debug for Config {
             .field("key_prepublish", &self.key_prepublish)
             .field("key_reload_interval", &self.key_reload_interval)
             .field("shutdown_delay", &self.shutdown_delay)
+            .field("client_cache_ttl", &self.client_cache_ttl)
             .field("login_throttle_after", &self.login_throttle_after)
             .field("login_lock_after", &self.login_lock_after)
             .field(

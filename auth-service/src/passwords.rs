@@ -154,9 +154,9 @@ impl Passwords {
     /// again and again pays Argon2 once a minute instead of on every request.
     ///
     /// Only a match is remembered: a wrong secret is verified with Argon2 every time, at the
-    /// same cost as before. The caller reads `stored` from the database on every request, so a
-    /// client whose secret changed (a new hash) or that is gone (`None`) is never answered from
-    /// memory, whichever process or replica changed it.
+    /// same cost as before. The entry is keyed by the stored hash, so a client whose secret
+    /// changed (a new hash) or that is gone (`None`) is never answered from memory once the
+    /// caller has read its row again (`clients::ClientRows`: within `AUTH_CLIENT_CACHE_TTL`).
     pub async fn verify_client_secret(
         &self,
         stored: Option<&str>,

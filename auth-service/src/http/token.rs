@@ -230,7 +230,7 @@ pub(super) async fn authenticate_client(
             (id, secret)
         }
     };
-    clients::authenticate(&state.pool, &state.passwords, id, secret)
+    clients::authenticate(&state.clients, &state.passwords, id, secret)
         .await
         .map_err(TokenError::internal)?
         .map(Some)

@@ -37,8 +37,8 @@ ADDR_PORTS = {
     "orders-service": {"ORDERS_GRPC_ADDR": 50052, "ORDERS_HTTP_ADDR": 9092},
     "gateway": {"GATEWAY_ADDR": 8080},
 }
-# The longest drain a service allows itself once its listeners close (DRAIN_TIMEOUT,
-# *_SHUTDOWN_GRACE); *_SHUTDOWN_DELAY (serving, not ready, after SIGTERM) comes before it.
+# The longest drain a service allows itself once its listeners close (*_SHUTDOWN_GRACE);
+# *_SHUTDOWN_DELAY (serving, not ready, after SIGTERM) comes before it.
 DRAIN_SECONDS = 20
 
 # Settings and cargo features of benchmark builds only (issue 7's auth-off baseline): token

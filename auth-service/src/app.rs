@@ -33,9 +33,6 @@ use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
 use shared::client_addr::TrustedProxies;
 
-/// How long in-flight requests may take to finish once the listeners are closed (the grace of
-/// the shutdown, after `AUTH_SHUTDOWN_DELAY`); whatever is still running then is cut.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Longest time one RPC may take.
 pub const GRPC_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -244,7 +241,7 @@ impl App {
             grpc_listener,
             drain: Drain {
                 delay: config.shutdown_delay,
-                grace: DRAIN_TIMEOUT,
+                grace: config.shutdown_grace,
             },
         })
     }
@@ -277,7 +274,7 @@ impl App {
     /// Serves HTTP and gRPC until `shutdown` resolves, then shuts down readiness first:
     /// `/readyz` answers 503 at once while both listeners (and the open `WatchRevocations`
     /// streams) keep serving for `AUTH_SHUTDOWN_DELAY`; then the listeners close, the streams
-    /// end, and in-flight requests have up to [`DRAIN_TIMEOUT`] to finish. The revocation
+    /// end, and in-flight requests have up to `AUTH_SHUTDOWN_GRACE` to finish. The revocation
     /// feed's background tasks (tailer, pruner, Redis subscriber) and the signing-key schedule
     /// run until the servers are done, so the streams get live events for as long as they last.
     pub async fn run(

@@ -62,6 +62,7 @@ pub const DEFAULT_REVOCATION_PRUNE_INTERVAL: &str = "1m";
 pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "30d";
 pub const DEFAULT_KEY_RELOAD_INTERVAL: &str = "10s";
 pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
 pub const DEFAULT_CLIENT_CACHE_TTL: &str = "5s";
 pub const DEFAULT_LOGIN_THROTTLE_AFTER: u32 = 5;
 pub const DEFAULT_LOGIN_LOCK_AFTER: u32 = 10;
@@ -199,9 +200,14 @@ pub struct Config {
 
     /// How long to keep serving, reporting not ready, after a shutdown signal, so that
     /// Kubernetes withdraws the endpoint (and verifiers re-resolve the headless gRPC Service)
-    /// before the listeners close. In-flight requests then have `DRAIN_TIMEOUT` (20 s) to finish.
+    /// before the listeners close. In-flight requests then have `AUTH_SHUTDOWN_GRACE` to finish.
     #[arg(long, env = ENV_SHUTDOWN_DELAY, default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = humantime::parse_duration, global = true)]
     pub shutdown_delay: Duration,
+
+    /// How long in-flight requests may take to finish once the listeners are closed; whatever
+    /// is left after it is cut.
+    #[arg(long, env = "AUTH_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration, global = true)]
+    pub shutdown_grace: Duration,
 
     /// How long the token endpoint reuses a client's row (scopes, roles, secret hash) after
     /// reading it: a client changed or removed in the database is seen within this time. 0:
@@ -300,6 +306,8 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_KEY_RELOAD_INTERVAL is a duration"),
             client_cache_ttl: humantime::parse_duration(DEFAULT_CLIENT_CACHE_TTL)
                 .expect("BUG: DEFAULT_CLIENT_CACHE_TTL is a duration"),
+            shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
+                .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
             shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
                 .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
             login_throttle_after: DEFAULT_LOGIN_THROTTLE_AFTER,
@@ -342,6 +350,7 @@ impl fmt::Debug for Config {
             .field("key_prepublish", &self.key_prepublish)
             .field("key_reload_interval", &self.key_reload_interval)
             .field("shutdown_delay", &self.shutdown_delay)
+            .field("shutdown_grace", &self.shutdown_grace)
             .field("client_cache_ttl", &self.client_cache_ttl)
             .field("login_throttle_after", &self.login_throttle_after)
             .field("login_lock_after", &self.login_lock_after)

@@ -24,7 +24,7 @@
 //! - **Readiness-first shutdown** ([`shared::shutdown::serve`]): on SIGTERM `/readyz` answers 503
 //!   at once while both listeners and the open `WatchRevocations` streams keep serving for
 //!   `AUTH_SHUTDOWN_DELAY` (Kubernetes withdraws the endpoint meanwhile); then the listeners
-//!   close, the streams end by themselves, and in-flight requests have [`app::DRAIN_TIMEOUT`].
+//!   close, the streams end by themselves, and in-flight requests have `AUTH_SHUTDOWN_GRACE`.
 //!   `/readyz` also fails while the database or the session store does not answer, and recovers
 //!   by itself when they are back.
 //! - **Trace context**: every HTTP request and gRPC call runs in a span carrying its

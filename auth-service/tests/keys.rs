@@ -215,15 +215,7 @@ async fn the_lifecycle_follows_the_clock() {
         "the removed key's row (and private key) is gone"
     );
 
-    let metrics = auth
-        .http
-        .get(auth.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = auth.metrics().await;
     assert!(
         metrics.contains("auth_signing_keys{state=\"active\"} 1"),
         "{metrics}"

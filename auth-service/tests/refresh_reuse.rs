@@ -20,15 +20,7 @@ async fn refresh_error(auth: &TestAuth, refresh_token: &str) -> (u16, serde_json
 }
 
 async fn reuse_count(auth: &TestAuth) -> f64 {
-    let metrics = auth
-        .http
-        .get(auth.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = auth.metrics().await;
     metrics
         .lines()
         .find_map(|line| line.strip_prefix("auth_refresh_reuse_total "))

@@ -357,15 +357,7 @@ async fn shutting_down_ends_open_streams_instead_of_waiting_for_them() {
             .find_map(|l| l.strip_prefix("auth_revocation_watchers "))
             .map(|v| v.trim().parse::<f64>().expect("number"))
     };
-    let metrics = auth
-        .http
-        .get(auth.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = auth.metrics().await;
     assert!(gauge(&metrics).is_some_and(|open| open >= 1.0), "{metrics}");
 
     // Far below the 20 s drain deadline.

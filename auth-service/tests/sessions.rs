@@ -457,15 +457,7 @@ async fn session_ends_are_counted_by_reason() {
         post(&auth, "/v1/logout", &token).await,
         StatusCode::NO_CONTENT
     );
-    let metrics = auth
-        .http
-        .get(auth.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = auth.metrics().await;
     assert!(
         metrics
             .lines()

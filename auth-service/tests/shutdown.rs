@@ -1,7 +1,7 @@
 //! Readiness-first graceful shutdown: on the signal `/readyz` turns 503 while both listeners and
 //! the open `WatchRevocations` streams keep serving for `AUTH_SHUTDOWN_DELAY` (Kubernetes
 //! withdraws the endpoint meanwhile); then the listeners close, the streams end cleanly (so the
-//! drain does not wait for them until `DRAIN_TIMEOUT`), and `App::run` returns.
+//! drain does not wait for them until `AUTH_SHUTDOWN_GRACE`), and `App::run` returns.
 
 mod common;
 

@@ -155,17 +155,6 @@ impl Captured {
     }
 }
 
-async fn metrics(auth: &TestAuth) -> String {
-    auth.http
-        .get(auth.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text")
-}
-
 #[tokio::test]
 async fn repeated_failures_are_delayed_then_locked_and_the_lock_holds_against_the_right_password() {
     let logs = captured_logs();
@@ -214,7 +203,7 @@ async fn repeated_failures_are_delayed_then_locked_and_the_lock_holds_against_th
     };
     assert!(tokens.body.contains("access_token"), "{tokens:?}");
 
-    let metrics = metrics(&auth).await;
+    let metrics = auth.metrics().await;
     for series in [
         r#"auth_login_throttled_total{scope="account",action="delayed"}"#,
         r#"auth_login_throttled_total{scope="account",action="locked"}"#,
@@ -356,7 +345,7 @@ async fn one_address_trying_many_usernames_is_locked_and_only_a_trusted_proxy_na
     let other = login(&behind_proxy, "alice", PASSWORD, Some("198.51.100.8")).await;
     assert_eq!(other.status, 200, "{other:?}");
     behind_proxy.login("alice", PASSWORD).await;
-    let metrics = metrics(&behind_proxy).await;
+    let metrics = behind_proxy.metrics().await;
     for series in [
         r#"auth_login_throttled_total{scope="address",action="locked"}"#,
         r#"auth_login_lockouts_total{scope="address"}"#,

@@ -783,15 +783,7 @@ async fn issued_tokens_and_errors_are_counted() {
     auth.login("alice", PASSWORD).await;
     let _ = auth.post_token(&[("grant_type", "nonsense")]).await;
 
-    let metrics = auth
-        .http
-        .get(auth.url("/metrics"))
-        .send()
-        .await
-        .expect("sent")
-        .text()
-        .await
-        .expect("text");
+    let metrics = auth.metrics().await;
     assert!(
         metrics.contains(r#"auth_tokens_issued_total{grant="password"}"#),
         "{metrics}"

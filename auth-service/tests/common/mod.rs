@@ -224,6 +224,18 @@ impl TestAuth {
     }
 
     /// The served JWKS.
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text")
+    }
+
     pub async fn fetch_jwks(&self) -> JwkSet {
         self.http
             .get(self.jwks_url())

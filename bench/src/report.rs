@@ -488,7 +488,8 @@ pub fn render(context: &Context, settings: &Settings, results: &Results) -> Stri
     if any_inexact {
         let _ = writeln!(
             out,
-            "† The issuer exports no `CheckSession` counter: counted with `auth_verify_total`, the \
+            "† No `CheckSession` series at the issuer (a request counter labelled with it appears \
+             with the first call): counted with `auth_verify_total`, the \
              issuer's bearer verifications (one per `CheckSession` call, each carrying the \
              verifier's service token; also counts logins' and logouts' bearer checks, none of \
              which happen during the throughput run).\n"
@@ -1388,7 +1389,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("† The issuer exports no `CheckSession` counter"),
+            text.contains("† No `CheckSession` series at the issuer"),
             "{text}"
         );
     }

@@ -104,7 +104,7 @@ pub struct UserName {
 
 #[derive(Debug, Args)]
 pub struct UserAdd {
-    /// 1-64 characters of [A-Za-z0-9._@-].
+    /// 1-64 characters of `[A-Za-z0-9._@-]`.
     #[arg(long)]
     pub username: String,
     /// Roles, separated by commas or spaces (`admin,user`).
@@ -127,7 +127,7 @@ pub enum ClientCommand {
 
 #[derive(Debug, Args)]
 pub struct ClientAdd {
-    /// 1-64 characters of [A-Za-z0-9._@-].
+    /// 1-64 characters of `[A-Za-z0-9._@-]`.
     #[arg(long)]
     pub id: String,
     /// Scopes, separated by spaces.

@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 pub const CLIENT_SECRET_CACHE_CAPACITY: u64 = 1024;
 
 /// How long a verified client secret is remembered. Nothing needs it to be short for
-/// correctness (a changed secret hash misses at once, see [`VerifiedSecrets`]); it bounds how
+/// correctness (a changed secret hash misses at once, see `VerifiedSecrets`); it bounds how
 /// long the memory of a secret outlives its use.
 pub const CLIENT_SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
 

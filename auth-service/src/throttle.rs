@@ -1,7 +1,7 @@
 //! Login throttling (class 22 of the threat list): repeated failed password logins first slow
 //! down, then lock, per account and per client address.
 //!
-//! Each scope keeps one [`Counter`] per key: the account is the *normalised username* (trimmed,
+//! Each scope keeps one `Counter` per key: the account is the *normalised username* (trimmed,
 //! lower-cased, then hashed with a per-process random key), whether or not such a user exists,
 //! so that an unknown user is throttled exactly like a known one and the throttle reveals
 //! nothing about existence; the address is the client's IP (IPv6 grouped by /64, since one

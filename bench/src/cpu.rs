@@ -83,7 +83,7 @@ pub fn between(before: &CpuSample, after: &CpuSample) -> CpuUsage {
 const IDLE_SECONDS: u32 = 3;
 
 /// Waits until processes other than `ours` have used at most `max_percent` of the machine's
-/// `cpus` for [`IDLE_SECONDS`] seconds in a row, for at most `max_wait`. Returns the share they
+/// `cpus` for `IDLE_SECONDS` seconds in a row, for at most `max_wait`. Returns the share they
 /// used in the last second (in percent), whether or not it went low enough.
 #[allow(clippy::cast_precision_loss)]
 pub async fn wait_idle(

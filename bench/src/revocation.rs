@@ -59,7 +59,7 @@ pub enum Ending {
     /// A verifier missed the deadline without having refused any revoked token: it does not
     /// revoke (`stateless`), so waiting for the rest would only cost time.
     NeverRefused,
-    /// [`MAX_MISSES`] deadlines were missed.
+    /// `MAX_MISSES` deadlines were missed.
     TooManyMisses,
     /// `POST /v1/logout` did not succeed (an issuer without the endpoint answers 404).
     LogoutFailed(String),

@@ -322,7 +322,7 @@ impl Stack {
             .collect()
     }
 
-    /// Stops every service: SIGTERM to all, then waits up to [`STOP_TIMEOUT`] and kills what is
+    /// Stops every service: SIGTERM to all, then waits up to `STOP_TIMEOUT` and kills what is
     /// left. Returns the services that had to be killed or did not exit cleanly.
     pub fn stop(&mut self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -222,7 +222,7 @@ const EDGE_HEADERS: [&str; 5] = [
     "x-real-ip",
 ];
 
-/// The headers sent upstream for a request of `client` (resolved by [`Proxy::client_ip`]):
+/// The headers sent upstream for a request of `client` (resolved by `Proxy::client_ip`):
 /// `X-Forwarded-For` holds that one address, replacing whatever came in.
 pub fn forwarded_request_headers(incoming: &HeaderMap, client: IpAddr) -> HeaderMap {
     let mut headers = end_to_end(incoming);

@@ -5,13 +5,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{TestAuth, eventually, spawn_auth};
 use proto::auth::v1::CheckSessionRequest;
 use proto::auth::v1::session_service_client::SessionServiceClient;
 use reqwest::StatusCode;
+use shared::testing::logs::CapturedLogs;
 
 const PASSWORD: &str = "correct horse battery";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -129,75 +129,6 @@ async fn grpc_calls_and_revocation_streams_are_counted_by_method_and_code() {
         value(&metrics(), streams).unwrap_or(0.0) > before
     })
     .await;
-}
-
-/// Log lines as `LOG_FORMAT=json` writes them, captured per test thread: a `#[tokio::test]`
-/// runtime runs every task of its test on the test's thread, so one process-wide subscriber
-/// writes each line to the buffer of the thread that logged it. (A global subscriber rather than
-/// a scoped one: scoped subscribers on parallel test threads race in tracing's callsite cache.)
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-thread_local! {
-    static CAPTURE: std::cell::RefCell<Option<Arc<Mutex<Vec<u8>>>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-struct CaptureGuard;
-
-impl Drop for CaptureGuard {
-    fn drop(&mut self) {
-        CAPTURE.with(|capture| capture.borrow_mut().take());
-    }
-}
-
-impl CapturedLogs {
-    fn install(&self) -> CaptureGuard {
-        static GLOBAL: std::sync::Once = std::sync::Once::new();
-        GLOBAL.call_once(|| {
-            use tracing_subscriber::layer::SubscriberExt as _;
-            let subscriber =
-                tracing_subscriber::registry().with(shared::telemetry::json_layer(ThreadWriter));
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber in this test binary");
-        });
-        CAPTURE.with(|capture| *capture.borrow_mut() = Some(self.0.clone()));
-        CaptureGuard
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        let bytes = self.0.lock().expect("log buffer").clone();
-        String::from_utf8(bytes)
-            .expect("UTF-8 logs")
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
-            .collect()
-    }
-}
-
-struct ThreadWriter;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadWriter {
-    type Writer = ThreadWriter;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        ThreadWriter
-    }
-}
-
-impl std::io::Write for ThreadWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURE.with(|capture| {
-            if let Some(buffer) = capture.borrow().as_ref() {
-                buffer.lock().expect("log buffer").extend_from_slice(buf);
-            }
-        });
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// The JWKS fetched with the given trace headers: its `x-request-id`.

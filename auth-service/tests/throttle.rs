@@ -4,13 +4,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use auth_service::Config;
 use common::{TestAuth, spawn_auth_with, test_config};
 use shared::client_addr::TrustedProxies;
+use shared::testing::logs::ProcessLogs;
 
 const PASSWORD: &str = "correct horse battery";
 const WRONG: &str = "not the password";
@@ -110,54 +110,9 @@ async fn login_once_allowed(auth: &TestAuth, username: &str, password: &str) -> 
     }
 }
 
-/// Everything logged by this test binary (a process-wide subscriber, installed once).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-fn captured_logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .init();
-        logs
-    })
-}
-
-impl Captured {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer"))
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn repeated_failures_are_delayed_then_locked_and_the_lock_holds_against_the_right_password() {
-    let logs = captured_logs();
+    let logs = ProcessLogs::install("info");
     let auth = spawn(|c| {
         c.login_throttle_after = 2;
         c.login_lock_after = 4;

@@ -6,97 +6,10 @@ mod common;
 use axum::http::StatusCode;
 use common::{READ, WRITE, spawn_stack};
 use serde_json::{Value, json};
+use shared::testing::logs::CapturedLogs;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
-
-/// Log lines as `LOG_FORMAT=json` writes them, captured in memory per test. A `#[tokio::test]`
-/// runtime runs every task of its test on the test's thread, so one process-wide subscriber
-/// writes each line to the buffer of the thread that logged it. (Global rather than a scoped
-/// `set_default`: with scoped subscribers on parallel test threads, tracing's per-callsite
-/// interest cache can race and drop lines.)
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-thread_local! {
-    static CAPTURE: std::cell::RefCell<Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Stops capturing on this thread when dropped.
-struct CaptureGuard;
-
-impl Drop for CaptureGuard {
-    fn drop(&mut self) {
-        CAPTURE.with(|capture| capture.borrow_mut().take());
-    }
-}
-
-impl CapturedLogs {
-    /// Captures this thread's log lines until the guard is dropped.
-    fn install(&self) -> CaptureGuard {
-        static GLOBAL: std::sync::Once = std::sync::Once::new();
-        GLOBAL.call_once(|| {
-            use tracing_subscriber::layer::SubscriberExt as _;
-            let subscriber =
-                tracing_subscriber::registry().with(shared::telemetry::json_layer(ThreadWriter));
-            tracing::subscriber::set_global_default(subscriber)
-                .expect("no other global subscriber in this test binary");
-        });
-        CAPTURE.with(|capture| *capture.borrow_mut() = Some(self.0.clone()));
-        CaptureGuard
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        let bytes = self.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
-            .collect()
-    }
-
-    /// The first line with this message whose spans include a `request` span for `route`, or
-    /// any line with this message when `route` is `None`.
-    fn find(&self, message: &str, route: Option<&str>) -> Option<Value> {
-        self.lines().into_iter().find(|line| {
-            line["fields"]["message"] == message
-                && route.is_none_or(|route| {
-                    line["spans"].as_array().is_some_and(|spans| {
-                        spans
-                            .iter()
-                            .any(|s| s["name"] == "request" && s["route"] == route)
-                    })
-                })
-        })
-    }
-}
-
-/// Writes to the capture buffer of the current thread, if any.
-struct ThreadWriter;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for ThreadWriter {
-    type Writer = ThreadWriter;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        ThreadWriter
-    }
-}
-
-impl std::io::Write for ThreadWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        CAPTURE.with(|capture| {
-            if let Some(buffer) = capture.borrow().as_ref() {
-                buffer.lock().unwrap().extend_from_slice(buf);
-            }
-        });
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn span<'a>(line: &'a Value, name: &str) -> &'a Value {
     line["spans"]

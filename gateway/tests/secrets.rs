@@ -6,43 +6,16 @@
 
 mod stack;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use reqwest::Method;
 use serde_json::{Value, json};
+use shared::testing::logs::ProcessLogs;
 use stack::{Options, PASSWORD, Stack};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test]
 async fn no_secret_reaches_a_log_line_a_metric_or_a_response() {
-    let logs = Captured::default();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug,hyper=info,h2=info,tower=info,reqwest=info,sqlx=info,tonic=info")
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .init();
+    let logs = ProcessLogs::install(
+        "debug,hyper=info,h2=info,tower=info,reqwest=info,sqlx=info,tonic=info",
+    );
     shared::telemetry::prometheus();
 
     let stack = Stack::start(Options::default()).await;
@@ -158,7 +131,7 @@ async fn no_secret_reaches_a_log_line_a_metric_or_a_response() {
         }
     }
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("auth_service"), "the logs were captured");
     for secret in &secrets {
         assert!(

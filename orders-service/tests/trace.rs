@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{CapturedLogs, Issuer, READ_WRITE, eventually, spawn_orders};
+use common::{Issuer, READ_WRITE, eventually, spawn_orders};
 use proto::orders::v1::CreateOrderRequest;
 use proto::orders::v1::order_service_client::OrderServiceClient;
+use shared::testing::logs::CapturedLogs;
 use tonic::transport::Endpoint;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

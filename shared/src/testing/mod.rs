@@ -263,6 +263,7 @@ impl Drop for JwksServer {
 }
 
 pub mod attacks;
+pub mod logs;
 mod postgres;
 
 pub use postgres::PgDatabase;

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use shared::service_token::Secret;
-
 use shared::client_addr::TrustedProxies;
+use shared::config::default_duration;
+use shared::service_token::Secret;
 
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
@@ -282,44 +282,30 @@ impl Default for Config {
             keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
             issuer: DEFAULT_ISSUER.to_owned(),
             audience: DEFAULT_AUDIENCE.to_owned(),
-            access_token_ttl: humantime::parse_duration(DEFAULT_ACCESS_TOKEN_TTL)
-                .expect("BUG: DEFAULT_ACCESS_TOKEN_TTL is a duration"),
-            refresh_token_ttl: humantime::parse_duration(DEFAULT_REFRESH_TOKEN_TTL)
-                .expect("BUG: DEFAULT_REFRESH_TOKEN_TTL is a duration"),
-            jwks_max_age: humantime::parse_duration(DEFAULT_JWKS_MAX_AGE)
-                .expect("BUG: DEFAULT_JWKS_MAX_AGE is a duration"),
+            access_token_ttl: default_duration(DEFAULT_ACCESS_TOKEN_TTL),
+            refresh_token_ttl: default_duration(DEFAULT_REFRESH_TOKEN_TTL),
+            jwks_max_age: default_duration(DEFAULT_JWKS_MAX_AGE),
             redis_url: None,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
-            revocation_heartbeat: humantime::parse_duration(DEFAULT_REVOCATION_HEARTBEAT)
-                .expect("BUG: DEFAULT_REVOCATION_HEARTBEAT is a duration"),
-            revocation_poll_interval: humantime::parse_duration(DEFAULT_REVOCATION_POLL_INTERVAL)
-                .expect("BUG: DEFAULT_REVOCATION_POLL_INTERVAL is a duration"),
-            revocation_prune_interval: humantime::parse_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL)
-                .expect("BUG: DEFAULT_REVOCATION_PRUNE_INTERVAL is a duration"),
+            revocation_heartbeat: default_duration(DEFAULT_REVOCATION_HEARTBEAT),
+            revocation_poll_interval: default_duration(DEFAULT_REVOCATION_POLL_INTERVAL),
+            revocation_prune_interval: default_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL),
             key_store: KeyStoreKind::Auto,
             key_encryption_key: None,
             key_encryption_key_file: None,
-            key_rotation_interval: humantime::parse_duration(DEFAULT_KEY_ROTATION_INTERVAL)
-                .expect("BUG: DEFAULT_KEY_ROTATION_INTERVAL is a duration"),
+            key_rotation_interval: default_duration(DEFAULT_KEY_ROTATION_INTERVAL),
             key_prepublish: None,
-            key_reload_interval: humantime::parse_duration(DEFAULT_KEY_RELOAD_INTERVAL)
-                .expect("BUG: DEFAULT_KEY_RELOAD_INTERVAL is a duration"),
-            client_cache_ttl: humantime::parse_duration(DEFAULT_CLIENT_CACHE_TTL)
-                .expect("BUG: DEFAULT_CLIENT_CACHE_TTL is a duration"),
-            shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
-                .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
-            shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
-                .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
+            key_reload_interval: default_duration(DEFAULT_KEY_RELOAD_INTERVAL),
+            client_cache_ttl: default_duration(DEFAULT_CLIENT_CACHE_TTL),
+            shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
+            shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
             login_throttle_after: DEFAULT_LOGIN_THROTTLE_AFTER,
             login_lock_after: DEFAULT_LOGIN_LOCK_AFTER,
             login_address_throttle_after: DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER,
             login_address_lock_after: DEFAULT_LOGIN_ADDRESS_LOCK_AFTER,
-            login_base_delay: humantime::parse_duration(DEFAULT_LOGIN_BASE_DELAY)
-                .expect("BUG: DEFAULT_LOGIN_BASE_DELAY is a duration"),
-            login_max_delay: humantime::parse_duration(DEFAULT_LOGIN_MAX_DELAY)
-                .expect("BUG: DEFAULT_LOGIN_MAX_DELAY is a duration"),
-            login_lock_duration: humantime::parse_duration(DEFAULT_LOGIN_LOCK_DURATION)
-                .expect("BUG: DEFAULT_LOGIN_LOCK_DURATION is a duration"),
+            login_base_delay: default_duration(DEFAULT_LOGIN_BASE_DELAY),
+            login_max_delay: default_duration(DEFAULT_LOGIN_MAX_DELAY),
+            login_lock_duration: default_duration(DEFAULT_LOGIN_LOCK_DURATION),
             trusted_proxies: TrustedProxies::default(),
         }
     }

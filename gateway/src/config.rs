@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use shared::client_addr::TrustedProxies;
-use shared::config::VerifierConfig;
+use shared::config::{VerifierConfig, default_duration};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_AUTH_HTTP_URL: &str = "http://127.0.0.1:8081";
@@ -89,14 +89,10 @@ impl Default for Config {
             auth_http_url: DEFAULT_AUTH_HTTP_URL.to_owned(),
             orders_grpc_url: DEFAULT_ORDERS_GRPC_URL.to_owned(),
             max_body: DEFAULT_MAX_BODY,
-            request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
-                .expect("BUG: DEFAULT_REQUEST_TIMEOUT is a duration"),
-            connect_timeout: humantime::parse_duration(DEFAULT_CONNECT_TIMEOUT)
-                .expect("BUG: DEFAULT_CONNECT_TIMEOUT is a duration"),
-            shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
-                .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
-            shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
-                .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
+            request_timeout: default_duration(DEFAULT_REQUEST_TIMEOUT),
+            connect_timeout: default_duration(DEFAULT_CONNECT_TIMEOUT),
+            shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
+            shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
             trusted_proxies: TrustedProxies::default(),
             auth: VerifierConfig::default(),
         }

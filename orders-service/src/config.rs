@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shared::config::VerifierConfig;
+use shared::config::{VerifierConfig, default_duration};
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9092";
@@ -86,13 +86,10 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_HTTP_ADDR is a socket address"),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             database_max_connections: DEFAULT_DATABASE_MAX_CONNECTIONS,
-            request_timeout: humantime::parse_duration(DEFAULT_REQUEST_TIMEOUT)
-                .expect("BUG: DEFAULT_REQUEST_TIMEOUT is a duration"),
+            request_timeout: default_duration(DEFAULT_REQUEST_TIMEOUT),
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
-            shutdown_delay: humantime::parse_duration(DEFAULT_SHUTDOWN_DELAY)
-                .expect("BUG: DEFAULT_SHUTDOWN_DELAY is a duration"),
-            shutdown_grace: humantime::parse_duration(DEFAULT_SHUTDOWN_GRACE)
-                .expect("BUG: DEFAULT_SHUTDOWN_GRACE is a duration"),
+            shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
+            shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
             auth: VerifierConfig::default(),
         }
     }

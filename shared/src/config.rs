@@ -49,6 +49,14 @@ pub fn parse_duration(value: &str) -> Result<Duration, humantime::DurationError>
     humantime::parse_duration(value)
 }
 
+/// A service's default duration (a `DEFAULT_*` constant, also its clap `default_value`), for
+/// its `Default` configuration. Panics only on a constant that is not a duration: a bug that
+/// every service's config tests catch.
+pub fn default_duration(text: &'static str) -> Duration {
+    humantime::parse_duration(text)
+        .unwrap_or_else(|_| panic!("BUG: the default {text:?} is not a duration"))
+}
+
 /// The token checks and key-cache bounds of a verifier.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct VerifierConfig {

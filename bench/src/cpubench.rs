@@ -25,6 +25,7 @@ use crate::machine::Machine;
 use crate::openssl;
 use crate::report::fmt_rate;
 use crate::stats::median;
+use crate::targets::{Goal, fmt_plain_ratio};
 
 /// What one round measures: operations per second of one core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -68,8 +69,8 @@ pub struct Ratio {
     pub name: &'static str,
     pub numerator: Measure,
     pub denominator: Measure,
-    /// The ratio must be at least this.
-    pub target: Option<f64>,
+    /// What the ratio must reach.
+    pub target: Option<Goal>,
 }
 
 pub const RATIOS: [Ratio; 6] = [
@@ -77,7 +78,7 @@ pub const RATIOS: [Ratio; 6] = [
         name: "full verification / openssl verify",
         numerator: Measure::FullVerify,
         denominator: Measure::OpensslVerify,
-        target: Some(0.90),
+        target: Some(Goal::AtLeast(0.90)),
     },
     Ratio {
         name: "RSA verify alone (aws-lc-rs) / openssl verify",
@@ -89,7 +90,7 @@ pub const RATIOS: [Ratio; 6] = [
         name: "cache hit / openssl verify",
         numerator: Measure::CacheHit,
         denominator: Measure::OpensslVerify,
-        target: Some(10.0),
+        target: Some(Goal::AtLeast(10.0)),
     },
     Ratio {
         name: "sign an access token / openssl sign",
@@ -438,14 +439,18 @@ pub fn render(rounds: &[Round], settings: &Settings, machine: &Machine, command:
         let Some((value, low, high)) = ratio_over(rounds, ratio) else {
             continue;
         };
-        let target = match ratio.target {
-            Some(target) if value >= target => format!("≥ {target:.2}: met"),
-            Some(target) => format!(
-                "≥ {target:.2}: missed by {:.1}%",
-                (target - value) / target * 100.0
-            ),
-            None => "–".to_owned(),
-        };
+        let target = ratio.target.map_or_else(
+            || "–".to_owned(),
+            |goal| {
+                let verdict = goal.judge(value);
+                let goal = goal.describe(fmt_plain_ratio);
+                if verdict.pass {
+                    format!("{goal}: met")
+                } else {
+                    format!("{goal}: missed by {:.1}%", -verdict.margin * 100.0)
+                }
+            },
+        );
         let _ = writeln!(
             out,
             "| {} | {value:.2} ({low:.2}–{high:.2}) | {target} |",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
+use shared::client_addr::TrustedProxies;
 use shared::db::POOL_REPORT_INTERVAL;
 use shared::request_metrics::GrpcMetricsLayer;
 use shared::session::SessionCheck;
@@ -31,7 +32,6 @@ use crate::revocation::{RedisFanout, RevocationLog};
 use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
 use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
-use shared::client_addr::TrustedProxies;
 
 /// Longest time one RPC may take.
 pub const GRPC_TIMEOUT: Duration = Duration::from_secs(10);

@@ -75,8 +75,19 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
         let net: IpNet = s
             .parse()
             .map_err(|_| format!("{s:?} is not an IP network (address/prefix)"))?;
-        // An IPv4-mapped IPv6 network would never match: peers are canonicalised.
-        Ok(net)
+        // Peers are canonicalised (an IPv4-mapped address becomes IPv4), so an IPv4-mapped
+        // network is matched as the IPv4 network it maps; one wider than the mapped range
+        // (prefix below 96) would match IPv6 addresses it does not name.
+        match net {
+            IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() => {
+                let prefix = v6.prefix_len().checked_sub(96).ok_or_else(|| {
+                    format!("{s:?}: an IPv4-mapped network needs a prefix of at least 96")
+                })?;
+                let v4 = v6.addr().to_ipv4_mapped().expect("checked above");
+                Ok(IpNet::new(IpAddr::V4(v4), prefix).expect("BUG: prefix at most 32"))
+            }
+            net => Ok(net),
+        }
     } else {
         s.parse::<IpAddr>()
             .map(|addr| IpNet::from(addr.to_canonical()))
@@ -138,9 +149,14 @@ mod tests {
             "10.0.0.0/x",
             "example.com",
             "10.0.0.0/8/8",
+            "::ffff:10.0.0.0/8",
         ] {
             assert!(TrustedProxies::parse(bad).is_err(), "{bad}");
         }
+        let mapped = TrustedProxies::parse("::ffff:10.0.0.0/104").unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.trusts(ip("10.9.8.7")) && mapped.trusts(ip("::ffff:10.9.8.7")));
+        assert!(!mapped.trusts(ip("::1")));
     }
 
     #[test]

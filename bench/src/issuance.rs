@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use http::{Method, StatusCode};
+use http::Method;
 
 use crate::client::{Api, HttpConnection, form_encode, json_string, request};
 use crate::cpu::CpuUsage;
-use crate::load::{LoadResult, Recorder, Running, WorkerResult, transport_error_kind};
+use crate::load::{LoadResult, Recorder, Running, WorkerResult, http_outcome};
 use crate::openssl::RsaSpeed;
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -156,23 +156,6 @@ pub async fn start(grant: Grant, setup: &Setup, connections: usize) -> anyhow::R
     Ok(running)
 }
 
-/// The outcome of a token request, as [`Recorder::complete`] takes it, and the body of a 200.
-fn token_outcome(
-    answer: anyhow::Result<crate::client::HttpResponse>,
-) -> (Result<(), (String, bool)>, Option<hyper::body::Bytes>) {
-    match answer {
-        Ok(response) if response.status == StatusCode::OK => (Ok(()), Some(response.body)),
-        Ok(response) => (
-            Err((format!("HTTP {}", response.status.as_u16()), false)),
-            None,
-        ),
-        Err(error) => (
-            Err((transport_error_kind(&format!("{error:#}")), true)),
-            None,
-        ),
-    }
-}
-
 async fn client_credentials_worker(
     mut connection: HttpConnection,
     body: String,
@@ -188,7 +171,7 @@ async fn client_credentials_worker(
                 Some((FORM, body.clone())),
             ))
             .await;
-        let (outcome, _) = token_outcome(answer);
+        let (outcome, _) = http_outcome(answer);
         recorder.complete(started, outcome).await;
     }
     recorder.finish()
@@ -215,7 +198,7 @@ impl RefreshWorker {
                 .connection
                 .send(request(Method::POST, TOKEN_PATH, None, Some((FORM, body))))
                 .await;
-            let (mut outcome, body) = token_outcome(answer);
+            let (mut outcome, body) = http_outcome(answer);
             let next = body.map(|body| json_string(&body, "refresh_token"));
             match next {
                 Some(Ok(token)) => self.refresh_token = token,
@@ -285,19 +268,7 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_classified() {
-        let ok = token_outcome(Ok(crate::client::HttpResponse {
-            status: StatusCode::OK,
-            body: hyper::body::Bytes::from_static(b"{}"),
-        }));
-        assert!(ok.0.is_ok() && ok.1.is_some());
-        let refused = token_outcome(Ok(crate::client::HttpResponse {
-            status: StatusCode::BAD_REQUEST,
-            body: hyper::body::Bytes::new(),
-        }));
-        assert_eq!(refused.0, Err(("HTTP 400".to_owned(), false)));
-        let lost = token_outcome(Err(anyhow::anyhow!("connection reset")));
-        assert!(matches!(lost.0, Err((kind, true)) if kind.contains("connection reset")));
+    fn grants_are_named_by_their_grant_type() {
         assert_eq!(Grant::RefreshToken.label(), "refresh_token");
     }
 }

@@ -232,11 +232,7 @@ async fn http_worker(
 ) -> WorkerResult {
     while recorder.running() {
         let started = Instant::now();
-        let outcome = match connection.send(get(&path, Some(&authorization))).await {
-            Ok(response) if response.status == StatusCode::OK => Ok(()),
-            Ok(response) => Err((format!("HTTP {}", response.status.as_u16()), false)),
-            Err(error) => Err((transport_error_kind(&format!("{error:#}")), true)),
-        };
+        let (outcome, _) = http_outcome(connection.send(get(&path, Some(&authorization))).await);
         recorder.complete(started, outcome).await;
     }
     recorder.finish()
@@ -262,8 +258,26 @@ async fn grpc_worker(
     recorder.finish()
 }
 
+/// The outcome of an HTTP request, as [`Recorder::complete`] takes it (only a 200 succeeds),
+/// and the body of a 200.
+pub(crate) fn http_outcome(
+    answer: anyhow::Result<crate::client::HttpResponse>,
+) -> (Result<(), (String, bool)>, Option<hyper::body::Bytes>) {
+    match answer {
+        Ok(response) if response.status == StatusCode::OK => (Ok(()), Some(response.body)),
+        Ok(response) => (
+            Err((format!("HTTP {}", response.status.as_u16()), false)),
+            None,
+        ),
+        Err(error) => (
+            Err((transport_error_kind(&format!("{error:#}")), true)),
+            None,
+        ),
+    }
+}
+
 /// A short, stable kind for a transport error (the full text varies by peer address).
-pub(crate) fn transport_error_kind(message: &str) -> String {
+fn transport_error_kind(message: &str) -> String {
     let short: String = message.chars().take(60).collect();
     format!("transport error: {short}")
 }
@@ -271,6 +285,22 @@ pub(crate) fn transport_error_kind(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_answers_are_classified() {
+        let ok = http_outcome(Ok(crate::client::HttpResponse {
+            status: StatusCode::OK,
+            body: hyper::body::Bytes::from_static(b"{}"),
+        }));
+        assert!(ok.0.is_ok() && ok.1.is_some());
+        let refused = http_outcome(Ok(crate::client::HttpResponse {
+            status: StatusCode::BAD_REQUEST,
+            body: hyper::body::Bytes::new(),
+        }));
+        assert_eq!(refused.0, Err(("HTTP 400".to_owned(), false)));
+        let lost = http_outcome(Err(anyhow::anyhow!("connection reset")));
+        assert!(matches!(lost.0, Err((kind, true)) if kind.contains("connection reset")));
+    }
 
     #[test]
     fn rates_and_errors() {

@@ -26,10 +26,10 @@ SERVICES = ("auth-service", "orders-service", "gateway")
 # The service's own crate, plus the shared verifier configuration the verifiers flatten in.
 SOURCES = {
     "auth-service": ["auth-service/src"],
-    "orders-service": ["orders-service/src", "shared/src/config.rs"],
-    "gateway": ["gateway/src", "shared/src/config.rs"],
+    "orders-service": ["orders-service/src", "authn/src/config.rs"],
+    "gateway": ["gateway/src", "authn/src/config.rs"],
 }
-# Read by shared::telemetry (tracing's EnvFilter and LOG_FORMAT) in every service.
+# Read by platform::telemetry (tracing's EnvFilter and LOG_FORMAT) in every service.
 TELEMETRY_ENV = {"RUST_LOG", "LOG_FORMAT"}
 HTTP_PORT = {"auth-service": 8081, "orders-service": 9092, "gateway": 8080}
 ADDR_PORTS = {
@@ -78,7 +78,7 @@ def exported_metrics() -> set[str]:
     """Metric names in the sources: literal names in the `metrics` macros, and the names a
     service gives the shared request-metrics layers (`MetricNames::new("..._total", "..._seconds")`)."""
     names: set[str] = set()
-    for file in rust_files(["shared/src", "auth-service/src", "orders-service/src", "gateway/src"]):
+    for file in rust_files(["authn/src", "platform/src", "auth-service/src", "orders-service/src", "gateway/src"]):
         text = file.read_text()
         names.update(re.findall(r'(?:counter|gauge|histogram)!\(\s*"([a-z_][a-z0-9_]*)"', text))
         for pair in re.findall(

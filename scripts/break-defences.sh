@@ -41,7 +41,7 @@ export CARGO_TERM_COLOR=never
 # line in MUTATIONS: id, class, the tests that must fail (crate:test-target, `lib` for the unit
 # tests), and what the mutation breaks.
 # ---------------------------------------------------------------------------------------------
-TOKEN_SUITES="shared:attacks gateway:attacks orders-service:attacks"
+TOKEN_SUITES="authn:attacks gateway:attacks orders-service:attacks"
 MUTATIONS=(
   "1|1|$TOKEN_SUITES|the algorithm allow-list also admits \`none\`"
   "2|2|$TOKEN_SUITES|the signature is not checked"
@@ -49,7 +49,7 @@ MUTATIONS=(
   "4|4|$TOKEN_SUITES|\`alg\` compared case-insensitively and trimmed"
   "5|5|$TOKEN_SUITES|a \`jwk\` in the header is the verification key"
   "6|6|$TOKEN_SUITES|no emptiness or length limit on \`kid\`"
-  "7|7|shared:jwks gateway:attacks|every unknown \`kid\` fetches the JWKS (no single flight, no cool-down)"
+  "7|7|authn:jwks gateway:attacks|every unknown \`kid\` fetches the JWKS (no single flight, no cool-down)"
   "8|8|$TOKEN_SUITES|\`exp\` is not checked"
   "9|9|$TOKEN_SUITES|\`iss\` compared by prefix"
   "10|10|$TOKEN_SUITES|\`typ\` is not checked"
@@ -65,38 +65,38 @@ MUTATIONS=(
 )
 
 m_1() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if header.alg != ALGORITHM {' \
     '        if header.alg != ALGORITHM && !header.alg.eq_ignore_ascii_case("none") {'
 }
 
 m_2() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if !key.verify(jws.signing_input.as_bytes(), &signature) {' \
     '        if false && !key.verify(jws.signing_input.as_bytes(), &signature) {'
 }
 
 m_3() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if header.alg != ALGORITHM {' \
     '        if header.alg != ALGORITHM && header.alg != "HS256" {'
 }
 
 m_4() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if header.alg != ALGORITHM {' \
     '        if !header.alg.trim().eq_ignore_ascii_case(ALGORITHM) {'
 }
 
 m_5() {
-  replace_once shared/src/jws.rs \
+  replace_once authn/src/jws.rs \
     '    pub kid: Option<String>,
 ' \
     '    pub kid: Option<String>,
     #[serde(default)]
     pub jwk: Option<crate::jwk::Jwk>,
 '
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        let key = inner.keys.key(&kid).await?;' \
     '        let key = match jws.header()?.jwk {
             Some(jwk) => Arc::new(
@@ -107,13 +107,13 @@ m_5() {
 }
 
 m_6() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '            Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => Ok(kid),' \
     '            Some(kid) => Ok(kid),'
 }
 
 m_7() {
-  replace_once shared/src/jwks.rs \
+  replace_once authn/src/jwks.rs \
     '        self.inner
             .last_fetch
             .get_with((), self.fetch_and_install())
@@ -123,37 +123,37 @@ m_7() {
 }
 
 m_8() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if now >= claims.exp.saturating_add(leeway) {' \
     '        if false && now >= claims.exp.saturating_add(leeway) {'
 }
 
 m_9() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if claims.iss != self.issuer {' \
     '        if !claims.iss.starts_with(&self.issuer) {'
 }
 
 m_10() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if !typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) {' \
     '        if false && !typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) {'
 }
 
 m_11() {
-  replace_once shared/src/verifier.rs \
+  replace_once authn/src/verifier.rs \
     '        if header.crit {' \
     '        if false && header.crit {'
 }
 
 m_12() {
-  replace_once shared/src/jws.rs \
+  replace_once authn/src/jws.rs \
     '                    if names.contains(&name) {' \
     '                    if false && names.contains(&name) {'
 }
 
 m_13() {
-  replace_once shared/src/jws.rs \
+  replace_once authn/src/base64url.rs \
     '    URL_SAFE_NO_PAD.decode(input)
 }' \
     '    base64::engine::GeneralPurpose::new(
@@ -167,7 +167,7 @@ m_13() {
 }
 
 m_14() {
-  replace_once shared/src/jws.rs \
+  replace_once authn/src/jws.rs \
     '        if token.len() > MAX_TOKEN_LEN {
             return Err(RejectReason::TooLarge);' \
     '        if false && token.len() > MAX_TOKEN_LEN {
@@ -175,7 +175,7 @@ m_14() {
 }
 
 m_15() {
-  replace_once shared/src/http.rs \
+  replace_once authn/src/bearer.rs \
     '        (Some(_), Some(_)) => return Err(RejectReason::Ambiguous),
     };
     let mut from_cookie' \

@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use authn::check::SessionCheck;
+use authn::verifier::{Keys, Policy, Verifier};
 use axum::extract::FromRef;
-use shared::client_addr::TrustedProxies;
-use shared::db::POOL_REPORT_INTERVAL;
-use shared::request_metrics::GrpcMetricsLayer;
-use shared::session::SessionCheck;
-use shared::shutdown::{Drain, Lifecycle};
-use shared::trace::TraceContextLayer;
-use shared::verifier::{Keys, Policy, Verifier};
+use platform::client_addr::TrustedProxies;
+use platform::db::POOL_REPORT_INTERVAL;
+use platform::request_metrics::GrpcMetricsLayer;
+use platform::shutdown::{Drain, Lifecycle};
+use platform::trace::TraceContextLayer;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -200,7 +200,7 @@ impl App {
             Keys::local(keys.local_keys()),
             Policy::new(config.issuer.clone(), config.audience.clone()),
         )
-        .with_token_cache(shared::config::DEFAULT_TOKEN_CACHE_SIZE)
+        .with_token_cache(authn::config::DEFAULT_TOKEN_CACHE_SIZE)
         .with_session_check(SessionCheck::stateful(
             Arc::new(StoreLookup(sessions.clone())),
             Duration::ZERO,
@@ -282,7 +282,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let lifecycle = self.state.lifecycle.clone();
-        let _pool_usage = shared::db::report_pool_usage(&self.state.pool, POOL_REPORT_INTERVAL);
+        let _pool_usage = platform::db::report_pool_usage(&self.state.pool, POOL_REPORT_INTERVAL);
         let (stop_background, background_stop) = watch::channel(false);
         let mut background = self.state.revocations.spawn_tasks(
             background_stop.clone(),
@@ -307,13 +307,13 @@ impl App {
         let layers = ServiceBuilder::new()
             .layer(TraceContextLayer::grpc())
             .layer(GrpcMetricsLayer::new(grpc::GRPC_METRICS, grpc::RPC_METHODS))
-            .layer(shared::grpc::RequireAuthLayer::new(
+            .layer(authn::grpc::RequireAuthLayer::new(
                 self.state.verifier.clone(),
             ))
             .into_inner();
         let grpc = tonic::transport::Server::builder()
             .timeout(GRPC_TIMEOUT)
-            .http2_max_header_list_size(shared::grpc::MAX_METADATA_BYTES)
+            .http2_max_header_list_size(authn::grpc::MAX_METADATA_BYTES)
             .layer(layers)
             .add_service(
                 SessionChecker::new(
@@ -333,7 +333,7 @@ impl App {
             tokio::spawn(async move { http.await.map_err(ServeError::Http) }),
             tokio::spawn(async move { grpc.await.map_err(ServeError::Grpc) }),
         ];
-        let result = shared::shutdown::serve(&lifecycle, shutdown, self.drain, servers).await;
+        let result = platform::shutdown::serve(&lifecycle, shutdown, self.drain, servers).await;
         // The servers are done (drained, or one failed): stop the background tasks, then let the
         // database connections go.
         let _ = stop_background.send(true);

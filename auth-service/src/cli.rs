@@ -172,7 +172,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         kid = %app.kid(),
         "auth-service listening"
     );
-    app.run(shared::shutdown::signal()).await?;
+    app.run(platform::shutdown::signal()).await?;
     tracing::info!("auth-service stopped");
     Ok(())
 }

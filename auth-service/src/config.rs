@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use authn::service_token::Secret;
 use clap::Args;
-use shared::client_addr::TrustedProxies;
-use shared::config::default_duration;
-use shared::service_token::Secret;
+use platform::client_addr::TrustedProxies;
+use platform::config::default_duration;
 
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";

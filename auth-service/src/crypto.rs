@@ -6,7 +6,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// `bytes` bytes from the operating system's CSPRNG, base64url without padding.
 pub fn random_token(bytes: usize) -> String {
-    shared::random_token(bytes)
+    let mut buf = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buf).expect("BUG: the system random number generator failed");
+    URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// 256 random bits: refresh tokens and client secrets.

@@ -16,7 +16,7 @@ pub enum DbError {
 
 /// Connects (creating a missing SQLite file and its directory) and applies pending migrations.
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<AnyPool, DbError> {
-    let pool = shared::db::connect(url, max_connections)
+    let pool = platform::db::connect(url, max_connections)
         .await
         .map_err(DbError::Connect)?;
     MIGRATOR.run(&pool).await?;
@@ -25,7 +25,7 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> Result<AnyP
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {
-    shared::unix_now()
+    authn::unix_now()
 }
 
 /// Whether `err` is a unique-constraint violation (a duplicate username or client id).

@@ -2,21 +2,21 @@
 //! `hybrid` mode (`WatchRevocations`).
 //!
 //! Callers authenticate with an access token of this issuer (a `client_credentials` token)
-//! carrying scope `sessions:check`; [`shared::grpc::RequireAuthLayer`] verifies it against the
+//! carrying scope `sessions:check`; [`authn::grpc::RequireAuthLayer`] verifies it against the
 //! issuer's own public key before any RPC runs.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use authn::Scope;
+use platform::request_metrics::MetricNames;
+use platform::shutdown::Lifecycle;
 use proto::auth::v1::session_service_server::{SessionService, SessionServiceServer};
 use proto::auth::v1::watch_revocations_response::Message;
 use proto::auth::v1::{
     CheckSessionRequest, CheckSessionResponse, Heartbeat, WatchRevocationsRequest,
     WatchRevocationsResponse,
 };
-use shared::Scope;
-use shared::request_metrics::MetricNames;
-use shared::shutdown::Lifecycle;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -91,7 +91,7 @@ impl SessionService for SessionChecker {
         &self,
         request: Request<CheckSessionRequest>,
     ) -> Result<Response<CheckSessionResponse>, Status> {
-        let principal = shared::grpc::principal(&request)?;
+        let principal = authn::grpc::principal(&request)?;
         tracing::Span::current().record("caller", principal.sub());
         principal.require(Scope::SessionsCheck)?;
         let sid = request.get_ref().sid.as_str();
@@ -125,7 +125,7 @@ impl SessionService for SessionChecker {
         &self,
         request: Request<WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        let principal = shared::grpc::principal(&request)?;
+        let principal = authn::grpc::principal(&request)?;
         tracing::Span::current().record("caller", principal.sub());
         principal.require(Scope::SessionsCheck)?;
         let after = request.get_ref().after_sequence;

@@ -3,7 +3,7 @@
 //! `auth-service` keeps users, service clients, sessions and refresh tokens in SQL, signs RS256
 //! access tokens with the active key of a rotating key set ([`keys`]), and publishes the public
 //! halves as a JWKS. Every verifier in the system (gateway, orders-service) checks tokens on
-//! its own with `shared`; this crate issues them, keeps the state of sessions, and tells the
+//! its own with `authn`; this crate issues them, keeps the state of sessions, and tells the
 //! verifiers when sessions end.
 //!
 //! - HTTP ([`http::router`]): `/oauth/token` (grants `password`, `refresh_token`,
@@ -19,16 +19,16 @@
 //!   (`main.rs`) adds the operator commands of [`cli`] (`migrate`, `user add|disable|enable`,
 //!   `client add`, `keys list|rotate|revoke`).
 //!
-//! Operations, as in the other services (the building blocks are in `shared`):
+//! Operations, as in the other services (the building blocks are in `platform`):
 //!
-//! - **Readiness-first shutdown** ([`shared::shutdown::serve`]): on SIGTERM `/readyz` answers 503
+//! - **Readiness-first shutdown** ([`platform::shutdown::serve`]): on SIGTERM `/readyz` answers 503
 //!   at once while both listeners and the open `WatchRevocations` streams keep serving for
 //!   `AUTH_SHUTDOWN_DELAY` (Kubernetes withdraws the endpoint meanwhile); then the listeners
 //!   close, the streams end by themselves, and in-flight requests have `AUTH_SHUTDOWN_GRACE`.
 //!   `/readyz` also fails while the database or the session store does not answer, and recovers
 //!   by itself when they are back.
 //! - **Trace context**: every HTTP request and gRPC call runs in a span carrying its
-//!   `x-request-id` and W3C `traceparent` ([`shared::trace::TraceContextLayer`]); the answer
+//!   `x-request-id` and W3C `traceparent` ([`platform::trace::TraceContextLayer`]); the answer
 //!   carries the request id.
 //! - **Metrics**: `auth_http_requests_total{method, route, status}` and
 //!   `auth_grpc_requests_total{rpc, code}` with their latency histograms
@@ -62,7 +62,7 @@
 //! - **One authority for "is this session active": the [`sessions::SessionStore`].** The SQL
 //!   store (default) keeps that state on the session's own row; the Redis store (`REDIS_URL`,
 //!   several replicas) keeps it at `auth:session:{sid}`, which `stateful` verifiers read
-//!   directly. `CheckSession`, the issuer's own bearer checks (its [`shared::Verifier`] is
+//!   directly. `CheckSession`, the issuer's own bearer checks (its [`authn::Verifier`] is
 //!   `stateful` against the store, with no cache), introspection and the refresh grant all ask
 //!   the store. The *family* row (client, granted scope, end) and the refresh tokens always stay
 //!   in SQL, so rotation stays transactional whatever the store.
@@ -142,7 +142,7 @@
 //! - **JWKS**: `Cache-Control: public, max-age=N` with N = min(`AUTH_JWKS_MAX_AGE`,
 //!   (pre-publication − reload interval) / 2), an `ETag` (SHA-256 of the document) and 304 for
 //!   a matching `If-None-Match`. The issuer's own verifier uses the same published set
-//!   ([`shared::verifier::LocalKeys`], replaced on every change).
+//!   ([`authn::verifier::LocalKeys`], replaced on every change).
 //! - **Manual rotation** of a pending key brings its activation forward to the end of its
 //!   window; `immediate` promotes the pending key if there is one (verifiers may know it
 //!   already) or creates one. Revoking the active key runs an immediate rotation first.

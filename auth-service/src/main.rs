@@ -7,7 +7,7 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init("auth-service");
+    platform::telemetry::init("auth-service");
     return_freed_buffers_to_the_system();
     let cli = auth_service::cli::Cli::parse();
     match auth_service::cli::run(cli, std::io::stdin(), &mut std::io::stdout()).await {

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::claims::{AccessClaims, Audience};
-use shared::jws::{SignError, Signer};
+use authn::claims::{AccessClaims, Audience};
+use authn::sign::{SignError, Signer};
 
 use crate::keys::ActiveSigner;
 use crate::scope::ScopeSet;

@@ -259,7 +259,7 @@ async fn migrate(database_url: &str, keys_dir: &Path) -> Output {
 /// The schema is complete: every embedded migration applied, the tables there and empty, and
 /// no signing key made (`migrate` touches nothing but the schema).
 async fn assert_migrated(database_url: &str) {
-    let pool = shared::db::connect(database_url, 1)
+    let pool = platform::db::connect(database_url, 1)
         .await
         .expect("connects");
     let (applied,): (i64,) =
@@ -318,7 +318,7 @@ async fn migrate_prepares_a_fresh_sqlite_database_and_exits() {
 
 #[tokio::test]
 async fn migrate_prepares_a_postgres_database_and_exits() {
-    let Some(db) = shared::testing::PgDatabase::create("auth_test").await else {
+    let Some(db) = testkit::PgDatabase::create("auth_test").await else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

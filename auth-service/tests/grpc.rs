@@ -15,7 +15,7 @@ async fn check(
         sid: sid.to_owned(),
     });
     if let Some(token) = token {
-        shared::grpc::with_bearer(&mut request, token).expect("bearer metadata");
+        authn::grpc::with_bearer(&mut request, token).expect("bearer metadata");
     }
     auth.grpc_client()
         .await
@@ -48,7 +48,7 @@ async fn a_session_is_active_after_login_and_unknown_sessions_are_not() {
     let active = check(&auth, Some(&token), &sid).await.expect("checked");
     assert!(active.active);
     let fourteen_days = 14 * 24 * 3600;
-    let remaining = active.expires_at - shared::unix_now();
+    let remaining = active.expires_at - authn::unix_now();
     assert!(
         (fourteen_days - 60..=fourteen_days).contains(&remaining),
         "expires in {remaining}s"
@@ -106,7 +106,7 @@ async fn callers_need_a_valid_token_with_scope_sessions_check() {
     assert_eq!(status.code(), Code::PermissionDenied);
 
     // A token signed by another key, however well-formed, is refused.
-    let forger = shared::testing::TestIssuer::new();
+    let forger = testkit::TestIssuer::new();
     let mut claims = forger.claims("gateway", "sessions:check", &[]);
     claims.iss = common::TEST_ISSUER.to_owned();
     let status = check(&auth, Some(&forger.token(&claims)), &sid)

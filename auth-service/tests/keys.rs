@@ -13,16 +13,17 @@ use std::time::Duration;
 use auth_service::Config;
 use auth_service::config::KeyStoreKind;
 use auth_service::keys::{KeyState, RotationKind, SIGNING_KEY_FILE};
+use authn::jws::UnverifiedJws;
+use authn::service_token::Secret;
+use authn::sign::Signer;
+use authn::verifier::Policy;
 use base64::Engine as _;
 use common::{
     TestAuth, database_url, eventually, keys_dir, spawn_auth, spawn_auth_with, test_config,
 };
 use proto::auth::v1::revocation_event::Target;
 use reqwest::StatusCode;
-use shared::jws::{Signer, UnverifiedJws};
-use shared::service_token::Secret;
-use shared::testing::PgDatabase;
-use shared::verifier::Policy;
+use testkit::PgDatabase;
 
 const PASSWORD: &str = "correct horse battery";
 const DAY: i64 = 24 * 3600;
@@ -515,7 +516,7 @@ async fn a_mounted_directory_is_read_only_and_follows_the_operator() {
     write("previous.pem", &old);
     auth.state
         .keys
-        .tick(shared::unix_now())
+        .tick(authn::unix_now())
         .await
         .expect("reload");
     assert_eq!(auth.state.keys.kid(), new.kid());
@@ -564,7 +565,7 @@ async fn replicas_rotate_once(a: &TestAuth, b: &TestAuth) {
     assert_eq!(ka.jwks().etag, kb.jwks().etag);
 
     // Concurrent manual rotations: still one key.
-    let now = shared::unix_now();
+    let now = authn::unix_now();
     let (ra, rb) = tokio::join!(ka.rotate(now, false), kb.rotate(now, false));
     let created = [ra.expect("a rotates"), rb.expect("b rotates")]
         .into_iter()
@@ -574,7 +575,7 @@ async fn replicas_rotate_once(a: &TestAuth, b: &TestAuth) {
 
     // A revocation at one replica reaches the other through the revocation feed.
     let revoked = ka.kid();
-    ka.revoke(&revoked, shared::unix_now())
+    ka.revoke(&revoked, authn::unix_now())
         .await
         .expect("revoked");
     eventually(

@@ -11,7 +11,7 @@ use common::{TestAuth, eventually, spawn_auth};
 use proto::auth::v1::CheckSessionRequest;
 use proto::auth::v1::session_service_client::SessionServiceClient;
 use reqwest::StatusCode;
-use shared::testing::logs::CapturedLogs;
+use testkit::logs::CapturedLogs;
 
 const PASSWORD: &str = "correct horse battery";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -20,7 +20,7 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 /// Everything the process-wide recorder holds, as `/metrics` renders it (also after a server
 /// has stopped).
 fn metrics() -> String {
-    shared::telemetry::prometheus().render()
+    platform::telemetry::prometheus().render()
 }
 
 /// The value of `series` (name and labels, exactly as rendered), if it has been recorded.
@@ -195,7 +195,7 @@ async fn the_callers_trace_context_is_continued_in_spans_and_json_logs() {
     let mut call = tonic::Request::new(CheckSessionRequest {
         sid: "no-such-session".into(),
     });
-    shared::grpc::with_bearer(&mut call, &verifier).expect("bearer");
+    authn::grpc::with_bearer(&mut call, &verifier).expect("bearer");
     call.metadata_mut().insert(
         "x-request-id",
         "req-from-gateway-2".parse().expect("metadata"),

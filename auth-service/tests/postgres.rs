@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{TestAuth, eventually, expect_error, spawn_auth_with, test_config};
 use proto::auth::v1::revocation_event::Target;
-use shared::testing::PgDatabase;
+use testkit::PgDatabase;
 
 const PASSWORD: &str = "correct horse battery";
 

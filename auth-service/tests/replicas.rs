@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{TestAuth, sid_of, spawn_auth_with, test_config, test_redis_url};
-use shared::testing::PgDatabase;
+use testkit::PgDatabase;
 
 const PASSWORD: &str = "correct horse battery";
 

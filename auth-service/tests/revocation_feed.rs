@@ -64,7 +64,7 @@ async fn append_events(auth: &TestAuth, n: usize) -> Vec<u64> {
         appended.push(
             auth.state
                 .revocations
-                .append(&target, shared::unix_now())
+                .append(&target, authn::unix_now())
                 .await
                 .expect("appended"),
         );
@@ -95,7 +95,7 @@ async fn backlog_then_heartbeat_then_live_events_in_order() {
         assert_eq!(ended.reason, "logout");
         // Kept until every token it covers has expired: access-token lifetime + a minute.
         assert_eq!(event.expires_at - event.occurred_at, 300 + 60);
-        assert!((event.occurred_at - shared::unix_now()).abs() < 60);
+        assert!((event.occurred_at - authn::unix_now()).abs() < 60);
     }
 
     // Live: logout-all is one event naming every session; disabling adds UserDisabled.
@@ -270,7 +270,7 @@ async fn expired_events_are_pruned_and_live_ones_kept() {
     };
     let auth = spawn_auth_with(config, dir).await;
     let verifier = auth.verifier_token().await;
-    let long_ago = shared::unix_now() - 3_600;
+    let long_ago = authn::unix_now() - 3_600;
     let old = Target::UserDisabled {
         user_id: "gone".into(),
     };
@@ -303,12 +303,12 @@ async fn expired_events_are_pruned_and_live_ones_kept() {
     assert_eq!(
         auth.state
             .revocations
-            .prune(shared::unix_now())
+            .prune(authn::unix_now())
             .await
             .expect("prune"),
         0
     );
-    let far_future = shared::unix_now() + 300 + 61;
+    let far_future = authn::unix_now() + 300 + 61;
     assert_eq!(
         auth.state
             .revocations
@@ -335,7 +335,7 @@ async fn watchers_need_a_token_with_scope_sessions_check() {
     let secret = auth.create_client("reporting", "orders:read", "").await;
     let token = auth.client_token("reporting", &secret).await.access_token;
     let mut without_scope = request();
-    shared::grpc::with_bearer(&mut without_scope, &token).expect("bearer");
+    authn::grpc::with_bearer(&mut without_scope, &token).expect("bearer");
     let status = auth
         .grpc_client()
         .await

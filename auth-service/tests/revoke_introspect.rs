@@ -109,7 +109,7 @@ async fn unknown_and_invalid_tokens_are_revoked_with_200_and_nothing_changes() {
         .await;
     let verifier = auth.verifier_token().await;
     let login = auth.login("alice", PASSWORD).await;
-    let forger = shared::testing::TestIssuer::new();
+    let forger = testkit::TestIssuer::new();
     let mut forged = forger.claims("alice", "orders:read", &[]);
     forged.iss = common::TEST_ISSUER.to_owned();
     forged.sid = Some(sid_of(&login.access_token));
@@ -303,7 +303,7 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
     }
 
     // Unknown and forged tokens.
-    let forger = shared::testing::TestIssuer::new();
+    let forger = testkit::TestIssuer::new();
     let mut forged = forger.claims(&user.id, "orders:read", &[]);
     forged.iss = common::TEST_ISSUER.to_owned();
     for token in ["unknown", "a.b.c", forger.token(&forged).as_str()] {

@@ -12,9 +12,9 @@ use auth_service::sessions::{
 };
 use common::{eventually, test_redis_url};
 use redis::AsyncCommands as _;
-use shared::testing::PgDatabase;
 use sqlx::AnyPool;
 use tempfile::TempDir;
+use testkit::PgDatabase;
 
 const ACCESS_TTL: Duration = Duration::from_secs(300);
 
@@ -84,7 +84,7 @@ fn session_of(user_id: &str, lifetime_secs: i64) -> Session {
             ip: Some("203.0.113.9".into()),
             lifetime_secs,
         },
-        shared::unix_now(),
+        authn::unix_now(),
     )
 }
 
@@ -237,7 +237,7 @@ async fn store_contract(store: &dyn SessionStore, log: &RevocationLog, db: &Db) 
 
     // A session past its end is inactive everywhere, and ending it is no event.
     let mut expired = session_of(&alice, 3_600);
-    expired.expires_at = shared::unix_now() - 1;
+    expired.expires_at = authn::unix_now() - 1;
     store.create(&expired).await.expect("created");
     assert!(!store.is_active(&expired.id).await.expect("checked"));
     assert_eq!(store.get(&expired.id).await.expect("read"), None);
@@ -356,7 +356,7 @@ async fn redis_layout_is_what_verifiers_expect() {
     let session = session_of(&user, 3_600);
     store.create(&session).await.expect("created");
 
-    let key = shared::session::redis_session_key(&session.id);
+    let key = authn::session::redis_session_key(&session.id);
     assert_eq!(key, format!("auth:session:{}", session.id));
     let record: String = redis.get(&key).await.expect("GET");
     let record: serde_json::Value = serde_json::from_str(&record).expect("JSON");
@@ -401,7 +401,7 @@ async fn redis_layout_is_what_verifiers_expect() {
         || async {
             !redis
                 .clone()
-                .exists::<_, bool>(shared::session::redis_session_key(&brief.id))
+                .exists::<_, bool>(authn::session::redis_session_key(&brief.id))
                 .await
                 .expect("EXISTS")
         },
@@ -431,7 +431,7 @@ async fn concurrent_appends_commit_in_sequence_order(db: &Db) {
                     let target = Target::KeyRevoked {
                         kid: format!("{w}-{i}"),
                     };
-                    log.append(&target, shared::unix_now())
+                    log.append(&target, authn::unix_now())
                         .await
                         .expect("appended");
                 }

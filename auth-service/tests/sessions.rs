@@ -174,7 +174,7 @@ async fn every_session_route_requires_a_valid_user_token() {
     }
 
     // A token signed by another key is refused, whatever it claims.
-    let forger = shared::testing::TestIssuer::new();
+    let forger = testkit::TestIssuer::new();
     let mut claims = forger.claims("someone", "", &["admin"]);
     claims.iss = common::TEST_ISSUER.to_owned();
     claims.sid = Some("whatever".into());

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Said, eventually, spawn_auth_with, test_config};
+use platform::shutdown::Phase;
 use reqwest::StatusCode;
-use shared::shutdown::Phase;
 
 const PASSWORD: &str = "correct horse battery";
 /// Long enough to look at the service while it drains; the test never waits it out idly.

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use auth_service::Config;
 use common::{TestAuth, spawn_auth_with, test_config};
-use shared::client_addr::TrustedProxies;
-use shared::testing::logs::ProcessLogs;
+use platform::client_addr::TrustedProxies;
+use testkit::logs::ProcessLogs;
 
 const PASSWORD: &str = "correct horse battery";
 const WRONG: &str = "not the password";

@@ -4,10 +4,10 @@ mod common;
 
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users;
+use authn::claims::Audience;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{TEST_AUDIENCE, TEST_ISSUER, expect_error, expect_tokens, spawn_auth};
-use shared::claims::Audience;
 
 const PASSWORD: &str = "correct horse battery";
 

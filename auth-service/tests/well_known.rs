@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{TEST_ISSUER, spawn_auth, spawn_auth_with, test_config};
 
 /// RFC 7638 §3: SHA-256 over `{"e":..,"kty":"RSA","n":..}` (members in lexicographic order,
-/// no whitespace), base64url. Computed here independently of `shared`.
+/// no whitespace), base64url. Computed here independently of `authn`.
 fn rfc7638_thumbprint(jwk: &serde_json::Value) -> String {
     let canonical = format!(
         r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,

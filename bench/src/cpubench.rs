@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use futures_util::FutureExt as _;
-use shared::claims::{AccessClaims, Audience};
-use shared::jwk::{JwkSet, KeySet};
-use shared::jws::{Signer, UnverifiedJws};
-use shared::verifier::{Keys, Policy, Verifier};
+use authn::claims::{AccessClaims, Audience};
+use authn::jwk::{JwkSet, KeySet};
+use authn::jws::UnverifiedJws;
+use authn::sign::Signer;
+use authn::verifier::{Keys, Policy, Verifier};
 
 use crate::machine::Machine;
 use crate::openssl;
@@ -190,7 +191,7 @@ pub fn run(
 }
 
 /// The token and verifiers every measure works on: one RSA-2048 key and an access token like
-/// the ones auth-service issues to a user. (`shared::testing::TestIssuer` would do, but its
+/// the ones auth-service issues to a user. (`testkit::TestIssuer` would do, but its
 /// feature would then be unified into the service binaries built next to this one.)
 struct Subject {
     signer: Signer,
@@ -204,7 +205,7 @@ impl Subject {
 
     fn new() -> anyhow::Result<Self> {
         let signer = Signer::generate().context("cannot generate an RSA key")?;
-        let now = shared::unix_now();
+        let now = authn::unix_now();
         let claims = AccessClaims {
             iss: Self::ISSUER.to_owned(),
             sub: uuid::Uuid::new_v4().to_string(),
@@ -213,10 +214,10 @@ impl Subject {
             exp: now + 3600,
             iat: now,
             nbf: Some(now),
-            jti: shared::random_token(16),
+            jti: random_id(),
             scope: Some("orders:read orders:write".to_owned()),
             roles: vec!["user".to_owned()],
-            sid: Some(shared::random_token(16)),
+            sid: Some(random_id()),
             client_id: None,
         };
         let token = signer.sign(&claims).context("cannot sign")?;
@@ -557,4 +558,11 @@ mod tests {
             );
         }
     }
+}
+
+/// A random 128-bit id, base64url, as the issuer makes `jti` and `sid`.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator");
+    authn::base64url::encode(bytes)
 }

@@ -10,10 +10,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use axum::{BoxError, Router};
+use platform::request_metrics::HttpMetricsLayer;
+use platform::shutdown::{Drain, Lifecycle};
+use platform::trace::TraceContextLayer;
 use proto::orders::v1::order_service_client::OrderServiceClient;
-use shared::request_metrics::HttpMetricsLayer;
-use shared::shutdown::{Drain, Lifecycle};
-use shared::trace::TraceContextLayer;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower::timeout::TimeoutLayer;
@@ -131,7 +131,7 @@ impl App {
         // Balanced across every address the host resolves to: point ORDERS_GRPC_URL at a
         // headless Service and calls spread over all orders-service pods.
         let (connect_timeout, request_timeout) = (config.connect_timeout, config.request_timeout);
-        let channel = shared::grpc::balanced_channel(
+        let channel = platform::grpc::balanced_channel(
             &config.orders_grpc_url,
             GRPC_RESOLVE_INTERVAL,
             move |endpoint| {
@@ -199,6 +199,6 @@ impl App {
         .with_graceful_shutdown(self.lifecycle.stopping())
         .into_future();
         let servers = vec![tokio::spawn(server)];
-        shared::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await
+        platform::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await
     }
 }

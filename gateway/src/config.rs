@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shared::client_addr::TrustedProxies;
-use shared::config::{VerifierConfig, default_duration};
+use authn::config::VerifierConfig;
+use platform::client_addr::TrustedProxies;
+use platform::config::default_duration;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_AUTH_HTTP_URL: &str = "http://127.0.0.1:8081";
@@ -72,8 +73,8 @@ impl Config {
     }
 
     /// The readiness-first shutdown timing.
-    pub fn drain(&self) -> shared::shutdown::Drain {
-        shared::shutdown::Drain {
+    pub fn drain(&self) -> platform::shutdown::Drain {
+        platform::shutdown::Drain {
             delay: self.shutdown_delay,
             grace: self.shutdown_grace,
         }

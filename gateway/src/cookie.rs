@@ -8,20 +8,20 @@
 //! - `POST /v1/cookie/logout` ends the session at the issuer and clears both cookies.
 //!
 //! Every route here, and every state-changing route authenticated by the cookie, also passes
-//! [`shared::http::check_same_origin`] (fetch metadata and `Origin`): the CSRF defence does not
+//! [`authn::bearer::check_same_origin`] (fetch metadata and `Origin`): the CSRF defence does not
 //! rest on `SameSite` alone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use authn::bearer::{ACCESS_TOKEN_COOKIE, check_same_origin};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Router};
+use platform::trace::TraceContext;
 use serde::Deserialize;
-use shared::http::{ACCESS_TOKEN_COOKIE, check_same_origin};
-use shared::trace::TraceContext;
 
 use crate::error::ApiError;
 use crate::proxy::Proxy;

@@ -7,11 +7,11 @@
 
 use std::borrow::Cow;
 
+use authn::{AuthError, Scope};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use shared::{AuthError, Scope};
 use tonic::Code;
 
 /// Everything a gateway request can fail with.
@@ -169,7 +169,7 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
-/// Which scope a PERMISSION_DENIED from a service built on `shared` says is missing: it was
+/// Which scope a PERMISSION_DENIED from a service built on `authn` says is missing: it was
 /// made by `Status::from(AuthError::Forbidden { scope })`, so compare with exactly that.
 fn missing_scope(status: &tonic::Status) -> Option<Scope> {
     Scope::ALL.into_iter().find(|&scope| {
@@ -180,7 +180,7 @@ fn missing_scope(status: &tonic::Status) -> Option<Scope> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::RejectReason;
+    use authn::RejectReason;
     use tonic::Status;
 
     async fn body(response: Response) -> serde_json::Value {

@@ -3,11 +3,11 @@ use gateway::{App, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init("gateway");
+    platform::telemetry::init("gateway");
     let config = Config::from_env().unwrap_or_else(|error| error.exit());
     let app = App::build(config).await.context("starting gateway")?;
     tracing::info!(addr = %app.gateway_addr(), "gateway listening");
-    app.run(shared::shutdown::signal()).await?;
+    app.run(platform::shutdown::signal()).await?;
     tracing::info!("gateway stopped");
     Ok(())
 }

@@ -5,14 +5,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use platform::request_metrics::MetricNames;
 use serde_json::json;
-use shared::request_metrics::MetricNames;
 
 use crate::state::AppState;
 
 /// `gateway_requests_total{method, route, status}` and
 /// `gateway_request_duration_seconds{method, route, status}` (a histogram), recorded by
-/// [`shared::request_metrics::HttpMetricsLayer`]. The route is the matched template (a bounded
+/// [`platform::request_metrics::HttpMetricsLayer`]. The route is the matched template (a bounded
 /// set), never the raw path.
 pub const HTTP_METRICS: MetricNames =
     MetricNames::new("gateway_requests_total", "gateway_request_duration_seconds");
@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(shared::telemetry::metrics_handler))
+        .route("/metrics", get(platform::telemetry::metrics_handler))
 }
 
 /// Liveness: the process serves HTTP.

@@ -13,16 +13,16 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use authn::Scope;
+use authn::http::Authenticated;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use platform::trace::TraceContext;
 use proto::orders::v1 as pb;
 use serde::{Deserialize, Serialize};
-use shared::Scope;
-use shared::http::Authenticated;
-use shared::trace::TraceContext;
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
@@ -120,9 +120,9 @@ fn outgoing<T>(
     context: &TraceContext,
 ) -> Result<tonic::Request<T>, ApiError> {
     let mut request = tonic::Request::new(message);
-    shared::grpc::with_bearer(&mut request, auth.token.as_str())
+    authn::grpc::with_bearer(&mut request, auth.token.as_str())
         .map_err(|status| ApiError::Internal(format!("cannot attach token: {}", status.code())))?;
-    shared::grpc::with_trace(&mut request, context);
+    platform::grpc::with_trace(&mut request, context);
     request.set_timeout(state.request_timeout);
     Ok(request)
 }

@@ -21,9 +21,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use platform::client_addr::TrustedProxies;
+use platform::trace::TraceContext;
 use reqwest::Url;
-use shared::client_addr::TrustedProxies;
-use shared::trace::TraceContext;
 
 use crate::error::ApiError;
 
@@ -61,7 +61,7 @@ impl Proxy {
         {
             return Err(ProxyError::Url(upstream.to_string()));
         }
-        let client = shared::http::client_builder()
+        let client = platform::http::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)

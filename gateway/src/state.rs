@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use authn::Verifier;
 use axum::extract::FromRef;
+use platform::shutdown::Lifecycle;
 use proto::orders::v1::order_service_client::OrderServiceClient;
-use shared::Verifier;
-use shared::shutdown::Lifecycle;
 use tonic::transport::Channel;
 
 /// The state of the REST and operations routes (the proxy routes carry their own).

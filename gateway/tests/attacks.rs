@@ -8,8 +8,8 @@ mod common;
 use axum::http::StatusCode;
 use common::{Issuer, Upstreams, spawn_gateway, spawn_orders};
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue};
-use shared::testing::attacks::catalog;
-use shared::testing::{JwksServer, TestIssuer};
+use testkit::attacks::catalog;
+use testkit::{JwksServer, TestIssuer};
 
 #[tokio::test]
 async fn every_forged_token_gets_401_without_outbound_requests() {

@@ -194,11 +194,8 @@ async fn bad_tokens_are_refused_at_the_gateway_and_at_orders_service() {
     let middle = token.find('.').unwrap() + 5;
     tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let forged_elsewhere = shared::testing::TestIssuer::new().user_token(
-        "alice",
-        "orders:read orders:write",
-        &["admin"],
-    );
+    let forged_elsewhere =
+        testkit::TestIssuer::new().user_token("alice", "orders:read orders:write", &["admin"]);
 
     for bad in [tampered.as_str(), forged_elsewhere.as_str(), "not-a-token"] {
         let response = stack

@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use authn::config::AuthMode;
+use authn::jws::UnverifiedJws;
 use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use shared::config::AuthMode;
-use shared::jws::UnverifiedJws;
 use stack::{Options, Stack, eventually};
 use tokio::sync::Mutex;
 use tonic::Code;
@@ -109,7 +109,7 @@ async fn send_traffic(stack: Arc<Stack>, traffic: Arc<Traffic>) {
                     .await;
             }
             let mut request = tonic::Request::new(pb::ListOrdersRequest::default());
-            shared::grpc::with_bearer(&mut request, token).expect("bearer");
+            authn::grpc::with_bearer(&mut request, token).expect("bearer");
             if let Err(status) = grpc.list_orders(request).await {
                 traffic
                     .fail(format!(

@@ -10,10 +10,10 @@ mod stack;
 
 use std::time::Duration;
 
+use authn::claims::AccessClaims;
+use authn::config::AuthMode;
+use authn::jws::UnverifiedJws;
 use reqwest::{Method, StatusCode};
-use shared::claims::AccessClaims;
-use shared::config::AuthMode;
-use shared::jws::UnverifiedJws;
 use stack::{Options, Stack, eventually};
 use tonic::Code;
 

@@ -6,7 +6,7 @@ mod common;
 use axum::http::StatusCode;
 use common::{READ, WRITE, spawn_stack};
 use serde_json::{Value, json};
-use shared::testing::logs::CapturedLogs;
+use testkit::logs::CapturedLogs;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
@@ -91,7 +91,7 @@ async fn the_auth_service_receives_the_trace_context_and_never_a_malformed_one()
     let received = stack.auth.received();
     assert_eq!(received.len(), 2, "{received:#?}");
     let parent = |headers: &axum::http::HeaderMap| {
-        shared::trace::TraceParent::parse(headers["traceparent"].to_str().unwrap())
+        platform::trace::TraceParent::parse(headers["traceparent"].to_str().unwrap())
             .expect("a valid traceparent upstream")
     };
 
@@ -118,7 +118,7 @@ async fn the_auth_service_receives_the_trace_context_and_never_a_malformed_one()
 
 #[tokio::test]
 async fn request_latency_is_a_histogram_by_route_and_status() {
-    shared::telemetry::prometheus();
+    platform::telemetry::prometheus();
     let stack = spawn_stack().await;
     let token = stack.issuer.user("alice", READ);
     let listed = stack

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::{Issuer, READ, eventually, json, spawn_stack, start_gateway, unreachable_url};
-use shared::testing::JwksServer;
+use testkit::JwksServer;
 
 #[tokio::test]
 async fn readyz_waits_for_the_jwks() {
@@ -41,7 +41,7 @@ async fn readyz_waits_for_the_jwks() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route() {
-    shared::telemetry::prometheus();
+    platform::telemetry::prometheus();
     let stack = spawn_stack().await;
     let token = stack.issuer.user("alice", READ);
     let response = stack

@@ -172,7 +172,7 @@ async fn missing_or_invalid_tokens_get_401_with_a_challenge() {
     let mut expired = stack.issuer.issuer.claims("alice", READ_WRITE, &["user"]);
     expired.iat -= 3600;
     expired.nbf = Some(expired.iat);
-    expired.exp = shared::unix_now() - 600;
+    expired.exp = authn::unix_now() - 600;
     let expired = stack.issuer.issuer.token(&expired);
 
     let missing = gateway.get("/v1/orders").send().await.unwrap();

@@ -197,7 +197,7 @@ async fn behind_a_trusted_proxy_the_address_it_forwarded_is_the_client() {
         auth_http_url: auth.url(),
         orders_grpc_url: unreachable_url().await,
         auth: issuer.verifier_config(),
-        trusted_proxies: shared::client_addr::TrustedProxies::parse("127.0.0.0/8").unwrap(),
+        trusted_proxies: platform::client_addr::TrustedProxies::parse("127.0.0.0/8").unwrap(),
         ..gateway::Config::default()
     })
     .await;

@@ -8,15 +8,15 @@ mod stack;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use shared::testing::logs::ProcessLogs;
 use stack::{Options, PASSWORD, Stack};
+use testkit::logs::ProcessLogs;
 
 #[tokio::test]
 async fn no_secret_reaches_a_log_line_a_metric_or_a_response() {
     let logs = ProcessLogs::install(
         "debug,hyper=info,h2=info,tower=info,reqwest=info,sqlx=info,tonic=info",
     );
-    shared::telemetry::prometheus();
+    platform::telemetry::prometheus();
 
     let stack = Stack::start(Options::default()).await;
     stack

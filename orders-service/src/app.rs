@@ -4,13 +4,13 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use authn::Verifier;
+use authn::grpc::RequireAuthLayer;
+use platform::db::POOL_REPORT_INTERVAL;
+use platform::request_metrics::{GrpcMetricsLayer, HttpMetricsLayer, MetricNames};
+use platform::shutdown::{Drain, Lifecycle};
+use platform::trace::TraceContextLayer;
 use proto::orders::v1::order_service_server::OrderServiceServer;
-use shared::Verifier;
-use shared::db::POOL_REPORT_INTERVAL;
-use shared::grpc::RequireAuthLayer;
-use shared::request_metrics::{GrpcMetricsLayer, HttpMetricsLayer, MetricNames};
-use shared::shutdown::{Drain, Lifecycle};
-use shared::trace::TraceContextLayer;
 use sqlx::AnyPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
@@ -92,7 +92,7 @@ pub struct App {
 /// Opens the database and applies the migrations (what `orders-service migrate` does, and what
 /// the server does before it binds).
 pub async fn migrate(config: &Config) -> Result<AnyPool, BuildError> {
-    let pool = shared::db::connect(&config.database_url, config.database_max_connections)
+    let pool = platform::db::connect(&config.database_url, config.database_max_connections)
         .await
         .map_err(BuildError::Database)?;
     MIGRATOR.run(&pool).await?;
@@ -152,7 +152,7 @@ impl App {
     where
         F: Future<Output = ()> + Send,
     {
-        let _pool_usage = shared::db::report_pool_usage(&self.pool, POOL_REPORT_INTERVAL);
+        let _pool_usage = platform::db::report_pool_usage(&self.pool, POOL_REPORT_INTERVAL);
 
         let rpc = OrderServiceServer::new(OrdersRpc::new(self.repo.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -168,7 +168,7 @@ impl App {
             .into_inner();
         let grpc = tonic::transport::Server::builder()
             .timeout(self.request_timeout)
-            .http2_max_header_list_size(shared::grpc::MAX_METADATA_BYTES)
+            .http2_max_header_list_size(authn::grpc::MAX_METADATA_BYTES)
             .layer(layers)
             .add_service(rpc)
             .serve_with_incoming_shutdown(
@@ -190,7 +190,8 @@ impl App {
             tokio::spawn(async move { grpc.await.map_err(RunError::from) }),
             tokio::spawn(async move { ops.await.map_err(RunError::from) }),
         ];
-        let result = shared::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await;
+        let result =
+            platform::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await;
         self.pool.close().await;
         result
     }

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use shared::config::{VerifierConfig, default_duration};
+use authn::config::VerifierConfig;
+use platform::config::default_duration;
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9092";
@@ -67,8 +68,8 @@ impl Config {
     }
 
     /// The readiness-first shutdown timing.
-    pub fn drain(&self) -> shared::shutdown::Drain {
-        shared::shutdown::Drain {
+    pub fn drain(&self) -> platform::shutdown::Drain {
+        platform::shutdown::Drain {
             delay: self.shutdown_delay,
             grace: self.shutdown_grace,
         }

@@ -1,6 +1,6 @@
 //! The one error type of the gRPC boundary, and its mapping to `tonic::Status`.
 
-use shared::AuthError;
+use authn::AuthError;
 use tonic::{Code, Status};
 
 /// Everything an RPC can fail with.

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
+use authn::Verifier;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use platform::shutdown::Lifecycle;
 use serde_json::json;
-use shared::Verifier;
-use shared::shutdown::Lifecycle;
 
 use crate::repo::OrderRepository;
 
@@ -28,7 +28,7 @@ pub fn router(state: OpsState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(shared::telemetry::metrics_handler))
+        .route("/metrics", get(platform::telemetry::metrics_handler))
         .with_state(state)
 }
 

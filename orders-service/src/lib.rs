@@ -1,6 +1,6 @@
 //! The orders resource service: `orders.v1.OrderService` over gRPC.
 //!
-//! Every call carries `authorization: Bearer <access token>`; a [`shared::grpc::RequireAuthLayer`]
+//! Every call carries `authorization: Bearer <access token>`; a [`authn::grpc::RequireAuthLayer`]
 //! verifies it against the issuer's JWKS before any handler runs. Authorization is decided from
 //! the claims:
 //!

@@ -5,9 +5,9 @@ use orders_service::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    shared::telemetry::init("orders-service");
+    platform::telemetry::init("orders-service");
     let cli = Cli::parse();
-    match cli::run(cli, shared::shutdown::signal()).await {
+    match cli::run(cli, platform::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "orders-service failed");

@@ -1,14 +1,14 @@
 //! `orders.v1.OrderService`: authorization from claims, validation, and calls to the
-//! repository. No SQL here, no token parsing here (the [`shared::grpc::RequireAuthLayer`] in
+//! repository. No SQL here, no token parsing here (the [`authn::grpc::RequireAuthLayer`] in
 //! front of the service has already verified the token and left a [`Principal`]).
 //!
 //! Visibility rule: a caller who may not access an order (neither its owner nor an admin) gets
 //! NOT_FOUND for it, exactly as for an id that does not exist, so ids of other users' orders
 //! cannot be probed.
 
+use authn::{Principal, Role, Scope};
 use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_server::OrderService;
-use shared::{Principal, Role, Scope};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{NewOrder, OrderId, PageRequest, Status as OrderStatus};
@@ -36,7 +36,7 @@ impl OrdersRpc {
         let new = NewOrder::parse(&request.item, request.quantity)?;
         let order = self
             .repo
-            .create(principal.sub(), new, shared::unix_now())
+            .create(principal.sub(), new, authn::unix_now())
             .await?;
         tracing::info!(order_id = %order.id, "order placed");
         Ok(order.into())
@@ -90,7 +90,7 @@ impl OrdersRpc {
         // the same outcome as finding it cancelled.
         let cancelled = self
             .repo
-            .cancel(id, shared::unix_now())
+            .cancel(id, authn::unix_now())
             .await?
             .ok_or(Error::AlreadyCancelled)?;
         tracing::info!(order_id = %id, "order cancelled");
@@ -116,7 +116,7 @@ impl OrderService for OrdersRpc {
         &self,
         request: Request<pb::CreateOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let result = match shared::grpc::principal(&request) {
+        let result = match authn::grpc::principal(&request) {
             Ok(principal) => self
                 .create(principal, request.get_ref())
                 .await
@@ -130,7 +130,7 @@ impl OrderService for OrdersRpc {
         &self,
         request: Request<pb::GetOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let result = match shared::grpc::principal(&request) {
+        let result = match authn::grpc::principal(&request) {
             Ok(principal) => self
                 .get(principal, request.get_ref())
                 .await
@@ -144,7 +144,7 @@ impl OrderService for OrdersRpc {
         &self,
         request: Request<pb::ListOrdersRequest>,
     ) -> Result<Response<pb::ListOrdersResponse>, Status> {
-        let result = match shared::grpc::principal(&request) {
+        let result = match authn::grpc::principal(&request) {
             Ok(principal) => self
                 .list(principal, request.get_ref())
                 .await
@@ -158,7 +158,7 @@ impl OrderService for OrdersRpc {
         &self,
         request: Request<pb::CancelOrderRequest>,
     ) -> Result<Response<pb::Order>, Status> {
-        let result = match shared::grpc::principal(&request) {
+        let result = match authn::grpc::principal(&request) {
             Ok(principal) => self
                 .cancel(principal, request.get_ref())
                 .await
@@ -169,7 +169,7 @@ impl OrderService for OrdersRpc {
     }
 }
 
-/// Wraps the answer (calls are counted and timed by [`shared::request_metrics::GrpcMetricsLayer`]).
+/// Wraps the answer (calls are counted and timed by [`platform::request_metrics::GrpcMetricsLayer`]).
 fn finish<T>(result: Result<T, Status>) -> Result<Response<T>, Status> {
     result.map(Response::new)
 }

@@ -2,9 +2,9 @@
 
 mod common;
 
+use authn::claims::Audience;
 use common::{Issuer, READ, READ_WRITE, WRITE, assert_code, spawn_orders};
 use proto::orders::v1::OrderStatus;
-use shared::claims::Audience;
 use tonic::Code;
 
 const SOME_ID: &str = "0190a0a0-0000-7000-8000-000000000000";
@@ -125,7 +125,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     let mut expired = issuer.issuer.claims("alice", READ_WRITE, &["user"]);
     expired.iat -= 3600;
     expired.nbf = Some(expired.iat);
-    expired.exp = shared::unix_now() - 600;
+    expired.exp = authn::unix_now() - 600;
 
     let mut other_audience = issuer.issuer.claims("alice", READ_WRITE, &["user"]);
     other_audience.aud = Audience::One("billing".to_owned());
@@ -133,7 +133,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
     let mut other_issuer = issuer.issuer.claims("alice", READ_WRITE, &["user"]);
     other_issuer.iss = format!("{}/", other_issuer.iss);
 
-    let stranger = shared::testing::TestIssuer::new();
+    let stranger = testkit::TestIssuer::new();
 
     let valid = issuer.user("alice", READ_WRITE);
     let mut tampered = valid.clone();

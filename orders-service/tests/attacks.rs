@@ -7,8 +7,8 @@ mod common;
 use common::{Issuer, spawn_orders};
 use proto::orders::v1::ListOrdersRequest;
 use proto::orders::v1::order_service_client::OrderServiceClient;
-use shared::testing::attacks::catalog;
-use shared::testing::{JwksServer, TestIssuer};
+use testkit::attacks::catalog;
+use testkit::{JwksServer, TestIssuer};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 

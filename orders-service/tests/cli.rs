@@ -22,7 +22,7 @@ async fn migrate_creates_the_schema_and_exits() {
         );
     }
 
-    let pool = shared::db::connect(&url, 1).await.unwrap();
+    let pool = platform::db::connect(&url, 1).await.unwrap();
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
         .fetch_one(&pool)
         .await

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use authn::jwk::JwkSet;
 use axum::http::StatusCode as AxumStatus;
 use common::{
     Issuer, READ_WRITE, eventually, spawn_orders, spawn_orders_config, spawn_orders_with,
     test_config,
 };
 use reqwest::StatusCode;
-use shared::jwk::JwkSet;
-use shared::testing::JwksServer;
+use testkit::JwksServer;
 
 #[tokio::test]
 async fn readyz_turns_ready_once_the_jwks_is_loaded() {
@@ -46,7 +46,7 @@ async fn readyz_turns_ready_once_the_jwks_is_loaded() {
 #[tokio::test]
 async fn metrics_count_and_time_every_call_by_rpc_and_code() {
     // The recorder is installed by telemetry set-up; tests install it as `main` would.
-    shared::telemetry::prometheus();
+    platform::telemetry::prometheus();
     let issuer = Issuer::start().await;
     let orders = spawn_orders(&issuer).await;
     let alice = orders.with_token(issuer.user("alice", READ_WRITE));
@@ -77,7 +77,7 @@ async fn metrics_count_and_time_every_call_by_rpc_and_code() {
 
 #[tokio::test]
 async fn calls_to_undeclared_methods_do_not_mint_metric_labels() {
-    shared::telemetry::prometheus();
+    platform::telemetry::prometheus();
     let issuer = Issuer::start().await;
     let orders = spawn_orders(&issuer).await;
     let mut client = tonic::client::Grpc::new(
@@ -183,7 +183,7 @@ impl GatedJwks {
 #[tokio::test]
 async fn shutdown_turns_readiness_off_first_then_drains_in_flight_calls() {
     let issuer = Issuer::start().await;
-    let rotated = shared::testing::TestIssuer::new();
+    let rotated = testkit::TestIssuer::new();
     let jwks = GatedJwks::start(
         issuer.issuer.jwks(),
         JwkSet::from_keys([

@@ -15,14 +15,14 @@ async fn create_get_list_cancel() {
     let orders = spawn_orders(&issuer).await;
     let alice = orders.with_token(issuer.user("alice", READ_WRITE));
 
-    let before = shared::unix_now();
+    let before = authn::unix_now();
     let order = alice.create("  a book  ", 2).await.unwrap();
     assert!(uuid_like(&order.id), "{}", order.id);
     assert_eq!(order.owner, "alice");
     assert_eq!(order.item, "a book", "the item is stored trimmed");
     assert_eq!(order.quantity, 2);
     assert_eq!(order.status(), OrderStatus::Placed);
-    assert!(order.created_at >= before && order.created_at <= shared::unix_now());
+    assert!(order.created_at >= before && order.created_at <= authn::unix_now());
     assert_eq!(order.cancelled_at, 0);
 
     assert_eq!(alice.get(&order.id).await.unwrap(), order);

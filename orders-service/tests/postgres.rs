@@ -8,7 +8,7 @@ mod common;
 use common::{Issuer, READ_WRITE, eventually, spawn_orders_config, test_config};
 use orders_service::cli::{Cli, Command};
 use reqwest::StatusCode;
-use shared::testing::PgDatabase;
+use testkit::PgDatabase;
 use tonic::Code;
 
 #[tokio::test]
@@ -99,7 +99,7 @@ async fn migrate_prepares_a_postgres_database_and_exits() {
         .await
         .expect("migrations apply");
 
-    let pool = shared::db::connect(&db.url, 1).await.unwrap();
+    let pool = platform::db::connect(&db.url, 1).await.unwrap();
     let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
         .fetch_one(&pool)
         .await

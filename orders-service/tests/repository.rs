@@ -15,7 +15,7 @@ struct Backend {
 }
 
 async fn open(url: &str) -> Backend {
-    let pool = shared::db::connect(url, 4).await.expect("database opens");
+    let pool = platform::db::connect(url, 4).await.expect("database opens");
     orders_service::app::MIGRATOR
         .run(&pool)
         .await
@@ -45,7 +45,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test]
                 async fn $scenario() {
-                    let Some(db) = shared::testing::PgDatabase::create("orders_test").await else {
+                    let Some(db) = testkit::PgDatabase::create("orders_test").await else {
                         return;
                     };
                     let backend = super::open(&db.url).await;

@@ -7,7 +7,7 @@ mod common;
 use common::{Issuer, READ_WRITE, eventually, spawn_orders};
 use proto::orders::v1::CreateOrderRequest;
 use proto::orders::v1::order_service_client::OrderServiceClient;
-use shared::testing::logs::CapturedLogs;
+use testkit::logs::CapturedLogs;
 use tonic::transport::Endpoint;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -21,7 +21,7 @@ async fn create(orders: &common::Orders, token: &str, metadata: &[(&'static str,
         item: "traced".into(),
         quantity: 1,
     });
-    shared::grpc::with_bearer(&mut request, token).unwrap();
+    authn::grpc::with_bearer(&mut request, token).unwrap();
     for (name, value) in metadata {
         request.metadata_mut().insert(*name, value.parse().unwrap());
     }

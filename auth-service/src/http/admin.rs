@@ -2,13 +2,13 @@
 //! the signing keys: `GET /v1/admin/keys`, `POST /v1/admin/keys/rotate[?immediate=true]`,
 //! `POST /v1/admin/keys/{kid}/revoke`.
 
+use authn::{Principal, Role};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use shared::{Principal, Role};
 
 use super::error::{ApiError, no_store};
 use crate::accounts;
@@ -190,7 +190,7 @@ async fn revoke_key(
     Path(kid): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&principal)?;
-    if kid.len() > shared::jws::MAX_KID_LEN {
+    if kid.len() > authn::jws::MAX_KID_LEN {
         return Err(ApiError::NotFound("no such key"));
     }
     tracing::Span::current().record("kid", kid.as_str());

@@ -155,7 +155,7 @@ impl IntoResponse for TokenError {
 }
 
 /// Every way a request to the `/v1` session and administration API fails once its bearer token
-/// has been verified (the extractor answers 401 and 503 itself, as [`shared::AuthError`]).
+/// has been verified (the extractor answers 401 and 503 itself, as [`authn::AuthError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 403: the caller's token or role does not allow this.

@@ -19,7 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(shared::telemetry::metrics_handler))
+        .route("/metrics", get(platform::telemetry::metrics_handler))
 }
 
 async fn healthz() -> &'static str {
@@ -38,7 +38,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         );
     }
     let database = matches!(
-        tokio::time::timeout(READY_TIMEOUT, shared::db::ping(&state.pool)).await,
+        tokio::time::timeout(READY_TIMEOUT, platform::db::ping(&state.pool)).await,
         Ok(true)
     );
     if !database {

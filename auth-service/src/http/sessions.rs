@@ -5,13 +5,13 @@
 //! session store, so the token of an ended session is refused (401) at once. These routes are for
 //! users: a token without a session (a service token) is refused with 403.
 
+use authn::Principal;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use shared::Principal;
 
 use super::error::{ApiError, no_store};
 use crate::app::AppState;

@@ -103,7 +103,7 @@ pub struct ClientMeta {
 
 impl ClientMeta {
     /// The `User-Agent` (truncated) and the client's address as the throttle sees it (see
-    /// `shared::client_addr`). Informational: shown in the session list.
+    /// `platform::client_addr`). Informational: shown in the session list.
     fn from_parts(parts: &Parts, client_ip: Option<IpAddr>) -> Self {
         let user_agent = parts
             .headers
@@ -587,12 +587,12 @@ mod tests {
             .unwrap();
         let (parts, ()) = request.into_parts();
         // Nobody trusted: the peer, whatever the header says.
-        let client = shared::client_addr::TrustedProxies::default().client_ip_of(&parts);
+        let client = platform::client_addr::TrustedProxies::default().client_ip_of(&parts);
         let meta = ClientMeta::from_parts(&parts, client);
         assert_eq!(meta.ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(meta.user_agent.map(|ua| ua.len()), Some(MAX_USER_AGENT));
         // The loopback proxy trusted: the entry it wrote, the last one.
-        let trusted = shared::client_addr::TrustedProxies::parse("127.0.0.1").unwrap();
+        let trusted = platform::client_addr::TrustedProxies::parse("127.0.0.1").unwrap();
         let meta = ClientMeta::from_parts(&parts, trusted.client_ip_of(&parts));
         assert_eq!(meta.ip.as_deref(), Some("10.0.0.1"));
     }

@@ -15,14 +15,14 @@
 //! The two token kinds are told apart by their form (a JWS has three dot-separated parts, a
 //! refresh token none), so `token_type_hint` is accepted and not needed.
 
+use authn::claims::Audience;
+use authn::{AuthError, Principal};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use http::StatusCode;
 use serde::Serialize;
-use shared::claims::Audience;
-use shared::{AuthError, Principal};
 
 use super::error::{TokenError, no_store};
 use super::token::{authenticate_client, client_credentials, read_form};

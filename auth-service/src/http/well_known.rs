@@ -5,6 +5,7 @@
 //! with its `ETag` and a `Cache-Control: max-age` derived from the rotation schedule; a
 //! conditional request (`If-None-Match`) for the current document is answered 304.
 
+use authn::Scope;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,7 +14,6 @@ use axum::routing::get;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
-use shared::Scope;
 
 use super::token::GrantType;
 use crate::app::AppState;

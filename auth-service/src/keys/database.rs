@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use shared::jws::Signer;
+use authn::sign::Signer;
 use sqlx::{AnyConnection, AnyPool};
 
 use super::KeyStoreError;
@@ -119,7 +119,7 @@ impl DbStore {
     fn seal(&self, signer: &Signer) -> Result<String, KeyStoreError> {
         let pem = signer.to_pkcs8_pem().map_err(KeyStoreError::Generate)?;
         let der =
-            pem::parse(pem).map_err(|_| KeyStoreError::Generate(shared::jwk::KeyError::Pem))?;
+            pem::parse(pem).map_err(|_| KeyStoreError::Generate(authn::jwk::KeyError::Pem))?;
         self.encryption
             .seal(signer.kid(), der.contents())
             .map_err(KeyStoreError::Encryption)

@@ -17,8 +17,8 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use authn::sign::Signer;
 use serde::{Deserialize, Serialize};
-use shared::jws::Signer;
 
 use super::schedule::{KeyInfo, KeyState};
 use super::{KeyStoreError, io_error};

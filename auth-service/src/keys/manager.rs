@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use authn::jwk::{JwkSet, KeySet};
+use authn::sign::Signer;
+use authn::verifier::LocalKeys;
 use axum::body::Bytes;
 use http::HeaderValue;
-use shared::jwk::{JwkSet, KeySet};
-use shared::jws::Signer;
-use shared::verifier::LocalKeys;
 use sqlx::AnyPool;
 use tokio::sync::{Mutex, broadcast, watch};
 use tokio::task::JoinHandle;
@@ -66,7 +66,7 @@ impl PublishedJwks {
     fn new(jwks: &JwkSet, timing: &KeyTiming) -> Self {
         let body = serde_json::to_vec(jwks).expect("BUG: a JWKS always serializes");
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
-        let etag = HeaderValue::from_str(&format!("\"{}\"", shared::jws::b64_encode(digest)))
+        let etag = HeaderValue::from_str(&format!("\"{}\"", authn::jws::b64_encode(digest)))
             .expect("BUG: an ETag is ASCII");
         let cache_control = HeaderValue::from_str(&format!(
             "public, max-age={}",

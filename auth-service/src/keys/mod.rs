@@ -18,7 +18,7 @@ pub mod schedule;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use shared::jwk::KeyError;
+use authn::jwk::KeyError;
 
 pub use files::{SIGNING_KEY_FILE, load_or_create};
 pub use manager::{ActiveSigner, KeyManager, ListedKey, PublishedJwks};

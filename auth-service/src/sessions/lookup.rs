@@ -1,11 +1,11 @@
-//! The store as a [`shared::session::SessionLookup`], so the issuer's own bearer checks are
+//! The store as a [`authn::session::SessionLookup`], so the issuer's own bearer checks are
 //! `stateful` against the store itself (no gRPC round trip, no cache).
 
-use shared::session::{BoxFuture, LookupError, SessionLookup};
+use authn::session::{BoxFuture, LookupError, SessionLookup};
 
 use super::SharedStore;
 
-/// Answers `shared`'s stateful session check from a [`super::SessionStore`].
+/// Answers `authn`'s stateful session check from a [`super::SessionStore`].
 #[derive(Debug, Clone)]
 pub struct StoreLookup(pub SharedStore);
 

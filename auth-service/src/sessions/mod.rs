@@ -22,8 +22,8 @@ pub mod sql;
 use std::fmt;
 use std::sync::Arc;
 
+use authn::session::BoxFuture;
 use serde::{Deserialize, Serialize};
-use shared::session::BoxFuture;
 use sqlx::{Any, AnyPool};
 
 use crate::crypto;

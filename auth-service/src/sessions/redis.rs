@@ -2,7 +2,7 @@
 //!
 //! Layout (fixed: `stateful` verifiers with `REDIS_URL` read it directly):
 //!
-//! - `auth:session:{sid}` ([`shared::session::redis_session_key`]): the JSON of an active
+//! - `auth:session:{sid}` ([`authn::session::redis_session_key`]): the JSON of an active
 //!   session, expiring with the session (`EXAT`), deleted when it ends. Its existence *is* the
 //!   session being active; verifiers only test `EXISTS`.
 //! - `auth:user-sessions:{user_id}`: the set of the user's session ids, for listing and
@@ -19,10 +19,10 @@
 
 use std::time::Duration;
 
+use authn::session::{BoxFuture, redis_session_key};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 use serde::{Deserialize, Serialize};
-use shared::session::{BoxFuture, redis_session_key};
 
 use super::{EndReason, Session, SessionStore, StoreError, count_ended};
 use crate::db;

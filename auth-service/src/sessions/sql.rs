@@ -2,7 +2,7 @@
 //! row itself, so a session and its refresh tokens live in one database and survive restarts.
 //! Ending sessions and appending their revocation event happen in one transaction.
 
-use shared::session::BoxFuture;
+use authn::session::BoxFuture;
 use sqlx::{AnyConnection, AnyPool};
 
 use super::{

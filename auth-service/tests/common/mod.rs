@@ -16,14 +16,14 @@ use auth_service::clients::{self, NewClient};
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser, User};
 use auth_service::{App, AppState, Config};
+use authn::jwk::{JwkSet, KeySet};
+use authn::verifier::{Keys, Policy, Verifier};
 use proto::auth::v1::session_service_client::SessionServiceClient;
 use proto::auth::v1::{
     CheckSessionRequest, RevocationEvent, WatchRevocationsRequest, WatchRevocationsResponse,
     watch_revocations_response::Message,
 };
 use serde::Deserialize;
-use shared::jwk::{JwkSet, KeySet};
-use shared::verifier::{Keys, Policy, Verifier};
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -95,7 +95,7 @@ pub async fn spawn_auth() -> TestAuth {
 /// Starts an auth-service with `config`, keeping `dir` alive as long as the service.
 pub async fn spawn_auth_with(config: Config, dir: Arc<TempDir>) -> TestAuth {
     // Install the process-wide metrics recorder before anything is counted.
-    shared::telemetry::prometheus();
+    platform::telemetry::prometheus();
     let app = App::build(config.clone())
         .await
         .expect("auth-service builds");
@@ -114,7 +114,9 @@ pub async fn spawn_auth_with(config: Config, dir: Arc<TempDir>) -> TestAuth {
         state,
         kid,
         // The platform's client builder: reqwest with aws-lc-rs as its TLS provider.
-        http: shared::http::client_builder().build().expect("HTTP client"),
+        http: platform::http::client_builder()
+            .build()
+            .expect("HTTP client"),
         dir,
         shutdown: Some(shutdown),
         server: Some(server),
@@ -289,7 +291,7 @@ impl TestAuth {
         let mut request = tonic::Request::new(CheckSessionRequest {
             sid: sid.to_owned(),
         });
-        shared::grpc::with_bearer(&mut request, token).expect("bearer metadata");
+        authn::grpc::with_bearer(&mut request, token).expect("bearer metadata");
         self.grpc_client()
             .await
             .check_session(request)
@@ -302,7 +304,7 @@ impl TestAuth {
     /// Opens `WatchRevocations(after_sequence)` with `token`.
     pub async fn watch(&self, token: &str, after_sequence: u64) -> Watcher {
         let mut request = tonic::Request::new(WatchRevocationsRequest { after_sequence });
-        shared::grpc::with_bearer(&mut request, token).expect("bearer metadata");
+        authn::grpc::with_bearer(&mut request, token).expect("bearer metadata");
         let stream = self
             .grpc_client()
             .await

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use authn::config::VerifierConfig;
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
-use shared::config::VerifierConfig;
-use shared::testing::{JwksServer, TestIssuer};
+use testkit::{JwksServer, TestIssuer};
 
 pub const READ: &str = "orders:read";
 pub const WRITE: &str = "orders:write";

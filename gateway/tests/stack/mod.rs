@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser};
+use authn::config::{AuthMode, VerifierConfig};
+use authn::service_token::Secret;
 use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use shared::config::{AuthMode, VerifierConfig};
-use shared::service_token::Secret;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -185,7 +185,7 @@ impl Stack {
             orders_grpc,
             auth_http,
             auth_state,
-            http: shared::http::client_builder().build().unwrap(),
+            http: platform::http::client_builder().build().unwrap(),
             jwks_taps,
             auth_config,
             auth: Some(auth_running),
@@ -415,7 +415,7 @@ pub struct OrdersAs {
 impl OrdersAs {
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        shared::grpc::with_bearer(&mut request, &self.token).unwrap();
+        authn::grpc::with_bearer(&mut request, &self.token).unwrap();
         request
     }
 
@@ -465,7 +465,7 @@ impl JwksTap {
 
         let last_etag = Arc::new(Mutex::new(None::<String>));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let client = shared::http::client_builder().build().unwrap();
+        let client = platform::http::client_builder().build().unwrap();
         let upstream = upstream.to_owned();
         let handler = {
             let last_etag = last_etag.clone();

@@ -6,14 +6,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use authn::config::VerifierConfig;
 use orders_service::{App, Config, RunError};
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use proto::orders::v1::{
     CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
     Order,
 };
-use shared::config::VerifierConfig;
-use shared::testing::{JwksServer, TestIssuer};
+use testkit::{JwksServer, TestIssuer};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};

@@ -1,0 +1,417 @@
+//! Access-token verification: one pinned algorithm, one issuer, one audience, checked times.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::authz::Principal;
+use crate::check::SessionCheck;
+use crate::claims::AccessClaims;
+use crate::error::{AuthError, RejectReason};
+use crate::jwk::{KeySet, VerifyingKey};
+use crate::jwks::JwksClient;
+use crate::jws::{ACCESS_TOKEN_TYPE, ALGORITHM, CompactJws, Header, MAX_KID_LEN};
+
+/// What a token must satisfy besides its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Compared for exact string equality with `iss` (no normalisation: a trailing slash is
+    /// another issuer).
+    pub issuer: String,
+    /// Must be one of the `aud` values.
+    pub audience: String,
+    /// Tolerated clock skew for `exp`, `nbf` and `iat`.
+    pub leeway: Duration,
+    /// Longest accepted `exp - iat`: a token minted for longer than policy allows is refused
+    /// even if its signature is good.
+    pub max_lifetime: Duration,
+}
+
+impl Policy {
+    pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+    pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(3600);
+
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Self::DEFAULT_LEEWAY,
+            max_lifetime: Self::DEFAULT_MAX_LIFETIME,
+        }
+    }
+
+    /// Checks the JOSE header: pinned `alg`, `typ` of an access token, no `crit`, a `kid`.
+    /// Runs before any key lookup, so a token refused here never causes a JWKS fetch.
+    pub fn check_header<'h>(&self, header: &'h Header) -> Result<&'h str, RejectReason> {
+        if header.alg != ALGORITHM {
+            return Err(RejectReason::AlgorithmNotAllowed);
+        }
+        // RFC 9068 §4: "at+jwt"; RFC 7515 §4.1.9 allows the "application/" prefix, and media
+        // types compare case-insensitively.
+        let typ = header.typ.as_deref().unwrap_or_default();
+        let typ = typ.strip_prefix("application/").unwrap_or(typ);
+        if !typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE) {
+            return Err(RejectReason::WrongType);
+        }
+        if header.crit {
+            return Err(RejectReason::CriticalHeader);
+        }
+        match header.kid.as_deref() {
+            Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => Ok(kid),
+            _ => Err(RejectReason::MissingKid),
+        }
+    }
+
+    /// Checks the claims of a token whose signature is good, at `now` (Unix seconds).
+    pub fn check_claims(&self, claims: &AccessClaims, now: i64) -> Result<(), RejectReason> {
+        let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
+        let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        if claims.iss != self.issuer {
+            return Err(RejectReason::WrongIssuer);
+        }
+        if !claims.aud.contains(&self.audience) {
+            return Err(RejectReason::WrongAudience);
+        }
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(RejectReason::Expired);
+        }
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(RejectReason::NotYetValid);
+        }
+        if claims.iat > now.saturating_add(leeway) {
+            return Err(RejectReason::IssuedInFuture);
+        }
+        if claims.exp.saturating_sub(claims.iat) > max_lifetime {
+            return Err(RejectReason::LifetimeTooLong);
+        }
+        if claims.sub.is_empty() || claims.jti.is_empty() || claims.exp <= claims.iat {
+            return Err(RejectReason::InvalidClaims);
+        }
+        Ok(())
+    }
+}
+
+/// An in-process key set that its owner replaces as keys rotate: the issuer verifying its own
+/// tokens. Cheap to clone; every clone sees replacements.
+#[derive(Debug, Clone, Default)]
+pub struct LocalKeys {
+    current: Arc<std::sync::RwLock<Arc<KeySet>>>,
+}
+
+impl LocalKeys {
+    pub fn new(keys: KeySet) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
+        }
+    }
+
+    /// Replaces the whole set at once.
+    pub fn replace(&self, keys: KeySet) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+    }
+
+    pub fn get(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Where a verifier gets its keys.
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// A fixed key set: tests, benchmarks.
+    Fixed(Arc<KeySet>),
+    /// An in-process set replaced on rotation: the issuer verifying its own tokens.
+    Local(LocalKeys),
+    /// The issuer's JWKS, fetched and cached.
+    Remote(JwksClient),
+}
+
+impl Keys {
+    pub fn fixed(keys: KeySet) -> Self {
+        Keys::Fixed(Arc::new(keys))
+    }
+
+    pub fn local(keys: LocalKeys) -> Self {
+        Keys::Local(keys)
+    }
+
+    pub fn remote(client: JwksClient) -> Self {
+        Keys::Remote(client)
+    }
+
+    async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, AuthError> {
+        let unknown = AuthError::Unauthenticated(RejectReason::UnknownKey);
+        match self {
+            Keys::Fixed(keys) => keys.get(kid).cloned().ok_or(unknown),
+            Keys::Local(keys) => keys.get().get(kid).cloned().ok_or(unknown),
+            Keys::Remote(client) => client.key(kid).await,
+        }
+    }
+
+    /// Whether `kid` is in the current, usable key set (no fetch).
+    fn has(&self, kid: &str) -> bool {
+        match self {
+            Keys::Fixed(keys) => keys.get(kid).is_some(),
+            Keys::Local(keys) => keys.get().get(kid).is_some(),
+            Keys::Remote(client) => client.has(kid),
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        match self {
+            Keys::Fixed(keys) => !keys.is_empty(),
+            Keys::Local(keys) => !keys.get().is_empty(),
+            Keys::Remote(client) => client.is_ready(),
+        }
+    }
+}
+
+/// Verifies access tokens. Cheap to clone; share one per process.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    keys: Keys,
+    policy: Policy,
+    sessions: SessionCheck,
+    cache: Option<moka::sync::Cache<Box<str>, Verified>>,
+    /// Header segments already decoded and accepted by [`Policy::check_header`], with their
+    /// `kid`. Every token one key signs carries the same header segment, so after the first
+    /// token of a key the header costs one lookup instead of a base64 decode and two JSON
+    /// passes (a third of the work around the signature check). Only accepted headers are
+    /// kept, and the capacity is small: a flood of distinct headers only evicts entries.
+    headers: moka::sync::Cache<Box<str>, Arc<str>>,
+    /// Benchmark builds only: accept every well-formed token unchecked (see
+    /// [`Verifier::insecure_skip_verification`]).
+    #[cfg(feature = "bench-auth-off")]
+    skip_verification: bool,
+}
+
+/// Accepted header segments remembered: a few keys (active, next, retiring) per issuer.
+const HEADER_CACHE_CAPACITY: u64 = 64;
+
+impl Verifier {
+    /// A `stateless` verifier: signature and claims only.
+    pub fn new(keys: Keys, policy: Policy) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                keys,
+                policy,
+                sessions: SessionCheck::Stateless,
+                cache: None,
+                headers: moka::sync::Cache::new(HEADER_CACHE_CAPACITY),
+                #[cfg(feature = "bench-auth-off")]
+                skip_verification: false,
+            }),
+        }
+    }
+
+    /// A copy of this verifier with `change` applied to its configuration.
+    fn with(&self, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Inner::clone(&self.inner);
+        change(&mut inner);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The same verifier with a verified-token cache of up to `capacity` tokens (0: none).
+    /// A cached token skips parsing and the signature check but not expiry, the key's presence
+    /// in the current set, or the mode's session check: the cache never bypasses revocation.
+    pub fn with_token_cache(self, capacity: u64) -> Self {
+        let cache = (capacity > 0).then(|| token_cache(capacity, self.inner.policy.leeway));
+        self.with(|inner| inner.cache = cache)
+    }
+
+    /// BENCHMARK BUILDS ONLY (cargo feature `bench-auth-off`), never in production: the same
+    /// verifier accepting every token that merely parses, its claims read from the payload
+    /// with no key, signature, claim, session or cache check at all.
+    ///
+    /// It exists for one measurement: issue 7 sets the throughput of an authenticated route
+    /// against "the same route with authentication switched off", and only a build of the very
+    /// same services with verification cut out gives that baseline (handlers still get a
+    /// [`Principal`], so the route does its usual work). The feature is off in every deployable
+    /// build; without it this method does not exist and `AUTH_INSECURE_SKIP_VERIFY` refuses to
+    /// start the service.
+    #[cfg(feature = "bench-auth-off")]
+    pub fn insecure_skip_verification(self) -> Self {
+        self.with(|inner| {
+            inner.cache = None;
+            inner.skip_verification = true;
+        })
+    }
+
+    /// Whether the header cache holds this header segment (tests of what it may skip).
+    pub fn remembers_header(&self, header_b64: &str) -> bool {
+        self.inner.headers.contains_key(header_b64)
+    }
+
+    /// Number of header segments the header cache holds.
+    pub fn remembered_headers(&self) -> u64 {
+        self.inner.headers.run_pending_tasks();
+        self.inner.headers.entry_count()
+    }
+
+    /// Number of tokens in the verified-token cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.inner.cache.as_ref().map_or(0, |cache| {
+            cache.run_pending_tasks();
+            cache.entry_count()
+        })
+    }
+
+    /// The same verifier with `check` applied to every token that passed signature and claims.
+    pub fn with_session_check(self, check: SessionCheck) -> Self {
+        metrics::gauge!("auth_verifier_mode", "mode" => check.mode()).set(1.0);
+        self.with(|inner| inner.sessions = check)
+    }
+
+    /// The session check of this verifier (its mode).
+    pub fn session_check(&self) -> &SessionCheck {
+        &self.inner.sessions
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Whether a usable key set is loaded: a verifier that cannot verify is not ready.
+    pub fn is_ready(&self) -> bool {
+        self.inner.keys.is_ready() && self.inner.sessions.is_ready()
+    }
+
+    /// Verifies `token` now.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        self.verify_at(token, crate::unix_now()).await
+    }
+
+    /// Verifies `token` as of `now` (Unix seconds), recording the outcome as a metric.
+    pub async fn verify_at(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        #[cfg(feature = "bench-auth-off")]
+        if self.inner.skip_verification {
+            // Parse and decode only: see `insecure_skip_verification`.
+            let claims: AccessClaims = CompactJws::split(token)?.payload()?;
+            return Ok(Principal::from_verified_claims(claims));
+        }
+        let result = self.check(token, now).await;
+        match &result {
+            Ok(_) => metrics::counter!("auth_verify_total", "outcome" => "ok").increment(1),
+            Err(AuthError::Unauthenticated(reason)) => record_rejection(*reason),
+            Err(error) => {
+                metrics::counter!("auth_verify_total", "outcome" => "unavailable").increment(1);
+                tracing::warn!(%error, "access token could not be verified");
+            }
+        }
+        result
+    }
+
+    async fn check(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        let inner = &self.inner;
+        if let Some(cache) = &inner.cache
+            && let Some(hit) = cache.get(token)
+        {
+            // A cached signature and claims check, still subject to everything that can change
+            // after it: expiry, the key's presence in the current key set (an emergency-revoked
+            // key is removed from it), and the session check of the mode.
+            let leeway = i64::try_from(inner.policy.leeway.as_secs()).unwrap_or(i64::MAX);
+            if now < hit.principal.claims().exp.saturating_add(leeway) && inner.keys.has(&hit.kid) {
+                inner
+                    .sessions
+                    .check(&hit.kid, hit.principal.claims())
+                    .await?;
+                return Ok(hit.principal.clone());
+            }
+            cache.invalidate(token);
+        }
+        let jws = CompactJws::split(token)?;
+        // The same checks, in the same order, as `jws::UnverifiedJws::parse` then `check_header`;
+        // a header segment seen before was decoded, parsed and accepted then.
+        let (kid, signature) = match inner.headers.get(jws.header_b64) {
+            Some(kid) => (kid, jws.signature()?),
+            None => {
+                let header = jws.header()?;
+                let signature = jws.signature()?;
+                let kid: Arc<str> = inner.policy.check_header(&header)?.into();
+                inner.headers.insert(jws.header_b64.into(), kid.clone());
+                (kid, signature)
+            }
+        };
+        let key = inner.keys.key(&kid).await?;
+        if !key.verify(jws.signing_input.as_bytes(), &signature) {
+            return Err(RejectReason::BadSignature.into());
+        }
+        let claims: AccessClaims = jws.payload()?;
+        inner.policy.check_claims(&claims, now)?;
+        inner.sessions.check(&kid, &claims).await?;
+        let principal = Principal::from_verified_claims(claims);
+        if let Some(cache) = &inner.cache {
+            cache.insert(
+                token.into(),
+                Verified {
+                    principal: principal.clone(),
+                    kid,
+                },
+            );
+        }
+        Ok(principal)
+    }
+}
+
+/// A token whose signature and claims were verified, kept by the verified-token cache.
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    kid: Arc<str>,
+}
+
+/// Entries live until their token expires (plus leeway), never longer.
+struct UntilTokenExpiry {
+    leeway: i64,
+}
+
+impl moka::Expiry<Box<str>, Verified> for UntilTokenExpiry {
+    fn expire_after_create(
+        &self,
+        _token: &Box<str>,
+        verified: &Verified,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        let remaining = verified
+            .principal
+            .claims()
+            .exp
+            .saturating_add(self.leeway)
+            .saturating_sub(crate::unix_now());
+        Some(Duration::from_secs(u64::try_from(remaining).unwrap_or(0)))
+    }
+}
+
+/// The verified-token cache: a repeated token skips parsing and the RSA signature check.
+/// Keyed by the whole token text (moka hashes it with a random key; a hit compares the full
+/// text), bounded in size, entries expiring with their token.
+fn token_cache(capacity: u64, leeway: Duration) -> moka::sync::Cache<Box<str>, Verified> {
+    moka::sync::Cache::builder()
+        .max_capacity(capacity)
+        .expire_after(UntilTokenExpiry {
+            leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
+        })
+        .build()
+}
+
+/// Counts and logs a refused token. The reason is a fixed label: nothing from the token itself
+/// reaches a log line or a metric.
+pub fn record_rejection(reason: RejectReason) {
+    metrics::counter!("auth_verify_total", "outcome" => reason.as_str()).increment(1);
+    tracing::debug!(reason = reason.as_str(), "access token refused");
+}

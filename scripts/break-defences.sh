@@ -41,7 +41,7 @@ export CARGO_TERM_COLOR=never
 # line in MUTATIONS: id, class, the tests that must fail (crate:test-target, `lib` for the unit
 # tests), and what the mutation breaks.
 # ---------------------------------------------------------------------------------------------
-TOKEN_SUITES="authn:attacks gateway:attacks orders-service:attacks"
+TOKEN_SUITES="authn:attacks system-tests:attacks orders-service:attacks"
 MUTATIONS=(
   "1|1|$TOKEN_SUITES|the algorithm allow-list also admits \`none\`"
   "2|2|$TOKEN_SUITES|the signature is not checked"
@@ -49,7 +49,7 @@ MUTATIONS=(
   "4|4|$TOKEN_SUITES|\`alg\` compared case-insensitively and trimmed"
   "5|5|$TOKEN_SUITES|a \`jwk\` in the header is the verification key"
   "6|6|$TOKEN_SUITES|no emptiness or length limit on \`kid\`"
-  "7|7|authn:jwks gateway:attacks|every unknown \`kid\` fetches the JWKS (no single flight, no cool-down)"
+  "7|7|authn:jwks system-tests:attacks|every unknown \`kid\` fetches the JWKS (no single flight, no cool-down)"
   "8|8|$TOKEN_SUITES|\`exp\` is not checked"
   "9|9|$TOKEN_SUITES|\`iss\` compared by prefix"
   "10|10|$TOKEN_SUITES|\`typ\` is not checked"
@@ -57,7 +57,7 @@ MUTATIONS=(
   "12|12|$TOKEN_SUITES|duplicate JSON members allowed (the last one wins)"
   "13|13|$TOKEN_SUITES|lenient base64url (padding, non-zero trailing bits)"
   "14|14|$TOKEN_SUITES|no length limit before a token is parsed"
-  "15|15|gateway:attacks|of two \`Authorization\` headers the first wins"
+  "15|15|system-tests:attacks|of two \`Authorization\` headers the first wins"
   "22a|22|auth-service:token|an unknown username skips the dummy Argon2 hash (answers faster)"
   "22b|22|auth-service:throttle|the login throttle never refuses"
   "23|23|auth-service:token|a repeated form parameter is accepted (the last one wins)"

@@ -9,10 +9,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use authn::service_token::Secret;
 use clap::Args;
 use platform::client_addr::TrustedProxies;
 use platform::config::default_duration;
+use secrecy::SecretString;
 
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
@@ -178,7 +178,7 @@ pub struct Config {
     /// The key that encrypts the private signing keys in the database: 32 bytes, base64
     /// (`openssl rand -base64 32`). Never printed.
     #[arg(long, env = ENV_KEY_ENCRYPTION_KEY, hide_env_values = true, global = true)]
-    pub key_encryption_key: Option<Secret>,
+    pub key_encryption_key: Option<SecretString>,
 
     /// A file holding `AUTH_KEY_ENCRYPTION_KEY` (a mounted Secret).
     #[arg(long, env = ENV_KEY_ENCRYPTION_KEY_FILE, global = true)]

@@ -1,12 +1,10 @@
 //! The operator commands, run as the real binary against the same data directory as a server.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 
-use common::{database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
+use testkit::auth::{database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::Command;
 
@@ -190,7 +188,7 @@ async fn user_disable_next_to_a_running_server_ends_its_sessions_and_tells_watch
         .await;
     let verifier = auth.verifier_token().await;
     let login = auth.login("erin", "a-long-password").await;
-    let sid = common::sid_of(&login.access_token);
+    let sid = testkit::auth::sid_of(&login.access_token);
     let mut watcher = auth.watch(&verifier, 0).await;
     let _ = watcher.until_heartbeat().await;
 
@@ -203,7 +201,7 @@ async fn user_disable_next_to_a_running_server_ends_its_sessions_and_tells_watch
         stdout(&output)
     );
     assert!(!auth.session_is_active(&verifier, &sid).await);
-    let (status, body) = common::expect_error(
+    let (status, body) = testkit::auth::expect_error(
         auth.post_token(&[
             ("grant_type", "password"),
             ("username", "erin"),

@@ -4,14 +4,12 @@
 //! the next request: `AUTH_CLIENT_CACHE_TTL=0`; its default reuse of rows for 5 s is tested in
 //! `src/clients.rs`), and a wrong secret is never answered from the cache.
 
-mod common;
-
 use auth_service::passwords::SecretString;
-use common::{expect_error, expect_tokens, spawn_auth_with, test_config};
+use testkit::auth::{expect_error, expect_tokens, spawn_auth_with, test_config};
 
 /// `client_credentials` for `id` with `secret` in the body: the HTTP status and the granted
 /// scope.
-async fn grant(auth: &common::TestAuth, id: &str, secret: &str) -> (u16, Option<String>) {
+async fn grant(auth: &testkit::auth::TestAuth, id: &str, secret: &str) -> (u16, Option<String>) {
     let response = auth
         .post_token(&[
             ("grant_type", "client_credentials"),
@@ -28,7 +26,7 @@ async fn grant(auth: &common::TestAuth, id: &str, secret: &str) -> (u16, Option<
     }
 }
 
-async fn sql(auth: &common::TestAuth, statement: &str, binds: &[&str]) {
+async fn sql(auth: &testkit::auth::TestAuth, statement: &str, binds: &[&str]) {
     let mut query = sqlx::query(statement);
     for value in binds {
         query = query.bind(*value);

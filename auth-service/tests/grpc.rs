@@ -1,9 +1,7 @@
 //! gRPC `auth.v1.SessionService/CheckSession`, called with a `client_credentials` token.
 
-mod common;
-
-use common::{TestAuth, spawn_auth};
 use proto::auth::v1::{CheckSessionRequest, CheckSessionResponse};
+use testkit::auth::{TestAuth, spawn_auth};
 use tonic::Code;
 
 async fn check(
@@ -108,7 +106,7 @@ async fn callers_need_a_valid_token_with_scope_sessions_check() {
     // A token signed by another key, however well-formed, is refused.
     let forger = testkit::TestIssuer::new();
     let mut claims = forger.claims("gateway", "sessions:check", &[]);
-    claims.iss = common::TEST_ISSUER.to_owned();
+    claims.iss = testkit::auth::TEST_ISSUER.to_owned();
     let status = check(&auth, Some(&forger.token(&claims)), &sid)
         .await
         .expect_err("foreign key");

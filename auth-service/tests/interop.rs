@@ -4,11 +4,9 @@
 //! Needs `python3` with `pyjwt[crypto]`. Without it the test passes without checking anything
 //! and says so, unless `INTEROP_REQUIRED` is set (CI sets it), in which case it fails.
 
-mod common;
-
 use std::path::Path;
 
-use common::{TEST_AUDIENCE, TEST_ISSUER, spawn_auth};
+use testkit::auth::{TEST_AUDIENCE, TEST_ISSUER, spawn_auth};
 use tokio::process::Command;
 
 async fn pyjwt_available() -> bool {

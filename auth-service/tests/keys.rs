@@ -3,8 +3,6 @@
 //! (database with encryption at rest, managed files, a mounted directory), several replicas on
 //! one database, and the command line.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
@@ -14,16 +12,15 @@ use auth_service::Config;
 use auth_service::config::KeyStoreKind;
 use auth_service::keys::{KeyState, RotationKind, SIGNING_KEY_FILE};
 use authn::jws::UnverifiedJws;
-use authn::service_token::Secret;
 use authn::sign::Signer;
 use authn::verifier::Policy;
 use base64::Engine as _;
-use common::{
-    TestAuth, database_url, eventually, keys_dir, spawn_auth, spawn_auth_with, test_config,
-};
 use proto::auth::v1::revocation_event::Target;
 use reqwest::StatusCode;
+use secrecy::SecretString;
 use testkit::PgDatabase;
+use testkit::auth::{TestAuth, database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
+use testkit::eventually;
 
 const PASSWORD: &str = "correct horse battery";
 const DAY: i64 = 24 * 3600;
@@ -37,7 +34,7 @@ fn new_encryption_key() -> String {
 
 fn database_config(dir: &Path, encryption_key: &str) -> Config {
     Config {
-        key_encryption_key: Some(Secret::new(encryption_key)),
+        key_encryption_key: Some(SecretString::from(encryption_key)),
         ..test_config(dir)
     }
 }

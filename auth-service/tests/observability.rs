@@ -3,14 +3,13 @@
 //! request runs in a span carrying the request id and the W3C trace context it arrived with,
 //! which JSON log lines carry at the top level and the answer returns as `x-request-id`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestAuth, eventually, spawn_auth};
 use proto::auth::v1::CheckSessionRequest;
 use proto::auth::v1::session_service_client::SessionServiceClient;
 use reqwest::StatusCode;
+use testkit::auth::{TestAuth, spawn_auth};
+use testkit::eventually;
 use testkit::logs::CapturedLogs;
 
 const PASSWORD: &str = "correct horse battery";

@@ -4,16 +4,15 @@
 //! the end. Without the variable these tests pass without doing anything (and say so), so a
 //! machine without PostgreSQL still runs the rest of the suite.
 
-mod common;
-
 use std::sync::Arc;
 
 use auth_service::users::{self, CreateUserError, NewUser};
 use std::time::Duration;
 
-use common::{TestAuth, eventually, expect_error, spawn_auth_with, test_config};
 use proto::auth::v1::revocation_event::Target;
 use testkit::PgDatabase;
+use testkit::auth::{TestAuth, expect_error, spawn_auth_with, test_config};
+use testkit::eventually;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -71,7 +70,7 @@ async fn login_refresh_clients_and_sessions_on_postgres() {
     let token = auth.verifier_token().await;
     assert!(!auth.session_is_active(&token, &sid).await);
     let again = auth.login("alice", PASSWORD).await;
-    let sid = common::sid_of(&again.access_token);
+    let sid = testkit::auth::sid_of(&again.access_token);
     assert!(auth.session_is_active(&token, &sid).await);
     let response = auth
         .http

@@ -2,9 +2,7 @@
 //! with `invalid_grant` and ends the whole session (the family), whoever presents it and however
 //! soon after the rotation: there is no grace window.
 
-mod common;
-
-use common::{TestAuth, expect_error, sid_of, spawn_auth};
+use testkit::auth::{TestAuth, expect_error, sid_of, spawn_auth};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -123,7 +121,7 @@ async fn of_two_concurrent_refreshes_one_wins_and_the_race_ends_the_session() {
         let (winner, loser) = if a.status() == 200 { (a, b) } else { (b, a) };
         let (_, body) = expect_error(loser).await;
         assert_eq!(body["error"], "invalid_grant");
-        let winner = common::expect_tokens(winner).await;
+        let winner = testkit::auth::expect_tokens(winner).await;
 
         assert!(!auth.session_is_active(&verifier, &sid).await);
         let (status, body) =
@@ -167,9 +165,9 @@ async fn concurrent_refreshes_beyond_the_pool_size_all_succeed() {
     let dir = std::sync::Arc::new(tempfile::tempdir().expect("tempdir"));
     let config = auth_service::Config {
         database_max_connections: 2,
-        ..common::test_config(dir.path())
+        ..testkit::auth::test_config(dir.path())
     };
-    let auth = std::sync::Arc::new(common::spawn_auth_with(config, dir).await);
+    let auth = std::sync::Arc::new(testkit::auth::spawn_auth_with(config, dir).await);
     auth.create_user("alice", PASSWORD, "user", "orders:read")
         .await;
     let mut refresh_tokens = Vec::new();

@@ -1,13 +1,11 @@
 //! Several issuer replicas on one database: a revocation made at one replica reaches the
 //! `WatchRevocations` streams of the others, through Redis at once, or by polling the table.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestAuth, sid_of, spawn_auth_with, test_config, test_redis_url};
 use testkit::PgDatabase;
+use testkit::auth::{TestAuth, sid_of, spawn_auth_with, test_config, test_redis_url};
 
 const PASSWORD: &str = "correct horse battery";
 

@@ -2,17 +2,16 @@
 //! caller's sequence, in order, then a heartbeat, then live events; never an event twice or out
 //! of order, across reconnects and issuer restarts.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use auth_service::revocation::Target;
 use auth_service::sessions::EndReason;
-use common::{Said, TestAuth, eventually, sid_of, spawn_auth_with, test_config};
 use proto::auth::v1::revocation_event::Target as PbTarget;
 use proto::auth::v1::{RevocationEvent, SessionsEnded, UserDisabled, WatchRevocationsRequest};
 use tempfile::TempDir;
+use testkit::auth::{Said, TestAuth, sid_of, spawn_auth_with, test_config};
+use testkit::eventually;
 use tonic::Code;
 
 const PASSWORD: &str = "correct horse battery";

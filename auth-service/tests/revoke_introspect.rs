@@ -1,9 +1,7 @@
 //! `POST /oauth/revoke` (RFC 7009) and `POST /oauth/introspect` (RFC 7662).
 
-mod common;
-
-use common::{TestAuth, expect_error, sid_of, spawn_auth};
 use serde_json::{Value, json};
+use testkit::auth::{TestAuth, expect_error, sid_of, spawn_auth};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -111,7 +109,7 @@ async fn unknown_and_invalid_tokens_are_revoked_with_200_and_nothing_changes() {
     let login = auth.login("alice", PASSWORD).await;
     let forger = testkit::TestIssuer::new();
     let mut forged = forger.claims("alice", "orders:read", &[]);
-    forged.iss = common::TEST_ISSUER.to_owned();
+    forged.iss = testkit::auth::TEST_ISSUER.to_owned();
     forged.sid = Some(sid_of(&login.access_token));
     let forged = forger.token(&forged);
     let long = "x".repeat(9_000);
@@ -153,7 +151,7 @@ async fn a_token_issued_to_a_client_is_revoked_only_by_that_client() {
         .send()
         .await
         .expect("sent");
-    let login = common::expect_tokens(response).await;
+    let login = testkit::auth::expect_tokens(response).await;
     let refresh_token = login.refresh_token.expect("rt");
     let sid = sid_of(&login.access_token);
 
@@ -243,7 +241,7 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
     let login = auth.login("alice", PASSWORD).await;
     let refresh_token = login.refresh_token.clone().expect("rt");
     let sid = sid_of(&login.access_token);
-    let claims = common::claims_of(&login.access_token);
+    let claims = testkit::auth::claims_of(&login.access_token);
 
     let access = introspect_json(&auth, rs, &login.access_token).await;
     assert_eq!(
@@ -254,8 +252,8 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
             "sub": user.id,
             "exp": claims["exp"],
             "iat": claims["iat"],
-            "iss": common::TEST_ISSUER,
-            "aud": common::TEST_AUDIENCE,
+            "iss": testkit::auth::TEST_ISSUER,
+            "aud": testkit::auth::TEST_AUDIENCE,
             "jti": claims["jti"],
             "sid": sid,
             "token_type": "Bearer",
@@ -305,7 +303,7 @@ async fn introspection_describes_active_tokens_and_nothing_else() {
     // Unknown and forged tokens.
     let forger = testkit::TestIssuer::new();
     let mut forged = forger.claims(&user.id, "orders:read", &[]);
-    forged.iss = common::TEST_ISSUER.to_owned();
+    forged.iss = testkit::auth::TEST_ISSUER.to_owned();
     for token in ["unknown", "a.b.c", forger.token(&forged).as_str()] {
         assert_eq!(
             introspect_json(&auth, rs, token).await,
@@ -402,10 +400,10 @@ async fn discovery_names_the_revocation_and_introspection_endpoints() {
         .expect("JSON");
     assert_eq!(
         discovery["revocation_endpoint"],
-        format!("{}/oauth/revoke", common::TEST_ISSUER)
+        format!("{}/oauth/revoke", testkit::auth::TEST_ISSUER)
     );
     assert_eq!(
         discovery["introspection_endpoint"],
-        format!("{}/oauth/introspect", common::TEST_ISSUER)
+        format!("{}/oauth/introspect", testkit::auth::TEST_ISSUER)
     );
 }

@@ -2,19 +2,18 @@
 //! SQL on PostgreSQL (`TEST_DATABASE_URL`), and Redis (`TEST_REDIS_URL`, with SQLite for the
 //! revocation log). Without those variables the corresponding runs are skipped with a note.
 
-mod common;
-
 use std::time::Duration;
 
 use auth_service::revocation::{Event, RedisFanout, RevocationLog, Target};
 use auth_service::sessions::{
     self, EndReason, NewSession, RedisStore, Session, SessionStore, SqlStore,
 };
-use common::{eventually, test_redis_url};
 use redis::AsyncCommands as _;
 use sqlx::AnyPool;
 use tempfile::TempDir;
 use testkit::PgDatabase;
+use testkit::auth::test_redis_url;
+use testkit::eventually;
 
 const ACCESS_TTL: Duration = Duration::from_secs(300);
 
@@ -28,7 +27,7 @@ struct Db {
 impl Db {
     async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = common::database_url(dir.path());
+        let url = testkit::auth::database_url(dir.path());
         let pool = auth_service::db::connect_and_migrate(&url, 5)
             .await
             .expect("database");

@@ -4,13 +4,11 @@
 //! After every way a session ends, its old access token is refused by the issuer's own API (401)
 //! and `CheckSession` answers inactive (class 16).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{TestAuth, expect_error, sid_of, spawn_auth, spawn_auth_with, test_config};
 use http::StatusCode;
 use serde_json::Value;
+use testkit::auth::{TestAuth, expect_error, sid_of, spawn_auth, spawn_auth_with, test_config};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -51,7 +49,11 @@ async fn delete_session(auth: &TestAuth, sid: &str, token: &str) -> StatusCode {
 }
 
 /// A login with a recognisable `User-Agent`.
-async fn login_from(auth: &TestAuth, username: &str, user_agent: &str) -> common::TokenResponse {
+async fn login_from(
+    auth: &TestAuth,
+    username: &str,
+    user_agent: &str,
+) -> testkit::auth::TokenResponse {
     let response = auth
         .http
         .post(auth.url("/oauth/token"))
@@ -64,7 +66,7 @@ async fn login_from(auth: &TestAuth, username: &str, user_agent: &str) -> common
         .send()
         .await
         .expect("token request sent");
-    common::expect_tokens(response).await
+    testkit::auth::expect_tokens(response).await
 }
 
 /// The old token is refused by the issuer's API, and `CheckSession` says the session is over.
@@ -176,7 +178,7 @@ async fn every_session_route_requires_a_valid_user_token() {
     // A token signed by another key is refused, whatever it claims.
     let forger = testkit::TestIssuer::new();
     let mut claims = forger.claims("someone", "", &["admin"]);
-    claims.iss = common::TEST_ISSUER.to_owned();
+    claims.iss = testkit::auth::TEST_ISSUER.to_owned();
     claims.sid = Some("whatever".into());
     let response = get_sessions(&auth, &forger.token(&claims)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

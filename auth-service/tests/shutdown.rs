@@ -3,14 +3,13 @@
 //! withdraws the endpoint meanwhile); then the listeners close, the streams end cleanly (so the
 //! drain does not wait for them until `AUTH_SHUTDOWN_GRACE`), and `App::run` returns.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Said, eventually, spawn_auth_with, test_config};
 use platform::shutdown::Phase;
 use reqwest::StatusCode;
+use testkit::auth::{Said, spawn_auth_with, test_config};
+use testkit::eventually;
 
 const PASSWORD: &str = "correct horse battery";
 /// Long enough to look at the service while it drains; the test never waits it out idly.
@@ -58,7 +57,7 @@ async fn readiness_turns_off_first_then_the_listeners_close_and_revocation_strea
         .expect("a new connection is accepted");
     assert_eq!(fresh.status(), StatusCode::OK);
     let login = auth.login("alice", PASSWORD).await;
-    let sid = common::sid_of(&login.access_token);
+    let sid = testkit::auth::sid_of(&login.access_token);
     assert!(auth.session_is_active(&verifier, &sid).await);
     assert!(matches!(watcher.next().await, Said::Heartbeat { .. }));
     let response = auth

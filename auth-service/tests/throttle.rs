@@ -2,14 +2,12 @@
 //! account (known or unknown alike) and per client address; a success clears the account.
 //! Durations are configured short; waits are polls with generous deadlines.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use auth_service::Config;
-use common::{TestAuth, spawn_auth_with, test_config};
 use platform::client_addr::TrustedProxies;
+use testkit::auth::{TestAuth, spawn_auth_with, test_config};
 use testkit::logs::ProcessLogs;
 
 const PASSWORD: &str = "correct horse battery";

@@ -1,13 +1,11 @@
 //! `POST /oauth/token`: the three grants, refresh rotation, and every way a request is refused.
 
-mod common;
-
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users;
 use authn::claims::Audience;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TEST_AUDIENCE, TEST_ISSUER, expect_error, expect_tokens, spawn_auth};
+use testkit::auth::{TEST_AUDIENCE, TEST_ISSUER, expect_error, expect_tokens, spawn_auth};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -16,7 +14,7 @@ fn jose_header(token: &str) -> serde_json::Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("JSON")
 }
 
-async fn count(auth: &common::TestAuth, table: &str) -> i64 {
+async fn count(auth: &testkit::auth::TestAuth, table: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
         .fetch_one(&auth.state.pool)
         .await

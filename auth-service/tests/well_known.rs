@@ -1,7 +1,5 @@
 //! The published documents (JWKS, discovery), the signing key's life on disk, and health.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
 
@@ -9,7 +7,7 @@ use auth_service::keys::SIGNING_KEY_FILE;
 use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TEST_ISSUER, spawn_auth, spawn_auth_with, test_config};
+use testkit::auth::{TEST_ISSUER, spawn_auth, spawn_auth_with, test_config};
 
 /// RFC 7638 §3: SHA-256 over `{"e":..,"kty":"RSA","n":..}` (members in lexicographic order,
 /// no whitespace), base64url. Computed here independently of `authn`.
@@ -103,13 +101,13 @@ async fn the_signing_key_survives_a_restart() {
         .access_token;
     let kid = first.kid.clone();
     let dir = first.shared_dir();
-    let key_path = common::keys_dir(dir.path()).join(SIGNING_KEY_FILE);
+    let key_path = testkit::auth::keys_dir(dir.path()).join(SIGNING_KEY_FILE);
     let mode = std::fs::metadata(&key_path)
         .expect("key file")
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
-    let dir_mode = std::fs::metadata(common::keys_dir(dir.path()))
+    let dir_mode = std::fs::metadata(testkit::auth::keys_dir(dir.path()))
         .expect("key dir")
         .permissions()
         .mode();

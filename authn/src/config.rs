@@ -9,7 +9,9 @@ use crate::check::SessionCheck;
 use crate::error::LookupError;
 use crate::jwks::{FetchError, JwksClient, JwksConfig};
 use crate::revocation::{FeedConfig, RevocationFeed};
-use crate::service_token::{Secret, ServiceToken};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::service_token::ServiceToken;
 use crate::session::{GrpcSessionLookup, RedisSessionLookup, SessionLookup, StatefulCheck};
 use crate::verifier::{Keys, Policy, Verifier};
 
@@ -45,7 +47,7 @@ impl AuthMode {
 }
 
 /// The token checks and key-cache bounds of a verifier.
-#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct VerifierConfig {
     /// Expected `iss`, compared exactly.
     #[arg(long = "auth-issuer", env = "AUTH_ISSUER", default_value = DEFAULT_ISSUER)]
@@ -92,7 +94,7 @@ pub struct VerifierConfig {
         env = "AUTH_CLIENT_SECRET",
         hide_env_values = true
     )]
-    pub client_secret: Option<Secret>,
+    pub client_secret: Option<SecretString>,
     /// The shared session store: `stateful` verifiers read sessions from it directly.
     #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -246,9 +248,14 @@ impl VerifierConfig {
 
     fn service_token(&self) -> Result<Option<Arc<ServiceToken>>, ConfigError> {
         match (&self.client_id, &self.client_secret) {
-            (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => Ok(Some(Arc::new(
-                ServiceToken::new(&self.token_url, id, secret.clone(), self.session_timeout)?,
-            ))),
+            (Some(id), Some(secret)) if !id.is_empty() && !secret.expose_secret().is_empty() => {
+                Ok(Some(Arc::new(ServiceToken::new(
+                    &self.token_url,
+                    id,
+                    secret.clone(),
+                    self.session_timeout,
+                )?)))
+            }
             _ => Ok(None),
         }
     }
@@ -308,7 +315,12 @@ mod tests {
     fn clap_defaults_equal_default() {
         // Holds unless the test environment sets AUTH_* variables.
         let parsed = Cli::try_parse_from(["verifier"]).unwrap();
-        assert_eq!(parsed.verifier, VerifierConfig::default());
+        // `VerifierConfig` has no `PartialEq` (its secret must not be compared by accident); its
+        // `Debug` shows every setting and redacts the secret.
+        assert_eq!(
+            format!("{:?}", parsed.verifier),
+            format!("{:?}", VerifierConfig::default())
+        );
     }
 
     #[test]
@@ -359,7 +371,7 @@ mod mode_tests {
         let with_client = VerifierConfig {
             mode: AuthMode::Hybrid,
             client_id: Some("gateway".into()),
-            client_secret: Some(Secret::new("s")),
+            client_secret: Some(SecretString::from("s")),
             ..VerifierConfig::default()
         };
         let verifier = with_client.build_verifier().unwrap();

@@ -4,10 +4,9 @@
 //! A tower layer rather than a tonic interceptor because interceptors are synchronous, and
 //! verification may have to wait for a key-set fetch (an unknown `kid`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::future::BoxFuture;
 use http::HeaderMap;
 use tower::{Layer, Service};
 
@@ -54,7 +53,7 @@ pub struct RequireAuth<S> {
 }
 
 /// Boxed because verification is an `async fn` whose future type cannot be named.
-pub type ResponseFuture<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+pub type ResponseFuture<R, E> = BoxFuture<'static, Result<R, E>>;
 
 impl<S, B> Service<http::Request<B>> for RequireAuth<S>
 where

@@ -1,44 +1,12 @@
 //! The verifier's own access token: a client-credentials token it presents to the issuer when
 //! it asks about sessions (`stateful`) or watches revocations (`hybrid`).
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use crate::error::LookupError;
-
-/// A client secret. Its `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
 
 /// Obtains and caches a client-credentials access token; renews it shortly before it expires.
 #[derive(Debug)]
@@ -46,7 +14,7 @@ pub struct ServiceToken {
     http: reqwest::Client,
     token_url: String,
     client_id: String,
-    client_secret: Secret,
+    client_secret: SecretString,
     /// A tokio mutex held across the fetch: concurrent callers wait for one token request.
     cached: tokio::sync::Mutex<Option<(String, Instant)>>,
 }
@@ -64,7 +32,7 @@ impl ServiceToken {
     pub fn new(
         token_url: impl Into<String>,
         client_id: impl Into<String>,
-        client_secret: Secret,
+        client_secret: SecretString,
         timeout: Duration,
     ) -> Result<Self, LookupError> {
         let http = crate::outbound::http_client_builder()
@@ -92,7 +60,7 @@ impl ServiceToken {
         let response = self
             .http
             .post(&self.token_url)
-            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .basic_auth(&self.client_id, Some(self.client_secret.expose_secret()))
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await

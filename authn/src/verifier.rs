@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use crate::authz::Principal;
 use crate::check::SessionCheck;
 use crate::claims::AccessClaims;
@@ -97,29 +99,23 @@ impl Policy {
 /// tokens. Cheap to clone; every clone sees replacements.
 #[derive(Debug, Clone, Default)]
 pub struct LocalKeys {
-    current: Arc<std::sync::RwLock<Arc<KeySet>>>,
+    current: Arc<ArcSwap<KeySet>>,
 }
 
 impl LocalKeys {
     pub fn new(keys: KeySet) -> Self {
         Self {
-            current: Arc::new(std::sync::RwLock::new(Arc::new(keys))),
+            current: Arc::new(ArcSwap::from_pointee(keys)),
         }
     }
 
     /// Replaces the whole set at once.
     pub fn replace(&self, keys: KeySet) {
-        *self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+        self.current.store(Arc::new(keys));
     }
 
     pub fn get(&self) -> Arc<KeySet> {
-        self.current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.current.load_full()
     }
 }
 

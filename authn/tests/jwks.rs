@@ -9,15 +9,7 @@ use authn::verifier::{Keys, Verifier};
 use authn::{AuthError, RejectReason};
 use axum::http::StatusCode;
 use serde_json::json;
-use testkit::{JwksServer, TestIssuer};
-
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use testkit::{JwksServer, PATIENCE, TestIssuer, eventually};
 
 fn remote_verifier(issuer: &TestIssuer, server: &JwksServer, min_refetch: Duration) -> Verifier {
     let config = JwksConfig {
@@ -37,7 +29,10 @@ async fn a_verifier_is_ready_only_once_keys_are_loaded() {
     let issuer = TestIssuer::new();
     let server = JwksServer::start(StatusCode::SERVICE_UNAVAILABLE, String::new()).await;
     let verifier = remote_verifier(&issuer, &server, Duration::from_millis(50));
-    eventually("the first fetch failed", || server.hits() >= 1).await;
+    eventually("the first fetch failed", PATIENCE, || {
+        std::future::ready(server.hits() >= 1)
+    })
+    .await;
     assert!(!verifier.is_ready());
     let token = issuer.user_token("alice", "orders:read", &[]);
     assert_eq!(
@@ -49,7 +44,10 @@ async fn a_verifier_is_ready_only_once_keys_are_loaded() {
         StatusCode::OK,
         serde_json::to_string(&issuer.jwks()).unwrap(),
     );
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
     assert_eq!(verifier.verify(&token).await.unwrap().sub(), "alice");
 }
 
@@ -58,7 +56,10 @@ async fn an_unknown_kid_flood_causes_at_most_one_fetch() {
     let issuer = TestIssuer::new();
     let server = issuer.serve_jwks().await;
     let verifier = remote_verifier(&issuer, &server, Duration::from_secs(60));
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
     let before = server.hits();
 
     let mut tasks = Vec::new();
@@ -113,7 +114,10 @@ async fn a_new_kid_is_fetched_once_the_interval_allows() {
     let new = TestIssuer::new();
     let server = old.serve_jwks().await;
     let verifier = remote_verifier(&old, &server, Duration::from_millis(200));
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
 
     let both =
         authn::jwk::JwkSet::from_keys([old.signer().public_jwk(), new.signer().public_jwk()]);
@@ -144,7 +148,10 @@ async fn the_last_good_key_set_survives_a_misbehaving_issuer() {
     let issuer = TestIssuer::new();
     let server = issuer.serve_jwks().await;
     let verifier = remote_verifier(&issuer, &server, Duration::from_millis(20));
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
     let token = issuer.user_token("alice", "orders:read", &[]);
     let unknown = {
         let mut header = issuer.header();
@@ -209,7 +216,10 @@ async fn key_urls_in_tokens_are_never_fetched() {
     )
     .await;
     let verifier = remote_verifier(&issuer, &server, Duration::from_millis(10));
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
     for member in ["jku", "x5u"] {
         let mut header = issuer.header();
         header[member] = json!(sink.url());
@@ -245,9 +255,15 @@ async fn background_refresh_follows_max_age_and_revalidates() {
     server.cache_control(Some("public, max-age=1"));
     server.etag(Some("\"v1\""));
     let (verifier, client) = background_verifier(&issuer, &server);
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
     assert_eq!(client.next_refresh_in(), Duration::from_secs(1));
-    eventually("a revalidation answered 304", || server.not_modified() >= 2).await;
+    eventually("a revalidation answered 304", PATIENCE, || {
+        std::future::ready(server.not_modified() >= 2)
+    })
+    .await;
     assert!(
         verifier
             .verify(&issuer.user_token("a", "", &[]))
@@ -268,7 +284,10 @@ async fn no_cache_is_bounded_by_the_minimum_interval() {
     let server = issuer.serve_jwks().await;
     server.cache_control(Some("no-cache"));
     let (verifier, client) = background_verifier(&issuer, &server);
-    eventually("keys are loaded", || verifier.is_ready()).await;
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(verifier.is_ready())
+    })
+    .await;
     assert_eq!(client.next_refresh_in(), Duration::from_millis(200));
     let token = issuer.user_token("a", "", &[]);
     let before = server.hits();

@@ -2,14 +2,12 @@
 //! serving for `GATEWAY_SHUTDOWN_DELAY` (Kubernetes withdraws the endpoint meanwhile); then the
 //! listener closes and in-flight requests finish within `GATEWAY_SHUTDOWN_GRACE`.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{Issuer, eventually, unreachable_url};
+use testkit::{Issuer, eventually, unreachable_url};
 
 /// An auth-service stand-in that holds every request until [`GatedUpstream::open`].
 struct GatedUpstream {
@@ -68,20 +66,20 @@ async fn readiness_turns_off_before_the_listener_closes_and_in_flight_requests_c
         let _ = stopped.await;
     }));
     let http = reqwest::Client::new();
-    eventually("gateway ready", || async {
+    eventually("gateway ready", testkit::PATIENCE, || async {
         http.get(url("/readyz")).send().await.unwrap().status() == StatusCode::OK
     })
     .await;
 
     // A proxied request, held by the upstream: in flight for as long as the test wants.
     let in_flight = tokio::spawn(reqwest::Client::new().post(url("/oauth/token")).send());
-    eventually("the request is in flight", || async {
+    eventually("the request is in flight", testkit::PATIENCE, || async {
         upstream.arrived.load(Ordering::SeqCst) == 1
     })
     .await;
 
     stop.send(()).unwrap();
-    eventually("readiness off", || async {
+    eventually("readiness off", testkit::PATIENCE, || async {
         http.get(url("/readyz")).send().await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
@@ -102,7 +100,7 @@ async fn readiness_turns_off_before_the_listener_closes_and_in_flight_requests_c
         .unwrap();
     assert_eq!(fresh.status(), StatusCode::OK);
 
-    eventually("the listener closes", || async {
+    eventually("the listener closes", testkit::PATIENCE, || async {
         tokio::net::TcpStream::connect(addr).await.is_err()
     })
     .await;

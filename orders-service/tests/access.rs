@@ -1,10 +1,9 @@
 //! Who may call what: authentication of every call, scopes per RPC, owner isolation, admins.
 
-mod common;
-
 use authn::claims::Audience;
-use common::{Issuer, READ, READ_WRITE, WRITE, assert_code, spawn_orders};
 use proto::orders::v1::OrderStatus;
+use testkit::orders::{assert_code, spawn_orders};
+use testkit::{Issuer, READ, READ_WRITE, WRITE};
 use tonic::Code;
 
 const SOME_ID: &str = "0190a0a0-0000-7000-8000-000000000000";

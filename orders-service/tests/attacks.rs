@@ -2,17 +2,16 @@
 //! over gRPC: every forged token gets `UNAUTHENTICATED` with a generic message, and causes no
 //! outbound request.
 
-mod common;
-
-use common::{Issuer, spawn_orders};
 use proto::orders::v1::ListOrdersRequest;
 use proto::orders::v1::order_service_client::OrderServiceClient;
+use testkit::Issuer;
 use testkit::attacks::catalog;
+use testkit::orders::spawn_orders;
 use testkit::{JwksServer, TestIssuer};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 
-async fn list_with(orders: &common::Orders, values: &[&str]) -> Result<(), tonic::Status> {
+async fn list_with(orders: &testkit::orders::Orders, values: &[&str]) -> Result<(), tonic::Status> {
     let mut client = OrderServiceClient::connect(format!("http://{}", orders.grpc_addr))
         .await
         .unwrap();

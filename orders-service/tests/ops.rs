@@ -1,20 +1,16 @@
 //! The operations listener: liveness, readiness (database, keys, shutdown), metrics; and the
 //! readiness-first graceful shutdown.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use authn::jwk::JwkSet;
 use axum::http::StatusCode as AxumStatus;
-use common::{
-    Issuer, READ_WRITE, eventually, spawn_orders, spawn_orders_config, spawn_orders_with,
-    test_config,
-};
 use reqwest::StatusCode;
 use testkit::JwksServer;
+use testkit::orders::{spawn_orders, spawn_orders_config, spawn_orders_with, test_config};
+use testkit::{Issuer, READ_WRITE, eventually};
 
 #[tokio::test]
 async fn readyz_turns_ready_once_the_jwks_is_loaded() {
@@ -26,7 +22,10 @@ async fn readyz_turns_ready_once_the_jwks_is_loaded() {
     let orders = spawn_orders_with(auth).await;
 
     assert_eq!(orders.get_http("/healthz").await.status(), StatusCode::OK);
-    eventually("a first JWKS fetch", || async { jwks.hits() >= 1 }).await;
+    eventually("a first JWKS fetch", testkit::PATIENCE, || async {
+        jwks.hits() >= 1
+    })
+    .await;
     let not_ready = orders.get_http("/readyz").await;
     assert_eq!(not_ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = not_ready.json().await.unwrap();
@@ -37,7 +36,7 @@ async fn readyz_turns_ready_once_the_jwks_is_loaded() {
         AxumStatus::OK,
         serde_json::to_string(&issuer.issuer.jwks()).unwrap(),
     );
-    eventually("orders-service ready", || async {
+    eventually("orders-service ready", testkit::PATIENCE, || async {
         orders.readyz().await == StatusCode::OK
     })
     .await;
@@ -203,7 +202,7 @@ async fn shutdown_turns_readiness_off_first_then_drains_in_flight_calls() {
     // Long enough to look at the service while it drains; the test never waits it out idly.
     config.shutdown_delay = Duration::from_millis(500);
     let orders = spawn_orders_config(config, data).await;
-    eventually("orders-service ready", || async {
+    eventually("orders-service ready", testkit::PATIENCE, || async {
         orders.readyz().await == StatusCode::OK
     })
     .await;
@@ -211,13 +210,13 @@ async fn shutdown_turns_readiness_off_first_then_drains_in_flight_calls() {
     // A call signed by a key the service has not fetched yet: it waits for the JWKS.
     let caller = orders.with_token(rotated.user_token("alice", READ_WRITE, &["user"]));
     let in_flight = tokio::spawn(async move { caller.create("in flight", 1).await });
-    eventually("the call is in flight", || async {
+    eventually("the call is in flight", testkit::PATIENCE, || async {
         jwks.hits.load(Ordering::SeqCst) >= 2
     })
     .await;
 
     orders.stop();
-    eventually("readiness off", || async {
+    eventually("readiness off", testkit::PATIENCE, || async {
         orders.readyz().await == StatusCode::SERVICE_UNAVAILABLE
     })
     .await;
@@ -232,7 +231,7 @@ async fn shutdown_turns_readiness_off_first_then_drains_in_flight_calls() {
         "the gRPC listener is still open while readiness is off"
     );
 
-    eventually("the gRPC listener closes", || async {
+    eventually("the gRPC listener closes", testkit::PATIENCE, || async {
         tokio::net::TcpStream::connect(orders.grpc_addr)
             .await
             .is_err()

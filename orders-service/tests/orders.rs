@@ -1,12 +1,11 @@
 //! OrderService behaviour for a caller with the right scopes: the happy path, validation and
 //! pagination.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{Issuer, READ_WRITE, assert_code, spawn_orders};
 use proto::orders::v1::OrderStatus;
+use testkit::orders::{assert_code, spawn_orders};
+use testkit::{Issuer, READ_WRITE};
 use tonic::Code;
 
 #[tokio::test]

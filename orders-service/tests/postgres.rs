@@ -3,12 +3,11 @@
 //! create databases (CI: `postgres://postgres@127.0.0.1:5432/test`); each test gets a database
 //! of its own. Without the variable these tests pass without doing anything (and say so).
 
-mod common;
-
-use common::{Issuer, READ_WRITE, eventually, spawn_orders_config, test_config};
 use orders_service::cli::{Cli, Command};
 use reqwest::StatusCode;
 use testkit::PgDatabase;
+use testkit::orders::{spawn_orders_config, test_config};
+use testkit::{Issuer, READ_WRITE, eventually};
 use tonic::Code;
 
 #[tokio::test]
@@ -20,7 +19,7 @@ async fn orders_are_served_from_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let orders =
         spawn_orders_config(test_config(db.url.clone(), issuer.verifier_config()), dir).await;
-    eventually("orders-service ready", || async {
+    eventually("orders-service ready", testkit::PATIENCE, || async {
         orders.readyz().await == StatusCode::OK
     })
     .await;
@@ -30,7 +29,7 @@ async fn orders_are_served_from_postgres() {
     assert_eq!(alice.get(&placed.id).await.unwrap(), placed);
     assert_eq!(alice.list_all(10).await.unwrap(), vec![placed.clone()]);
     alice.cancel(&placed.id).await.unwrap();
-    common::assert_code(alice.cancel(&placed.id).await, Code::FailedPrecondition);
+    testkit::orders::assert_code(alice.cancel(&placed.id).await, Code::FailedPrecondition);
 
     drop(orders);
     db.drop().await;
@@ -45,7 +44,7 @@ async fn a_lost_database_makes_readyz_fail_until_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let orders =
         spawn_orders_config(test_config(db.url.clone(), issuer.verifier_config()), dir).await;
-    eventually("orders-service ready", || async {
+    eventually("orders-service ready", testkit::PATIENCE, || async {
         orders.readyz().await == StatusCode::OK
     })
     .await;
@@ -54,12 +53,16 @@ async fn a_lost_database_makes_readyz_fail_until_it_is_back() {
 
     // Every connection cut, new ones refused.
     db.go_away().await;
-    eventually("readyz reports the database down", || async {
-        let response = orders.get_http("/readyz").await;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap();
-        status == StatusCode::SERVICE_UNAVAILABLE && body["checks"]["database"] == false
-    })
+    eventually(
+        "readyz reports the database down",
+        testkit::PATIENCE,
+        || async {
+            let response = orders.get_http("/readyz").await;
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.unwrap();
+            status == StatusCode::SERVICE_UNAVAILABLE && body["checks"]["database"] == false
+        },
+    )
     .await;
     // Calls fail as retryable, not as a server bug.
     let failed = alice.create("during", 1).await.unwrap_err();
@@ -67,7 +70,7 @@ async fn a_lost_database_makes_readyz_fail_until_it_is_back() {
 
     // No restart: the pool reconnects on its own.
     db.come_back().await;
-    eventually("orders-service ready again", || async {
+    eventually("orders-service ready again", testkit::PATIENCE, || async {
         orders.readyz().await == StatusCode::OK
     })
     .await;

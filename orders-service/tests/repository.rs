@@ -2,8 +2,6 @@
 //! `TEST_DATABASE_URL` names a PostgreSQL server (CI: `postgres://postgres@127.0.0.1:5432/test`),
 //! again in a PostgreSQL database of its own, created for the test and dropped after it.
 
-mod common;
-
 use orders_service::domain::{NewOrder, OrderId, PageRequest, Status};
 use orders_service::repo::{OrderRepository, Scope};
 use sqlx::AnyPool;

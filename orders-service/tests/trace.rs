@@ -2,18 +2,21 @@
 //! (gRPC metadata `x-request-id`, `traceparent`), and JSON log lines written during the call
 //! carry `request_id`, `trace_id` and `span_id` as top-level members.
 
-mod common;
-
-use common::{Issuer, READ_WRITE, eventually, spawn_orders};
 use proto::orders::v1::CreateOrderRequest;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use testkit::logs::CapturedLogs;
+use testkit::orders::spawn_orders;
+use testkit::{Issuer, READ_WRITE, eventually};
 use tonic::transport::Endpoint;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
-async fn create(orders: &common::Orders, token: &str, metadata: &[(&'static str, &str)]) -> String {
+async fn create(
+    orders: &testkit::orders::Orders,
+    token: &str,
+    metadata: &[(&'static str, &str)],
+) -> String {
     let channel = Endpoint::from_shared(format!("http://{}", orders.grpc_addr))
         .unwrap()
         .connect_lazy();
@@ -58,7 +61,7 @@ async fn the_callers_trace_context_is_continued_in_spans_and_json_logs() {
     .await;
     assert_eq!(answered_id, "req-from-gateway-1");
 
-    eventually("the order is logged", || async {
+    eventually("the order is logged", testkit::PATIENCE, || async {
         !logs.with_message("order placed").is_empty()
     })
     .await;
@@ -97,7 +100,7 @@ async fn malformed_trace_headers_start_a_new_trace() {
     .await;
     assert_ne!(answered_id, "has space");
 
-    eventually("the order is logged", || async {
+    eventually("the order is logged", testkit::PATIENCE, || async {
         !logs.with_message("order placed").is_empty()
     })
     .await;

@@ -6,17 +6,33 @@
 //! - [`attacks`]: the catalogue of malicious tokens every edge must refuse.
 //! - [`logs`]: log lines captured in memory.
 //! - [`PgDatabase`]: a PostgreSQL database of one's own for a test.
+//! - [`Issuer`]: a [`TestIssuer`] whose JWKS is served over HTTP.
+//! - Builders that start each real service in process on port 0: `auth` (feature `auth`),
+//!   `orders` (feature `orders`), `gateway` (feature `gateway`, with a stub auth-service), and
+//!   `stack` (all three, wired to each other in a chosen verifier mode). Each service's own
+//!   suites enable only its own feature, so no service dev-depends on another; the suites that
+//!   span services live in `system-tests`.
 //! - [`eventually`]: polling for a condition, never sleeping on one.
 
 pub mod attacks;
+#[cfg(feature = "auth")]
+pub mod auth;
 mod forger;
+#[cfg(feature = "gateway")]
+pub mod gateway;
+mod issuer;
 pub mod logs;
+#[cfg(feature = "orders")]
+pub mod orders;
 mod postgres;
+#[cfg(all(feature = "auth", feature = "orders", feature = "gateway"))]
+pub mod stack;
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use forger::{JwksServer, TestIssuer};
+pub use issuer::{Issuer, READ, READ_WRITE, WRITE};
 pub use postgres::PgDatabase;
 
 /// `bytes` random bytes from the system CSPRNG, base64url-encoded (ids in forged claims).
@@ -26,22 +42,34 @@ pub fn random_token(bytes: usize) -> String {
     authn::base64url::encode(buf)
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, for at most `within`; panics with `what`
-/// when time runs out. Tests wait on a condition this way instead of sleeping for a guess.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+/// How long a test waits for something that should happen at once (a service becoming ready).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Polls `condition` every 5 ms until it holds and returns how long that took; fails the test
+/// after `within`, naming `what`. Tests wait on a condition this way instead of sleeping for a
+/// guess.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut condition: F) -> Duration
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
+    Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + within;
+    let start = Instant::now();
     loop {
-        if let Some(value) = check().await {
-            return value;
+        if condition().await {
+            return start.elapsed();
         }
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
+            start.elapsed() < within,
+            "timed out after {within:?} waiting until {what}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// A URL where nothing listens (a port bound, then released).
+pub async fn unreachable_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
 }

@@ -132,7 +132,10 @@ impl KeyStore {
     /// `files`.
     pub fn from_config(config: &Config) -> Result<Self, KeyStoreError> {
         let encryption = EncryptionKey::from_config(
-            config.key_encryption_key.as_ref().map(|s| s.expose()),
+            config
+                .key_encryption_key
+                .as_ref()
+                .map(|s| secrecy::ExposeSecret::expose_secret(s)),
             config.key_encryption_key_file.as_deref(),
         )
         .map_err(KeyStoreError::Encryption)?;

@@ -1,12 +1,11 @@
-//! Test set-up: the real auth-service, in process, on port 0, with its SQLite database and
-//! signing key in a temporary directory. Other crates' tests can copy this pattern:
+//! The real auth-service, in process, on port 0, with its SQLite database and signing key in a
+//! temporary directory (feature `auth`):
 //!
 //! ```ignore
-//! let auth = spawn_auth().await;
+//! let auth = testkit::auth::spawn_auth().await;
 //! auth.create_user("alice", "correct horse", "user", "orders:read").await;
 //! let tokens = auth.login("alice", "correct horse").await;
 //! ```
-#![allow(dead_code)] // Each test binary uses a different part of these helpers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -386,11 +385,8 @@ pub fn sid_of(access_token: &str) -> String {
 
 /// The payload of a JWS, unverified: for tests that need a claim of a token they just got.
 pub fn claims_of(access_token: &str) -> serde_json::Value {
-    use base64::Engine as _;
     let payload = access_token.split('.').nth(1).expect("JWS payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url payload");
+    let bytes = authn::base64url::decode(payload).expect("base64url payload");
     serde_json::from_slice(&bytes).expect("JSON payload")
 }
 
@@ -464,21 +460,5 @@ pub fn test_redis_url() -> Option<String> {
             eprintln!("TEST_REDIS_URL is not set: Redis tests skipped");
             None
         }
-    }
-}
-
-/// Polls `condition` until it holds; panics with `what` after `deadline`.
-pub async fn eventually<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(start.elapsed() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

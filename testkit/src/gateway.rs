@@ -1,89 +1,18 @@
-//! Test set-up: an issuer serving its JWKS, the real orders-service and the real gateway on
-//! port 0, and a stub HTTP server standing in for the auth-service.
-#![allow(dead_code)] // each test crate uses part of this module
+//! The real gateway on port 0, and a stub HTTP server standing in for the auth-service
+//! (feature `gateway`); with the real orders-service behind it (features `gateway` and
+//! `orders`).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use authn::config::VerifierConfig;
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::IntoResponse;
-use testkit::{JwksServer, TestIssuer};
 
-pub const READ: &str = "orders:read";
-pub const WRITE: &str = "orders:write";
-pub const READ_WRITE: &str = "orders:read orders:write";
-
-/// A token issuer whose JWKS is served over HTTP, as the real auth-service does.
-pub struct Issuer {
-    pub issuer: TestIssuer,
-    pub jwks: JwksServer,
-}
-
-impl Issuer {
-    pub async fn start() -> Self {
-        let issuer = TestIssuer::new();
-        let jwks = issuer.serve_jwks().await;
-        Self { issuer, jwks }
-    }
-
-    /// A valid token of a plain user.
-    pub fn user(&self, sub: &str, scope: &str) -> String {
-        self.issuer.user_token(sub, scope, &["user"])
-    }
-
-    /// A valid token of an administrator.
-    pub fn admin(&self, sub: &str, scope: &str) -> String {
-        self.issuer.user_token(sub, scope, &["admin"])
-    }
-
-    pub fn verifier_config(&self) -> VerifierConfig {
-        self.issuer.verifier_config(&self.jwks.url())
-    }
-}
-
-/// A running orders-service; stopped when dropped.
-pub struct Orders {
-    pub grpc_addr: SocketAddr,
-    _data: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Orders {
-    /// Where the gateway reaches it (`ORDERS_GRPC_URL`).
-    pub fn url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
-    }
-}
-
-/// Starts the real orders-service (the library, in-process) trusting `issuer`.
-pub async fn spawn_orders(issuer: &Issuer) -> Orders {
-    let data = tempfile::tempdir().expect("temp dir");
-    let config = orders_service::Config {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}/orders.db", data.path().display()),
-        auth: issuer.verifier_config(),
-        ..orders_service::Config::default()
-    };
-    let app = orders_service::App::build(config)
-        .await
-        .expect("orders-service builds");
-    let grpc_addr = app.grpc_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    Orders {
-        grpc_addr,
-        _data: data,
-        _stop: stop,
-    }
-}
+#[cfg(feature = "orders")]
+use crate::orders::{Orders, spawn_orders};
+use crate::{Issuer, PATIENCE, eventually};
 
 /// A running gateway; stopped when dropped.
 pub struct Gateway {
@@ -109,7 +38,7 @@ pub async fn spawn_gateway(issuer: &Issuer, upstreams: Upstreams) -> Gateway {
         ..gateway::Config::default()
     })
     .await;
-    eventually("gateway ready", || async {
+    eventually("gateway ready", PATIENCE, || async {
         gateway.get("/readyz").send().await.unwrap().status() == StatusCode::OK
     })
     .await;
@@ -246,15 +175,8 @@ impl Drop for StubAuth {
     }
 }
 
-/// A URL where nothing listens (a port bound, then released).
-pub async fn unreachable_url() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
-}
-
 /// Issuer, orders-service, stub auth-service and gateway, wired together.
+#[cfg(feature = "orders")]
 pub struct Stack {
     pub issuer: Issuer,
     pub orders: Orders,
@@ -262,6 +184,7 @@ pub struct Stack {
     pub gateway: Gateway,
 }
 
+#[cfg(feature = "orders")]
 pub async fn spawn_stack() -> Stack {
     let issuer = Issuer::start().await;
     let orders = spawn_orders(&issuer).await;
@@ -279,22 +202,6 @@ pub async fn spawn_stack() -> Stack {
         orders,
         auth,
         gateway,
-    }
-}
-
-/// Polls `condition` until it holds, failing the test after a deadline.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -3,12 +3,12 @@
 //! outbound request (no fetch of an attacker's URL, no JWKS fetch beyond one refetch for
 //! unknown `kid`s per interval).
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{Issuer, Upstreams, spawn_gateway, spawn_orders};
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue};
+use testkit::Issuer;
 use testkit::attacks::catalog;
+use testkit::gateway::{Upstreams, spawn_gateway};
+use testkit::orders::spawn_orders;
 use testkit::{JwksServer, TestIssuer};
 
 #[tokio::test]

@@ -10,8 +10,6 @@
 //!   documented bound: at once in `hybrid` mode (the `KeyRevoked` event), after the JWKS refresh
 //!   in `stateless` mode.
 
-mod stack;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,7 +21,8 @@ use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use stack::{Options, Stack, eventually};
+use testkit::eventually;
+use testkit::stack::{Options, Stack};
 use tokio::sync::Mutex;
 use tonic::Code;
 
@@ -79,7 +78,7 @@ async fn send_traffic(stack: Arc<Stack>, traffic: Arc<Traffic>) {
             .form(&[
                 ("grant_type", "password"),
                 ("username", "traffic"),
-                ("password", stack::PASSWORD),
+                ("password", testkit::stack::PASSWORD),
             ])
             .send()
             .await;

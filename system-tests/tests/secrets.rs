@@ -4,12 +4,10 @@
 //! service's `/metrics` and every response body are searched for the passwords, the client
 //! secret, the refresh tokens, the access tokens and the private key.
 
-mod stack;
-
 use reqwest::Method;
 use serde_json::{Value, json};
-use stack::{Options, PASSWORD, Stack};
 use testkit::logs::ProcessLogs;
+use testkit::stack::{Options, PASSWORD, Stack};
 
 #[tokio::test]
 async fn no_secret_reaches_a_log_line_a_metric_or_a_response() {

@@ -1,13 +1,11 @@
 //! The whole system end to end: the real auth-service, orders-service and gateway, in-process
 //! on port 0, talking real HTTP and gRPC. The verifiers know nothing but the issuer's JWKS URL.
 
-mod stack;
-
 use auth_service::scope::ScopeSet;
 use proto::orders::v1 as pb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use stack::{ISSUER, Options, Stack};
+use testkit::stack::{ISSUER, Options, Stack};
 use tonic::Code;
 
 async fn spawn_stack() -> Stack {
@@ -354,7 +352,10 @@ async fn browsers_use_cookies_and_cross_site_requests_are_refused() {
     stack
         .add_user("alice", "user", "orders:read orders:write")
         .await;
-    let form = [("username", "alice"), ("password", stack::PASSWORD)];
+    let form = [
+        ("username", "alice"),
+        ("password", testkit::stack::PASSWORD),
+    ];
 
     let cross_site_login = stack
         .http

@@ -1,15 +1,12 @@
 //! REST over the orders service, through the gateway: the happy path, authentication at the
 //! edge, authorization, and JSON errors.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{
-    Issuer, READ, READ_WRITE, Upstreams, WRITE, json, spawn_gateway, spawn_orders, spawn_stack,
-    unreachable_url,
-};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
+use testkit::gateway::{Upstreams, json, spawn_gateway, spawn_stack};
+use testkit::orders::spawn_orders;
+use testkit::{Issuer, READ, READ_WRITE, WRITE, unreachable_url};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")

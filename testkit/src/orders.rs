@@ -1,8 +1,6 @@
-//! Test set-up: an issuer serving its JWKS, the real orders-service on port 0 with its own
-//! SQLite file, and a gRPC caller holding a token.
-#![allow(dead_code)] // each test crate uses part of this module
+//! The real orders-service on port 0 with its own SQLite file, and gRPC callers holding a
+//! token (feature `orders`).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,43 +11,11 @@ use proto::orders::v1::{
     CancelOrderRequest, CreateOrderRequest, GetOrderRequest, ListOrdersRequest, ListOrdersResponse,
     Order,
 };
-use testkit::{JwksServer, TestIssuer};
 use tokio::task::JoinHandle;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-pub const READ: &str = "orders:read";
-pub const WRITE: &str = "orders:write";
-pub const READ_WRITE: &str = "orders:read orders:write";
-
-/// A token issuer whose JWKS is served over HTTP, as the real auth-service does.
-pub struct Issuer {
-    pub issuer: TestIssuer,
-    pub jwks: JwksServer,
-}
-
-impl Issuer {
-    pub async fn start() -> Self {
-        let issuer = TestIssuer::new();
-        let jwks = issuer.serve_jwks().await;
-        Self { issuer, jwks }
-    }
-
-    /// A valid token of a plain user.
-    pub fn user(&self, sub: &str, scope: &str) -> String {
-        self.issuer.user_token(sub, scope, &["user"])
-    }
-
-    /// A valid token of an administrator.
-    pub fn admin(&self, sub: &str, scope: &str) -> String {
-        self.issuer.user_token(sub, scope, &["admin"])
-    }
-
-    /// What a service under test needs to verify this issuer's tokens.
-    pub fn verifier_config(&self) -> VerifierConfig {
-        self.issuer.verifier_config(&self.jwks.url())
-    }
-}
+use crate::{Issuer, PATIENCE, eventually};
 
 /// A running orders-service; stopped when dropped.
 pub struct Orders {
@@ -65,7 +31,7 @@ pub struct Orders {
 /// Starts orders-service trusting `issuer`, and waits until it is ready.
 pub async fn spawn_orders(issuer: &Issuer) -> Orders {
     let orders = spawn_orders_with(issuer.verifier_config()).await;
-    eventually("orders-service ready", || async {
+    eventually("orders-service ready", PATIENCE, || async {
         orders.readyz().await == reqwest::StatusCode::OK
     })
     .await;
@@ -118,6 +84,11 @@ pub async fn spawn_orders_config(config: Config, data: tempfile::TempDir) -> Ord
 }
 
 impl Orders {
+    /// Where the gateway reaches it (`ORDERS_GRPC_URL`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
     /// Sends the shutdown signal (SIGTERM, in production).
     pub fn stop(&self) {
         if let Some(stop) = self.stop.lock().unwrap().take() {
@@ -230,22 +201,6 @@ impl Caller {
             .cancel_order(request)
             .await?
             .into_inner())
-    }
-}
-
-/// Polls `condition` until it holds, failing the test after a deadline.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,22 +1,24 @@
 //! The whole platform in one test process: the real auth-service, orders-service and gateway on
-//! port 0, the verifiers configured in a chosen mode, talking real HTTP and gRPC.
-#![allow(dead_code)] // each test binary uses part of this module
+//! port 0, the verifiers configured in a chosen mode, talking real HTTP and gRPC (features
+//! `auth`, `orders` and `gateway`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser};
 use authn::config::{AuthMode, VerifierConfig};
-use authn::service_token::Secret;
 use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::eventually;
 
 pub const ISSUER: &str = "https://auth.e2e.test";
 pub const AUDIENCE: &str = "orders";
@@ -140,7 +142,7 @@ impl Stack {
 
         let orders_secret = create_client(&auth_state, "orders", "sessions:check").await;
         verifier.client_id = Some("orders".into());
-        verifier.client_secret = Some(Secret::new(orders_secret));
+        verifier.client_secret = Some(SecretString::from(orders_secret));
         if options.jwks_taps {
             let tap = JwksTap::start(&jwks_url).await;
             verifier.jwks_url = tap.url();
@@ -161,7 +163,7 @@ impl Stack {
 
         let gateway_secret = create_client(&auth_state, "gateway", "sessions:check").await;
         verifier.client_id = Some("gateway".into());
-        verifier.client_secret = Some(Secret::new(gateway_secret));
+        verifier.client_secret = Some(SecretString::from(gateway_secret));
         if options.jwks_taps {
             let tap = JwksTap::start(&jwks_url).await;
             verifier.jwks_url = tap.url();
@@ -385,25 +387,6 @@ async fn create_client(auth: &auth_service::AppState, id: &str, scopes: &str) ->
     .await
     .expect("client created");
     secret.expose().to_owned()
-}
-
-/// Polls `condition` until it holds, failing the test after `within`.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut condition: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if condition().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// A gRPC client of orders-service calling with one token.

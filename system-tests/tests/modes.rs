@@ -6,15 +6,14 @@
 //! - `stateful`: refused by the very next request.
 //! - `hybrid`: refused once the revocation event has been pushed, within a bound.
 
-mod stack;
-
 use std::time::Duration;
 
 use authn::claims::AccessClaims;
 use authn::config::AuthMode;
 use authn::jws::UnverifiedJws;
 use reqwest::{Method, StatusCode};
-use stack::{Options, Stack, eventually};
+use testkit::eventually;
+use testkit::stack::{Options, Stack};
 use tonic::Code;
 
 /// The ways a session ends.

@@ -1,12 +1,11 @@
 //! The gateway's own endpoints: liveness, readiness, metrics, and unknown routes.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{Issuer, READ, eventually, json, spawn_stack, start_gateway, unreachable_url};
 use testkit::JwksServer;
+use testkit::gateway::{json, spawn_stack, start_gateway};
+use testkit::{Issuer, READ, eventually, unreachable_url};
 
 #[tokio::test]
 async fn readyz_waits_for_the_jwks() {
@@ -24,7 +23,10 @@ async fn readyz_waits_for_the_jwks() {
 
     let health = gateway.get("/healthz").send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    eventually("a first JWKS fetch", || async { jwks.hits() >= 1 }).await;
+    eventually("a first JWKS fetch", testkit::PATIENCE, || async {
+        jwks.hits() >= 1
+    })
+    .await;
     let (status, body) = json(gateway.get("/readyz").send().await.unwrap()).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "not_ready");
@@ -33,7 +35,7 @@ async fn readyz_waits_for_the_jwks() {
         StatusCode::OK,
         serde_json::to_string(&issuer.issuer.jwks()).unwrap(),
     );
-    eventually("gateway ready", || async {
+    eventually("gateway ready", testkit::PATIENCE, || async {
         gateway.get("/readyz").send().await.unwrap().status() == StatusCode::OK
     })
     .await;

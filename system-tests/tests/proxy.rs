@@ -1,14 +1,12 @@
 //! The reverse proxy to the auth-service.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use common::{
-    Issuer, STUB_BODY, StubAuth, Upstreams, json, spawn_gateway, spawn_stack, start_gateway,
-    unreachable_url,
+use testkit::gateway::{
+    STUB_BODY, StubAuth, Upstreams, json, spawn_gateway, spawn_stack, start_gateway,
 };
+use testkit::{Issuer, unreachable_url};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::test]

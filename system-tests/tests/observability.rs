@@ -1,12 +1,11 @@
 //! Request ids and W3C trace context from the edge to the services behind it, in spans and in
 //! JSON log lines; request metrics as histograms.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{READ, WRITE, spawn_stack};
 use serde_json::{Value, json};
+use testkit::gateway::spawn_stack;
 use testkit::logs::CapturedLogs;
+use testkit::{READ, WRITE};
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";

@@ -15,12 +15,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use futures_util::FutureExt as _;
 use authn::claims::{AccessClaims, Audience};
 use authn::jwk::{JwkSet, KeySet};
 use authn::jws::UnverifiedJws;
 use authn::sign::Signer;
 use authn::verifier::{Keys, Policy, Verifier};
+use futures_util::FutureExt as _;
 
 use crate::machine::Machine;
 use crate::openssl;
@@ -461,6 +461,13 @@ pub fn render(rounds: &[Round], settings: &Settings, machine: &Machine, command:
     out
 }
 
+/// A random 128-bit id, base64url, as the issuer makes `jti` and `sid`.
+fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator");
+    authn::base64url::encode(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -558,11 +565,4 @@ mod tests {
             );
         }
     }
-}
-
-/// A random 128-bit id, base64url, as the issuer makes `jti` and `sid`.
-fn random_id() -> String {
-    let mut bytes = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut bytes).expect("the system random number generator");
-    authn::base64url::encode(bytes)
 }

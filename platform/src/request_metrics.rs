@@ -11,17 +11,21 @@
 //! (`unmatched` otherwise), the method one of the standard ones (`other` otherwise); a gRPC
 //! method is named only if the service declared it (`unknown` otherwise).
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::extract::MatchedPath;
 use http::{HeaderMap, Method, Request, Response};
-use pin_project_lite::pin_project;
 use tonic::Code;
-use tower::{BoxError, Layer, Service};
+use tower::Layer;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyEos, ClassifyResponse, GrpcEosErrorsAsFailures,
+    GrpcErrorsAsFailures, GrpcFailureClass, MakeClassifier, NeverClassifyEos,
+    ServerErrorsAsFailures, ServerErrorsFailureClass,
+};
+use tower_http::trace::{Trace, TraceLayer};
+use tracing::Span;
 
 /// The names of one server's two series: a counter of requests and a latency histogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +50,11 @@ pub const CLIENT_CLOSED_REQUEST: &str = "499";
 /// Counts and times every HTTP request by method, route template and status. Apply it with
 /// `Router::layer` (so the matched route is known) outside any timeout layer (so that timeouts
 /// are counted with their 504 rather than as abandoned).
+///
+/// A tower-http [`TraceLayer`] (no span, no log line) whose classifier records the request:
+/// tower-http calls it with the response (or the inner service's error), and a request dropped
+/// before either is recorded as [`CLIENT_CLOSED_REQUEST`] when its classifier is dropped
+/// ([`HttpExchange`]).
 #[derive(Debug, Clone, Copy)]
 pub struct HttpMetricsLayer {
     names: MetricNames,
@@ -57,93 +66,91 @@ impl HttpMetricsLayer {
     }
 }
 
+/// The service made by [`HttpMetricsLayer`].
+pub type HttpMetrics<S> = Trace<S, HttpMetricsLayer, Span, (), (), (), (), ()>;
+
 impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics {
-            inner,
-            names: self.names,
-        }
+        silent(TraceLayer::new(*self)).layer(inner)
     }
 }
 
-/// The service made by [`HttpMetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct HttpMetrics<S> {
-    inner: S,
-    names: MetricNames,
+/// A [`TraceLayer`] used for its classifier only: no span of its own, no log line.
+fn silent<M>(layer: TraceLayer<M>) -> TraceLayer<M, Span, (), (), (), (), ()> {
+    layer
+        .make_span_with(Span::none())
+        .on_request(())
+        .on_response(())
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
 }
 
-impl<S, B, ResB> Service<Request<B>> for HttpMetrics<S>
-where
-    S: Service<Request<B>, Response = Response<ResB>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = HttpResponseFuture<S::Future>;
+/// Each request gets a classifier that measures it.
+impl MakeClassifier for HttpMetricsLayer {
+    type Classifier = HttpClassifier;
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn make_classifier<B>(&self, request: &Request<B>) -> Self::Classifier {
         let route = request
             .extensions()
             .get::<MatchedPath>()
             .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-        let exchange = HttpExchange {
+        HttpClassifier(Arc::new(HttpExchange {
             names: self.names,
             started: Instant::now(),
             method: method_label(request.method()),
             route,
-            recorded: false,
-        };
-        HttpResponseFuture {
-            inner: self.inner.call(request),
-            exchange,
-        }
+            recorded: AtomicBool::new(false),
+        }))
     }
 }
 
-pin_project! {
-    /// The response future of [`HttpMetrics`].
-    pub struct HttpResponseFuture<F> {
-        #[pin]
-        inner: F,
-        exchange: HttpExchange,
+/// tower-http's [`ServerErrorsAsFailures`], recording the request's status as it classifies it.
+#[derive(Clone)]
+pub struct HttpClassifier(Arc<HttpExchange>);
+
+impl ClassifyResponse for HttpClassifier {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        response: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        self.0.record(response.status().as_str());
+        ServerErrorsAsFailures::new().classify_response(response)
     }
-}
 
-impl<F, ResB, E> Future for HttpResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        match &result {
-            Ok(response) => this.exchange.record(response.status().as_str()),
-            Err(_) => this.exchange.record("error"),
-        }
-        Poll::Ready(result)
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: std::fmt::Display + 'static,
+    {
+        self.0.record("error");
+        ServerErrorsAsFailures::new().classify_error(error)
     }
 }
 
 /// One HTTP request being measured; recorded once, as 499 if it is dropped unanswered.
-struct HttpExchange {
+///
+/// The drop is the one thing no callback says: tower-http's `TraceLayer` (and the other
+/// middleware crates) report what a response future yields, and a future dropped before it
+/// yields (the client went away, hyper dropped the call) yields nothing. So the classifier,
+/// which tower-http keeps in the response future until the response comes, carries this guard.
+pub struct HttpExchange {
     names: MetricNames,
     started: Instant,
     method: &'static str,
     route: String,
-    recorded: bool,
+    recorded: AtomicBool,
 }
 
 impl HttpExchange {
-    fn record(&mut self, status: &str) {
-        if std::mem::replace(&mut self.recorded, true) {
+    fn record(&self, status: &str) {
+        if self.recorded.swap(true, Ordering::Relaxed) {
             return;
         }
         let labels = [
@@ -185,6 +192,11 @@ pub fn method_label(method: &Method) -> &'static str {
 /// dropped before it ended (tonic's deadline fires outside the layers, and a client can reset
 /// its stream) is `DEADLINE_EXCEEDED` when its deadline (`grpc-timeout`, or the server's
 /// [`GrpcMetricsLayer::timeout`]) had passed, `CANCELLED` otherwise.
+///
+/// A tower-http [`TraceLayer`] (no span, no log line) whose classifier, tower-http's
+/// [`GrpcErrorsAsFailures`], records the call: tower-http calls it with the response headers
+/// and, when they carry no status, with the trailers at the end of the body; a call dropped
+/// before either is recorded when its classifier is dropped ([`GrpcCall`]).
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcMetricsLayer {
     names: MetricNames,
@@ -210,159 +222,118 @@ impl GrpcMetricsLayer {
     }
 }
 
+/// The service made by [`GrpcMetricsLayer`].
+pub type GrpcMetrics<S> = Trace<S, GrpcMetricsLayer, Span, (), (), (), (), ()>;
+
 impl<S> Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics {
-            inner,
-            layer: *self,
-        }
+        silent(TraceLayer::new(*self)).layer(inner)
     }
 }
 
-/// The service made by [`GrpcMetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct GrpcMetrics<S> {
-    inner: S,
-    layer: GrpcMetricsLayer,
-}
+/// Each call gets a classifier that measures it.
+impl MakeClassifier for GrpcMetricsLayer {
+    type Classifier = GrpcClassifier;
+    type FailureClass = GrpcFailureClass;
+    type ClassifyEos = GrpcEosClassifier;
 
-impl<S, B, ResB> Service<Request<B>> for GrpcMetrics<S>
-where
-    S: Service<Request<B>, Response = Response<ResB>>,
-    ResB: http_body::Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
-{
-    type Response = Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = GrpcResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn make_classifier<B>(&self, request: &Request<B>) -> Self::Classifier {
         let path = request.uri().path();
         let rpc = self
-            .layer
             .methods
             .iter()
             .find(|method| **method == path)
             .and_then(|method| method.rsplit('/').next())
             .unwrap_or("unknown");
-        let deadline = match (grpc_timeout(request.headers()), self.layer.timeout) {
+        let deadline = match (grpc_timeout(request.headers()), self.timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let call = GrpcCall {
-            names: self.layer.names,
+        GrpcClassifier(Arc::new(GrpcCall {
+            names: self.names,
             started: Instant::now(),
             rpc,
             deadline,
-            code: None,
-            recorded: false,
-        };
-        GrpcResponseFuture {
-            inner: self.inner.call(request),
-            call: Some(call),
-        }
+            recorded: AtomicBool::new(false),
+        }))
     }
 }
 
-pin_project! {
-    /// The response future of [`GrpcMetrics`].
-    pub struct GrpcResponseFuture<F> {
-        #[pin]
-        inner: F,
-        call: Option<GrpcCall>,
-    }
-}
+/// tower-http's [`GrpcErrorsAsFailures`], recording the call's code from the response headers
+/// (when they carry one), or handing the call to [`GrpcEosClassifier`] for the trailers.
+#[derive(Clone)]
+pub struct GrpcClassifier(Arc<GrpcCall>);
 
-impl<F, ResB, E> Future for GrpcResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-    ResB: http_body::Body<Data = Bytes> + Send + 'static,
-    ResB::Error: Into<BoxError>,
-{
-    type Output = Result<Response<tonic::body::Body>, E>;
+impl ClassifyResponse for GrpcClassifier {
+    type FailureClass = GrpcFailureClass;
+    type ClassifyEos = GrpcEosClassifier;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.inner.poll(cx));
-        let Some(mut call) = this.call.take() else {
-            // Polled again after completion: a contract violation by the caller.
-            return Poll::Ready(result.map(|response| response.map(tonic::body::Body::new)));
-        };
-        Poll::Ready(match result {
-            Ok(response) => {
-                call.code = status_code(response.headers());
-                Ok(response.map(|body| tonic::body::Body::new(GrpcBody { inner: body, call })))
+    fn classify_response<B>(
+        self,
+        response: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        match GrpcErrorsAsFailures::new().classify_response(response) {
+            ClassifiedResponse::Ready(result) => {
+                // Ready: the headers carry `grpc-status` (a trailers-only answer).
+                self.0
+                    .record(status_code(response.headers()).unwrap_or(Code::Unknown));
+                ClassifiedResponse::Ready(result)
             }
-            Err(error) => {
-                call.record(Code::Unknown);
-                Err(error)
-            }
-        })
-    }
-}
-
-pin_project! {
-    /// A gRPC response body that records its call when the trailers pass (or it is dropped).
-    struct GrpcBody<B> {
-        #[pin]
-        inner: B,
-        call: GrpcCall,
-    }
-}
-
-impl<B> http_body::Body for GrpcBody<B>
-where
-    B: http_body::Body<Data = Bytes>,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    let code = status_code(trailers).unwrap_or(Code::Unknown);
-                    this.call.record(code);
-                }
-            }
-            Some(Err(_)) => this.call.record(Code::Unknown),
-            None => {
-                let code = this.call.code.unwrap_or(Code::Unknown);
-                this.call.record(code);
+            ClassifiedResponse::RequiresEos(eos) => {
+                ClassifiedResponse::RequiresEos(GrpcEosClassifier { eos, call: self.0 })
             }
         }
-        Poll::Ready(frame)
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: std::fmt::Display + 'static,
+    {
+        self.0.record(Code::Unknown);
+        GrpcErrorsAsFailures::new().classify_error(error)
+    }
+}
+
+/// The end of a gRPC response: the code from its trailers (`UNKNOWN` without one, or when the
+/// body fails).
+pub struct GrpcEosClassifier {
+    eos: GrpcEosErrorsAsFailures,
+    call: Arc<GrpcCall>,
+}
+
+impl ClassifyEos for GrpcEosClassifier {
+    type FailureClass = GrpcFailureClass;
+
+    fn classify_eos(self, trailers: Option<&HeaderMap>) -> Result<(), Self::FailureClass> {
+        self.call
+            .record(trailers.and_then(status_code).unwrap_or(Code::Unknown));
+        self.eos.classify_eos(trailers)
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    fn classify_error<E>(self, error: &E) -> Self::FailureClass
+    where
+        E: std::fmt::Display + 'static,
+    {
+        self.call.record(Code::Unknown);
+        self.eos.classify_error(error)
     }
 }
 
 /// One gRPC call being measured; recorded once.
-struct GrpcCall {
+///
+/// Recorded as `DEADLINE_EXCEEDED` or `CANCELLED` when it is dropped before it was classified:
+/// tower-http reports what a response future or body yields, and a call dropped by tonic's
+/// deadline or a client's `RST_STREAM` yields nothing. tower-http keeps the classifier in the
+/// response future, then in the response body until its end, so this guard lives exactly as
+/// long as the call.
+pub struct GrpcCall {
     names: MetricNames,
     started: Instant,
     rpc: &'static str,
     deadline: Option<Duration>,
-    /// From the response headers (a trailers-only answer), once they are known.
-    code: Option<Code>,
-    recorded: bool,
+    recorded: AtomicBool,
 }
 
 /// Timer slack when deciding whether a dropped call hit its deadline: tonic starts its deadline
@@ -370,8 +341,8 @@ struct GrpcCall {
 const DEADLINE_SLACK: Duration = Duration::from_millis(10);
 
 impl GrpcCall {
-    fn record(&mut self, code: Code) {
-        if std::mem::replace(&mut self.recorded, true) {
+    fn record(&self, code: Code) {
+        if self.recorded.swap(true, Ordering::Relaxed) {
             return;
         }
         let labels = [("rpc", self.rpc), ("code", code_name(code))];
@@ -383,12 +354,12 @@ impl GrpcCall {
 
 impl Drop for GrpcCall {
     fn drop(&mut self) {
-        let code = self.code.unwrap_or_else(|| match self.deadline {
+        let code = match self.deadline {
             Some(deadline) if self.started.elapsed() + DEADLINE_SLACK >= deadline => {
                 Code::DeadlineExceeded
             }
             _ => Code::Cancelled,
-        });
+        };
         self.record(code);
     }
 }
@@ -493,10 +464,10 @@ mod layer_tests {
         );
         crate::telemetry::prometheus();
         let service =
-            HttpMetricsLayer::new(NAMES).layer(tower::service_fn(|_request: Request<()>| {
-                std::future::pending::<Result<Response<()>, Infallible>>()
+            HttpMetricsLayer::new(NAMES).layer(tower::service_fn(|_request: Request<String>| {
+                std::future::pending::<Result<Response<String>, Infallible>>()
             }));
-        let call = service.oneshot(Request::new(()));
+        let call = service.oneshot(Request::new(String::new()));
         // The client goes away: the future is dropped unanswered.
         assert!(
             tokio::time::timeout(Duration::from_millis(10), call)
@@ -521,7 +492,7 @@ mod layer_tests {
         const METHODS: &[&str] = &["/test.v1.Service/Refuse", "/test.v1.Service/Hang"];
         crate::telemetry::prometheus();
         let layer = GrpcMetricsLayer::new(NAMES, METHODS).timeout(Duration::from_millis(20));
-        let service = layer.layer(tower::service_fn(|request: Request<()>| async move {
+        let service = layer.layer(tower::service_fn(|request: Request<String>| async move {
             if request.uri().path().ends_with("Hang") {
                 std::future::pending::<()>().await;
             }
@@ -532,13 +503,13 @@ mod layer_tests {
 
         let refuse = Request::builder()
             .uri("/test.v1.Service/Refuse")
-            .body(())
+            .body(String::new())
             .unwrap();
         let response = service.clone().oneshot(refuse).await.unwrap();
         drop(response);
         let hang = Request::builder()
             .uri("/test.v1.Service/Hang")
-            .body(())
+            .body(String::new())
             .unwrap();
         // The server's deadline fires outside the layer and drops the call.
         assert!(
@@ -548,7 +519,7 @@ mod layer_tests {
         );
         let stray = Request::builder()
             .uri("/test.v1.Service/Whatever")
-            .body(())
+            .body(String::new())
             .unwrap();
         drop(service.oneshot(stray).await.unwrap());
 

@@ -17,17 +17,19 @@
 //! entries, and a client's opaque list is not something the edge should forward inside.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, MatchedPath};
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue, Request, Response};
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
-use tracing::instrument::{Instrument as _, Instrumented};
+use tower::util::MapRequest;
+use tower::{Layer, ServiceBuilder};
+use tower_http::classify::ServerErrorsFailureClass;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{GrpcMakeClassifier, HttpMakeClassifier, OnResponse, Trace, TraceLayer};
+use tracing::Span;
 
 /// The request id header, set (or kept) at the edge and passed on by every hop.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -384,12 +386,22 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceContext {
     }
 }
 
-/// What kind of server a [`TraceContextLayer`] sits in, which names its span.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Http,
-    Grpc,
-}
+// The `map_request` step and the span makers are plain `fn` pointers (a closure cannot be
+// generic, and a named type keeps `Layer::Service` nameable), so each takes the one request body
+// of the server it is made for.
+
+/// The request body of an axum router, where [`TraceContextLayer::http`] is applied.
+type HttpBody = axum::body::Body;
+/// The request body of a tonic server, where [`TraceContextLayer::grpc`] is applied.
+type GrpcBody = tonic::body::Body;
+
+/// [`TraceContextLayer`] for an axum router ([`TraceContextLayer::http`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Http;
+
+/// [`TraceContextLayer`] for a tonic server ([`TraceContextLayer::grpc`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Grpc;
 
 /// Reads (or makes) the [`TraceContext`] of every request a server receives, puts it in the
 /// request extensions (handlers take it as an extractor, or from `tonic::Request::extensions`),
@@ -403,126 +415,199 @@ enum Kind {
 /// - [`TraceContextLayer::grpc`]: span `rpc` with `rpc` (the method path); for
 ///   `tonic::transport::Server::builder().layer(..)`. gRPC outcomes are counted by
 ///   [`crate::request_metrics::GrpcMetricsLayer`].
+///
+/// Built from tower-http, outermost first: [`accept_trace_context`] (a `map_request` step),
+/// [`SetRequestIdLayer`] with [`ContextRequestId`], [`PropagateRequestIdLayer`], and a
+/// [`TraceLayer`] with the HTTP or gRPC classifier whose span is made by [`http_span`] or
+/// [`grpc_span`]. It leaves an `x-request-id` that the inner service put on its response
+/// (tower-http's [`PropagateRequestIdLayer`] does not overwrite one): the only such response is
+/// the gateway's proxied answer from auth-service, which carries the id the gateway sent.
 #[derive(Debug, Clone, Copy)]
-pub struct TraceContextLayer {
-    kind: Kind,
+pub struct TraceContextLayer<P> {
+    _protocol: P,
 }
 
-impl TraceContextLayer {
+impl TraceContextLayer<Http> {
     pub fn http() -> Self {
-        Self { kind: Kind::Http }
-    }
-
-    pub fn grpc() -> Self {
-        Self { kind: Kind::Grpc }
+        Self { _protocol: Http }
     }
 }
 
-impl<S> Layer<S> for TraceContextLayer {
-    type Service = TraceContextService<S>;
+impl TraceContextLayer<Grpc> {
+    pub fn grpc() -> Self {
+        Self { _protocol: Grpc }
+    }
+}
+
+/// The service made by [`TraceContextLayer::http`].
+pub type HttpTraceContext<S> = MapRequest<
+    SetRequestId<
+        PropagateRequestId<
+            Trace<
+                S,
+                HttpMakeClassifier,
+                fn(&Request<HttpBody>) -> Span,
+                (),
+                LogResponse,
+                (),
+                (),
+                fn(ServerErrorsFailureClass, Duration, &Span),
+            >,
+        >,
+        ContextRequestId,
+    >,
+    fn(Request<HttpBody>) -> Request<HttpBody>,
+>;
+
+/// The service made by [`TraceContextLayer::grpc`].
+pub type GrpcTraceContext<S> = MapRequest<
+    SetRequestId<
+        PropagateRequestId<
+            Trace<S, GrpcMakeClassifier, fn(&Request<GrpcBody>) -> Span, (), (), (), (), ()>,
+        >,
+        ContextRequestId,
+    >,
+    fn(Request<GrpcBody>) -> Request<GrpcBody>,
+>;
+
+impl<S> Layer<S> for TraceContextLayer<Http> {
+    type Service = HttpTraceContext<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TraceContextService {
-            inner,
-            kind: self.kind,
+        let trace = TraceLayer::new_for_http()
+            .make_span_with(http_span as fn(&Request<HttpBody>) -> Span)
+            .on_request(())
+            .on_response(LogResponse)
+            .on_body_chunk(())
+            .on_eos(())
+            .on_failure(log_failure as fn(ServerErrorsFailureClass, Duration, &Span));
+        ServiceBuilder::new()
+            .map_request(accept_trace_context as fn(Request<HttpBody>) -> Request<HttpBody>)
+            .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, ContextRequestId))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+            .layer(trace)
+            .service(inner)
+    }
+}
+
+impl<S> Layer<S> for TraceContextLayer<Grpc> {
+    type Service = GrpcTraceContext<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        // gRPC outcomes are not logged here (no `on_response`, `on_failure`): a call's status is
+        // in its trailers, and GrpcMetricsLayer counts it.
+        let trace = TraceLayer::new_for_grpc()
+            .make_span_with(grpc_span as fn(&Request<GrpcBody>) -> Span)
+            .on_request(())
+            .on_response(())
+            .on_body_chunk(())
+            .on_eos(())
+            .on_failure(());
+        ServiceBuilder::new()
+            .map_request(accept_trace_context as fn(Request<GrpcBody>) -> Request<GrpcBody>)
+            .layer(SetRequestIdLayer::new(REQUEST_ID_HEADER, ContextRequestId))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER))
+            .layer(trace)
+            .service(inner)
+    }
+}
+
+/// Reads the request's [`TraceContext`] into its extensions, and takes a malformed or repeated
+/// `x-request-id` away: [`SetRequestIdLayer`] keeps any `x-request-id` a request carries, and
+/// only one that is valid may stay; without one, it sets the context's new id
+/// ([`ContextRequestId`]).
+pub fn accept_trace_context<B>(mut request: Request<B>) -> Request<B> {
+    let context = TraceContext::from_headers(request.headers());
+    if RequestId::from_headers(request.headers()).is_none() {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    request.extensions_mut().insert(context);
+    request
+}
+
+/// The [`MakeRequestId`] of [`TraceContextLayer`]: the request id of the request's
+/// [`TraceContext`] (a new one, as the caller sent none that [`RequestId::parse`] accepts).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContextRequestId;
+
+impl MakeRequestId for ContextRequestId {
+    fn make_request_id<B>(
+        &mut self,
+        request: &Request<B>,
+    ) -> Option<tower_http::request_id::RequestId> {
+        let id = request
+            .extensions()
+            .get::<TraceContext>()
+            .map_or_else(RequestId::generate, |context| context.request_id.clone());
+        Some(id.to_header_value().into())
+    }
+}
+
+/// The request's context, as [`accept_trace_context`] left it.
+fn context_of<B>(request: &Request<B>) -> std::borrow::Cow<'_, TraceContext> {
+    match request.extensions().get::<TraceContext>() {
+        Some(context) => std::borrow::Cow::Borrowed(context),
+        None => std::borrow::Cow::Owned(TraceContext::from_headers(request.headers())),
+    }
+}
+
+/// The span `request` of an HTTP request: `method`, `route` (the matched route template,
+/// `unmatched` otherwise) and the trace context.
+pub fn http_span(request: &Request<HttpBody>) -> Span {
+    let context = context_of(request);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id = %context.request_id,
+        trace_id = %context.trace_id,
+        span_id = %context.span_id,
+        parent_span_id = context.parent_id.map(|id| id.to_string()),
+    )
+}
+
+/// The span `rpc` of a gRPC call: `rpc` (the method path) and the trace context.
+pub fn grpc_span(request: &Request<GrpcBody>) -> Span {
+    let context = context_of(request);
+    tracing::info_span!(
+        "rpc",
+        rpc = request.uri().path(),
+        request_id = %context.request_id,
+        trace_id = %context.trace_id,
+        span_id = %context.span_id,
+        parent_span_id = context.parent_id.map(|id| id.to_string()),
+    )
+}
+
+fn latency_ms(latency: Duration) -> f64 {
+    latency.as_secs_f64() * 1000.0
+}
+
+/// "request finished" (debug) with `status` and `latency_ms` when an HTTP response starts; a 5xx
+/// is the classifier's failure, logged by [`log_failure`].
+#[derive(Debug, Clone, Copy)]
+pub struct LogResponse;
+
+impl<B> OnResponse<B> for LogResponse {
+    fn on_response(self, response: &Response<B>, latency: Duration, _span: &Span) {
+        let status = response.status();
+        if !status.is_server_error() {
+            let (status, latency_ms) = (status.as_u16(), latency_ms(latency));
+            tracing::debug!(status, latency_ms, "request finished");
         }
     }
 }
 
-/// The service made by [`TraceContextLayer`].
-#[derive(Debug, Clone)]
-pub struct TraceContextService<S> {
-    inner: S,
-    kind: Kind,
-}
-
-impl<S, B, ResB> Service<Request<B>> for TraceContextService<S>
-where
-    S: Service<Request<B>, Response = Response<ResB>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let context = TraceContext::from_headers(request.headers());
-        let request_id = context.request_id.to_header_value();
-        let parent_span_id = context.parent_id.map(|id| id.to_string());
-        let span = match self.kind {
-            Kind::Http => {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    route,
-                    request_id = %context.request_id,
-                    trace_id = %context.trace_id,
-                    span_id = %context.span_id,
-                    parent_span_id,
-                )
-            }
-            Kind::Grpc => tracing::info_span!(
-                "rpc",
-                rpc = request.uri().path(),
-                request_id = %context.request_id,
-                trace_id = %context.trace_id,
-                span_id = %context.span_id,
-                parent_span_id,
-            ),
-        };
-        request
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER, request_id.clone());
-        request.extensions_mut().insert(context);
-        let future = span.in_scope(|| self.inner.call(request));
-        ResponseFuture {
-            inner: future.instrument(span),
-            request_id,
-            log: (self.kind == Kind::Http).then(Instant::now),
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`TraceContextService`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: Instrumented<F>,
-        request_id: HeaderValue,
-        log: Option<Instant>,
-    }
-}
-
-impl<F, ResB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let mut response = std::task::ready!(this.inner.as_mut().poll(cx))?;
-        response
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER, this.request_id.clone());
-        if let Some(started) = this.log {
-            let _entered = this.inner.span().enter();
-            let status = response.status().as_u16();
-            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-            if response.status().is_server_error() {
-                tracing::warn!(status, latency_ms, "request failed");
-            } else {
-                tracing::debug!(status, latency_ms, "request finished");
-            }
-        }
-        Poll::Ready(Ok(response))
+/// "request failed" (warn) with `status` and `latency_ms` for a 5xx response. An error of the
+/// inner service is not logged: an axum router has none (its error type is `Infallible`).
+pub fn log_failure(class: ServerErrorsFailureClass, latency: Duration, _span: &Span) {
+    if let ServerErrorsFailureClass::StatusCode(status) = class {
+        let (status, latency_ms) = (status.as_u16(), latency_ms(latency));
+        tracing::warn!(status, latency_ms, "request failed");
     }
 }
 
@@ -700,5 +785,70 @@ mod tests {
         assert_ne!(a.trace_id().to_bytes(), [0; 16]);
         assert_eq!(a.trace_id().to_string().len(), 32);
         assert_eq!(a.span_id().to_string().len(), 16);
+    }
+}
+
+#[cfg(test)]
+mod layer_tests {
+    use std::convert::Infallible;
+
+    use tower::{Service as _, ServiceExt as _};
+
+    use super::*;
+
+    /// What the handler saw: the request's `x-request-id` headers and its context.
+    async fn call(headers: &[(&str, &str)]) -> (Vec<String>, TraceContext, HeaderMap) {
+        let mut service = TraceContextLayer::http().layer(tower::service_fn(
+            |request: Request<HttpBody>| async move {
+                let ids: Vec<String> = request
+                    .headers()
+                    .get_all(REQUEST_ID_HEADER)
+                    .iter()
+                    .map(|value| value.to_str().unwrap().to_owned())
+                    .collect();
+                let context = request.extensions().get::<TraceContext>().unwrap().clone();
+                let mut response = Response::new(HttpBody::empty());
+                response.extensions_mut().insert((ids, context));
+                Ok::<_, Infallible>(response)
+            },
+        ));
+        let mut request = Request::new(HttpBody::empty());
+        for (name, value) in headers {
+            request.headers_mut().append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        let (ids, context) = response
+            .extensions()
+            .get::<(Vec<String>, TraceContext)>()
+            .unwrap()
+            .clone();
+        (ids, context, response.headers().clone())
+    }
+
+    #[tokio::test]
+    async fn the_request_id_in_use_is_the_one_header_seen_and_answered() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (ids, context, answered) =
+            call(&[("x-request-id", "r-1"), ("traceparent", traceparent)]).await;
+        assert_eq!(ids, ["r-1"]);
+        assert_eq!(context.request_id().as_str(), "r-1");
+        assert_eq!(context.parent_id().unwrap().to_string(), "00f067aa0ba902b7");
+        assert_eq!(answered[REQUEST_ID_HEADER], "r-1");
+
+        for sent in [
+            &[][..],
+            &[("x-request-id", "evil id")][..],
+            &[("x-request-id", "r-1"), ("x-request-id", "r-2")][..],
+        ] {
+            let (ids, context, answered) = call(sent).await;
+            let id = context.request_id().as_str();
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{sent:?}: {id}");
+            assert_eq!(ids, [id], "{sent:?}");
+            assert_eq!(answered.get_all(REQUEST_ID_HEADER).iter().count(), 1);
+            assert_eq!(answered[REQUEST_ID_HEADER], id, "{sent:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 use sqlx::AnyPool;
 
 use crate::db;
-use crate::revocation::{RevocationLog, Target};
+use crate::sessions::revocation::{RevocationLog, Target};
 use crate::sessions::{EndReason, SessionStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use authn::check::SessionCheck;
 use authn::verifier::{Keys, Policy, Verifier};
-use axum::extract::FromRef;
-use platform::client_addr::TrustedProxies;
 use platform::db::POOL_REPORT_INTERVAL;
 use platform::request_metrics::GrpcMetricsLayer;
 use platform::shutdown::{Drain, Lifecycle};
@@ -18,71 +16,24 @@ use platform::trace::TraceContextLayer;
 use sqlx::AnyPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
 
 use crate::clients::ClientRows;
-use crate::config::{Config, redact_url};
+use crate::config::{Config, RevocationConfig, redact_url};
 use crate::db::{self, DbError};
 use crate::grpc::{self, SessionChecker};
-use crate::http::well_known::WellKnown;
-use crate::keys::{KeyManager, KeyStoreError};
+use crate::keys::{KeyManager, KeySettings, KeyStoreError};
 use crate::passwords::{PasswordError, Passwords};
-use crate::revocation::{RedisFanout, RevocationLog};
+use crate::sessions::revocation::{RedisFanout, RevocationLog};
 use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
+use crate::state::AppState;
 use crate::throttle::LoginThrottle;
 use crate::tokens::TokenIssuer;
 
 /// Longest time one RPC may take.
 pub const GRPC_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Everything the handlers share. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: AnyPool,
-    /// The client rows the token endpoint authenticates against (reused for a few seconds).
-    pub clients: ClientRows,
-    pub passwords: Passwords,
-    pub tokens: Arc<TokenIssuer>,
-    pub well_known: Arc<WellKnown>,
-    /// The signing keys: the active one, the published set, rotation and revocation.
-    pub keys: KeyManager,
-    /// Lifetime of a session (and of its refresh tokens), from the login.
-    pub session_ttl_secs: i64,
-    /// Where session state lives (SQL, or Redis with `REDIS_URL`).
-    pub sessions: SharedStore,
-    /// The revocation feed.
-    pub revocations: RevocationLog,
-    /// Verifies the issuer's own access tokens presented to its API: its own key, and a
-    /// `stateful` session check against [`AppState::sessions`].
-    pub verifier: Verifier,
-    /// `AUTH_MAX_SESSIONS_PER_USER`; 0 is unlimited.
-    pub max_sessions_per_user: u32,
-    /// The service's shutdown phase: `/readyz` answers 503 once it is not serving.
-    pub lifecycle: Lifecycle,
-    /// Failed-login delays and locks, per account and client address (this replica's).
-    pub login_throttle: Arc<LoginThrottle>,
-    /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` names the client of a login.
-    pub trusted_proxies: Arc<TrustedProxies>,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("tokens", &self.tokens)
-            .field("keys", &self.keys)
-            .field("session_ttl_secs", &self.session_ttl_secs)
-            .field("sessions", &self.sessions.backend())
-            .field("max_sessions_per_user", &self.max_sessions_per_user)
-            .finish_non_exhaustive()
-    }
-}
-
-impl FromRef<AppState> for Verifier {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
 
 /// The session store and revocation log of `config`: Redis when `REDIS_URL` is set, else SQL.
 /// Shared by the server and the operator commands.
@@ -149,18 +100,11 @@ pub enum ServeError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// The revocation feed's intervals, from [`Config`].
-#[derive(Debug, Clone, Copy)]
-struct FeedTiming {
-    heartbeat: Duration,
-    poll: Duration,
-    prune: Duration,
-}
-
 /// The issuer, built and bound, not yet serving.
 pub struct App {
     state: AppState,
-    feed: FeedTiming,
+    /// The revocation feed's intervals.
+    feed: RevocationConfig,
     http_listener: TcpListener,
     grpc_listener: TcpListener,
     http_addr: SocketAddr,
@@ -193,7 +137,12 @@ impl App {
             db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
         let passwords = Passwords::new().await?;
         let (sessions, revocations) = session_backend(&pool, &config).await?;
-        let keys = KeyManager::open(pool.clone(), &config, revocations.clone()).await?;
+        let keys = KeyManager::open(
+            pool.clone(),
+            &KeySettings::from_config(&config),
+            revocations.clone(),
+        )
+        .await?;
         // Every CheckSession call carries the calling verifier's service token: the cache spares
         // an RSA verification per call (the session check still runs on every hit).
         let verifier = Verifier::new(
@@ -213,7 +162,6 @@ impl App {
             revocations,
             verifier,
             max_sessions_per_user: config.max_sessions_per_user,
-            well_known: Arc::new(WellKnown::new(&config.issuer)),
             tokens: Arc::new(TokenIssuer::new(
                 keys.active_signer(),
                 config.issuer.clone(),
@@ -223,7 +171,7 @@ impl App {
             session_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
             keys,
             lifecycle: Lifecycle::new(),
-            login_throttle: Arc::new(LoginThrottle::from_config(&config)),
+            login_throttle: Arc::new(LoginThrottle::from_config(&config.login_throttle)),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
         let http_listener = bind(config.http_addr).await?;
@@ -232,11 +180,7 @@ impl App {
             http_addr: local_addr(&http_listener, config.http_addr)?,
             grpc_addr: local_addr(&grpc_listener, config.grpc_addr)?,
             state,
-            feed: FeedTiming {
-                heartbeat: config.revocation_heartbeat,
-                poll: config.revocation_poll_interval,
-                prune: config.revocation_prune_interval,
-            },
+            feed: config.revocation,
             http_listener,
             grpc_listener,
             drain: Drain {
@@ -284,12 +228,14 @@ impl App {
         let lifecycle = self.state.lifecycle.clone();
         let _pool_usage = platform::db::report_pool_usage(&self.state.pool, POOL_REPORT_INTERVAL);
         let (stop_background, background_stop) = watch::channel(false);
-        let mut background = self.state.revocations.spawn_tasks(
-            background_stop.clone(),
-            self.feed.poll,
-            self.feed.prune,
+        let mut background = JoinSet::new();
+        self.state.revocations.spawn_tasks(
+            &mut background,
+            &background_stop,
+            self.feed.poll_interval,
+            self.feed.prune_interval,
         );
-        background.push(self.state.keys.spawn(background_stop));
+        self.state.keys.spawn(&mut background, background_stop);
 
         let router = crate::http::router(self.state.clone());
         let http = axum::serve(
@@ -337,9 +283,7 @@ impl App {
         // The servers are done (drained, or one failed): stop the background tasks, then let the
         // database connections go.
         let _ = stop_background.send(true);
-        for task in background {
-            task.abort();
-        }
+        background.abort_all();
         self.state.pool.close().await;
         result
     }

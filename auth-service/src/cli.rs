@@ -13,15 +13,15 @@ use std::io::{Read, Write};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use secrecy::zeroize::Zeroize as _;
 
 use crate::accounts;
 use crate::app::{self, App};
 use crate::clients::{self, NewClient};
 use crate::config::Config;
 use crate::db;
-use crate::http::admin::KeyListing;
-use crate::keys::{KeyManager, KeyState, Outcome};
-use crate::passwords::{Passwords, SecretString};
+use crate::keys::{KeyListing, KeyManager, KeySettings, KeyState, KeyStoreError, Outcome};
+use crate::passwords::{ExposeSecret as _, Passwords, SecretString};
 use crate::scope::{self, ScopeSet};
 use crate::users::{self, NewUser};
 
@@ -306,7 +306,7 @@ async fn client_add(
         "created client {} with scopes [{}]; its secret follows, shown this once",
         client.id, client.scopes
     );
-    writeln!(stdout, "{}", secret.expose())?;
+    writeln!(stdout, "{}", secret.expose_secret())?;
     pool.close().await;
     Ok(())
 }
@@ -321,7 +321,7 @@ async fn keys_command(
     // The same feed as the server: a revocation reaches the servers' watchers through Redis at
     // once, or at their next poll of the table.
     let (_, log) = app::session_backend(&pool, config).await?;
-    let keys = KeyManager::open(pool.clone(), config, log)
+    let keys = KeyManager::open(pool.clone(), &KeySettings::from_config(config), log)
         .await
         .context("cannot open the signing keys")?;
     let now = db::now();
@@ -339,7 +339,7 @@ async fn keys_command(
         }
         KeysCommand::Revoke { kid } => {
             let outcome = keys.revoke(&kid, now).await.map_err(|e| match e {
-                crate::keys::KeyStoreError::UnknownKey => {
+                KeyStoreError::UnknownKey => {
                     anyhow::anyhow!("no signing key {kid:?} (see `auth-service keys list`)")
                 }
                 other => other.into(),
@@ -414,7 +414,7 @@ fn print_listing(stdout: &mut impl Write, listing: &KeyListing) -> anyhow::Resul
 
 /// Reads the password from `stdin`, removing one trailing newline (`\n` or `\r\n`).
 async fn read_password(stdin: impl Read + Send + 'static) -> anyhow::Result<SecretString> {
-    let raw = tokio::task::spawn_blocking(move || {
+    let mut raw = tokio::task::spawn_blocking(move || {
         let mut raw = String::new();
         stdin
             .take(MAX_STDIN_PASSWORD + 1)
@@ -423,14 +423,17 @@ async fn read_password(stdin: impl Read + Send + 'static) -> anyhow::Result<Secr
     })
     .await?
     .context("cannot read the password from standard input (it must be UTF-8)")?;
-    if raw.len() as u64 > MAX_STDIN_PASSWORD {
+    let too_long = raw.len() as u64 > MAX_STDIN_PASSWORD;
+    let password = SecretString::from(trim_newline(&raw));
+    // The secret lives on in `password` only (wiped when dropped); its source is wiped now.
+    raw.zeroize();
+    if too_long {
         bail!("the password on standard input is longer than {MAX_STDIN_PASSWORD} bytes");
     }
-    let password = trim_newline(&raw);
-    if password.is_empty() {
+    if password.expose_secret().is_empty() {
         bail!("the password on standard input is empty");
     }
-    Ok(SecretString::new(password))
+    Ok(password)
 }
 
 fn trim_newline(raw: &str) -> &str {
@@ -507,7 +510,7 @@ mod tests {
         let password = read_password(std::io::Cursor::new(b"hunter2!\n".to_vec()))
             .await
             .expect("password");
-        assert_eq!(password.expose(), "hunter2!");
+        assert_eq!(password.expose_secret(), "hunter2!");
         assert!(
             read_password(std::io::Cursor::new(b"\n".to_vec()))
                 .await

@@ -55,7 +55,7 @@ pub async fn create(
     if !validate_client_id(&new.id) {
         return Err(CreateClientError::InvalidId);
     }
-    let secret = SecretString::new(crypto::random_secret());
+    let secret = SecretString::from(crypto::random_secret());
     let secret_hash = passwords.hash(&secret).await?;
     let client = Client {
         id: new.id,
@@ -234,7 +234,7 @@ mod tests {
         assert_eq!(found.expect("lookup"), None, "after the TTL");
 
         // A wrong secret never authenticates, from memory or not.
-        let wrong = SecretString::new("not the secret".to_owned());
+        let wrong = SecretString::from("not the secret".to_owned());
         assert_eq!(
             authenticate(&rows, &passwords, "gateway", &wrong)
                 .await

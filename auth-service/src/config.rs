@@ -158,45 +158,13 @@ pub struct Config {
     #[arg(long, env = ENV_MAX_SESSIONS_PER_USER, default_value_t = DEFAULT_MAX_SESSIONS_PER_USER, global = true)]
     pub max_sessions_per_user: u32,
 
-    /// Interval of the heartbeats on `WatchRevocations` streams.
-    #[arg(long, env = ENV_REVOCATION_HEARTBEAT, default_value = DEFAULT_REVOCATION_HEARTBEAT, value_parser = parse_positive_duration, global = true)]
-    pub revocation_heartbeat: Duration,
+    /// The revocation feed: `AUTH_REVOCATION_*`.
+    #[command(flatten)]
+    pub revocation: RevocationConfig,
 
-    /// How often the revocation table is polled for events written elsewhere (other replicas,
-    /// the CLI), in case their notification was missed.
-    #[arg(long, env = ENV_REVOCATION_POLL_INTERVAL, default_value = DEFAULT_REVOCATION_POLL_INTERVAL, value_parser = parse_positive_duration, global = true)]
-    pub revocation_poll_interval: Duration,
-
-    /// How often expired revocation events are deleted.
-    #[arg(long, env = ENV_REVOCATION_PRUNE_INTERVAL, default_value = DEFAULT_REVOCATION_PRUNE_INTERVAL, value_parser = parse_positive_duration, global = true)]
-    pub revocation_prune_interval: Duration,
-
-    /// Where the signing keys live: `auto`, `database`, `files` or `mounted` (docs/KEYS.md).
-    #[arg(long, env = ENV_KEY_STORE, value_enum, default_value_t = KeyStoreKind::Auto, global = true)]
-    pub key_store: KeyStoreKind,
-
-    /// The key that encrypts the private signing keys in the database: 32 bytes, base64
-    /// (`openssl rand -base64 32`). Never printed.
-    #[arg(long, env = ENV_KEY_ENCRYPTION_KEY, hide_env_values = true, global = true)]
-    pub key_encryption_key: Option<SecretString>,
-
-    /// A file holding `AUTH_KEY_ENCRYPTION_KEY` (a mounted Secret).
-    #[arg(long, env = ENV_KEY_ENCRYPTION_KEY_FILE, global = true)]
-    pub key_encryption_key_file: Option<PathBuf>,
-
-    /// How long a key signs before the next one takes over. `0s` turns scheduled rotation off
-    /// (manual rotation only).
-    #[arg(long, env = ENV_KEY_ROTATION_INTERVAL, default_value = DEFAULT_KEY_ROTATION_INTERVAL, value_parser = humantime::parse_duration, global = true)]
-    pub key_rotation_interval: Duration,
-
-    /// How long a new key is published before it signs. Default: 2 x `AUTH_JWKS_MAX_AGE` + 1
-    /// minute.
-    #[arg(long, env = ENV_KEY_PREPUBLISH, value_parser = humantime::parse_duration, global = true)]
-    pub key_prepublish: Option<Duration>,
-
-    /// How often each replica re-reads the key set and runs the rotation schedule.
-    #[arg(long, env = ENV_KEY_RELOAD_INTERVAL, default_value = DEFAULT_KEY_RELOAD_INTERVAL, value_parser = parse_positive_duration, global = true)]
-    pub key_reload_interval: Duration,
+    /// The signing keys: `AUTH_KEY_*` (with `AUTH_KEYS_DIR` and `AUTH_JWKS_MAX_AGE` above).
+    #[command(flatten)]
+    pub keys: KeysConfig,
 
     /// How long to keep serving, reporting not ready, after a shutdown signal, so that
     /// Kubernetes withdraws the endpoint (and verifiers re-resolve the headless gRPC Service)
@@ -215,41 +183,135 @@ pub struct Config {
     #[arg(long, env = "AUTH_CLIENT_CACHE_TTL", default_value = DEFAULT_CLIENT_CACHE_TTL, value_parser = humantime::parse_duration, global = true)]
     pub client_cache_ttl: Duration,
 
-    /// Failed password logins of one account (by username, whether or not it exists) after which
-    /// each further attempt must wait a growing delay. 0: never delayed.
-    #[arg(long, env = ENV_LOGIN_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_THROTTLE_AFTER, global = true)]
-    pub login_throttle_after: u32,
-
-    /// Failed password logins of one account after which it is locked for
-    /// `AUTH_LOGIN_LOCK_DURATION`, the right password included. 0: never locked.
-    #[arg(long, env = ENV_LOGIN_LOCK_AFTER, default_value_t = DEFAULT_LOGIN_LOCK_AFTER, global = true)]
-    pub login_lock_after: u32,
-
-    /// As `AUTH_LOGIN_THROTTLE_AFTER`, for the failures from one client address (any username).
-    #[arg(long, env = ENV_LOGIN_ADDRESS_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER, global = true)]
-    pub login_address_throttle_after: u32,
-
-    /// As `AUTH_LOGIN_LOCK_AFTER`, for the failures from one client address (any username).
-    #[arg(long, env = ENV_LOGIN_ADDRESS_LOCK_AFTER, default_value_t = DEFAULT_LOGIN_ADDRESS_LOCK_AFTER, global = true)]
-    pub login_address_lock_after: u32,
-
-    /// The first login delay; it doubles with each further failure.
-    #[arg(long, env = ENV_LOGIN_BASE_DELAY, default_value = DEFAULT_LOGIN_BASE_DELAY, value_parser = parse_positive_duration, global = true)]
-    pub login_base_delay: Duration,
-
-    /// The longest login delay.
-    #[arg(long, env = ENV_LOGIN_MAX_DELAY, default_value = DEFAULT_LOGIN_MAX_DELAY, value_parser = parse_positive_duration, global = true)]
-    pub login_max_delay: Duration,
-
-    /// How long a login lock lasts; failures are also forgotten this long after the last one.
-    #[arg(long, env = ENV_LOGIN_LOCK_DURATION, default_value = DEFAULT_LOGIN_LOCK_DURATION, value_parser = parse_positive_duration, global = true)]
-    pub login_lock_duration: Duration,
+    /// Login throttling: `AUTH_LOGIN_*`.
+    #[command(flatten)]
+    pub login_throttle: LoginThrottleConfig,
 
     /// Comma-separated addresses or networks (`10.0.0.0/8,fd00::/8`) of the reverse proxies
     /// (the gateway) whose `X-Forwarded-For` names the client for login throttling. Empty: the
     /// TCP peer is the client.
     #[arg(long, env = ENV_TRUSTED_PROXIES, default_value = "", value_parser = TrustedProxies::parse, global = true)]
     pub trusted_proxies: TrustedProxies,
+}
+
+/// The revocation feed's intervals (`AUTH_REVOCATION_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct RevocationConfig {
+    /// Interval of the heartbeats on `WatchRevocations` streams.
+    #[arg(long = "revocation-heartbeat", value_name = "REVOCATION_HEARTBEAT", env = ENV_REVOCATION_HEARTBEAT, default_value = DEFAULT_REVOCATION_HEARTBEAT, value_parser = parse_positive_duration, global = true)]
+    pub heartbeat: Duration,
+
+    /// How often the revocation table is polled for events written elsewhere (other replicas,
+    /// the CLI), in case their notification was missed.
+    #[arg(long = "revocation-poll-interval", value_name = "REVOCATION_POLL_INTERVAL", env = ENV_REVOCATION_POLL_INTERVAL, default_value = DEFAULT_REVOCATION_POLL_INTERVAL, value_parser = parse_positive_duration, global = true)]
+    pub poll_interval: Duration,
+
+    /// How often expired revocation events are deleted.
+    #[arg(long = "revocation-prune-interval", value_name = "REVOCATION_PRUNE_INTERVAL", env = ENV_REVOCATION_PRUNE_INTERVAL, default_value = DEFAULT_REVOCATION_PRUNE_INTERVAL, value_parser = parse_positive_duration, global = true)]
+    pub prune_interval: Duration,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: default_duration(DEFAULT_REVOCATION_HEARTBEAT),
+            poll_interval: default_duration(DEFAULT_REVOCATION_POLL_INTERVAL),
+            prune_interval: default_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL),
+        }
+    }
+}
+
+/// The signing keys' store and schedule (`AUTH_KEY_*`). The key manager takes these with the
+/// key directory, the JWKS max-age and the access-token lifetime (`keys::KeySettings`).
+#[derive(Debug, Clone, Args)]
+pub struct KeysConfig {
+    /// Where the signing keys live: `auto`, `database`, `files` or `mounted` (docs/KEYS.md).
+    #[arg(long = "key-store", value_name = "KEY_STORE", env = ENV_KEY_STORE, value_enum, default_value_t = KeyStoreKind::Auto, global = true)]
+    pub store: KeyStoreKind,
+
+    /// The key that encrypts the private signing keys in the database: 32 bytes, base64
+    /// (`openssl rand -base64 32`). Never printed.
+    #[arg(long = "key-encryption-key", value_name = "KEY_ENCRYPTION_KEY", env = ENV_KEY_ENCRYPTION_KEY, hide_env_values = true, global = true)]
+    pub encryption_key: Option<SecretString>,
+
+    /// A file holding `AUTH_KEY_ENCRYPTION_KEY` (a mounted Secret).
+    #[arg(long = "key-encryption-key-file", value_name = "KEY_ENCRYPTION_KEY_FILE", env = ENV_KEY_ENCRYPTION_KEY_FILE, global = true)]
+    pub encryption_key_file: Option<PathBuf>,
+
+    /// How long a key signs before the next one takes over. `0s` turns scheduled rotation off
+    /// (manual rotation only).
+    #[arg(long = "key-rotation-interval", value_name = "KEY_ROTATION_INTERVAL", env = ENV_KEY_ROTATION_INTERVAL, default_value = DEFAULT_KEY_ROTATION_INTERVAL, value_parser = humantime::parse_duration, global = true)]
+    pub rotation_interval: Duration,
+
+    /// How long a new key is published before it signs. Default: 2 x `AUTH_JWKS_MAX_AGE` + 1
+    /// minute.
+    #[arg(long = "key-prepublish", value_name = "KEY_PREPUBLISH", env = ENV_KEY_PREPUBLISH, value_parser = humantime::parse_duration, global = true)]
+    pub prepublish: Option<Duration>,
+
+    /// How often each replica re-reads the key set and runs the rotation schedule.
+    #[arg(long = "key-reload-interval", value_name = "KEY_RELOAD_INTERVAL", env = ENV_KEY_RELOAD_INTERVAL, default_value = DEFAULT_KEY_RELOAD_INTERVAL, value_parser = parse_positive_duration, global = true)]
+    pub reload_interval: Duration,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            store: KeyStoreKind::Auto,
+            encryption_key: None,
+            encryption_key_file: None,
+            rotation_interval: default_duration(DEFAULT_KEY_ROTATION_INTERVAL),
+            prepublish: None,
+            reload_interval: default_duration(DEFAULT_KEY_RELOAD_INTERVAL),
+        }
+    }
+}
+
+/// The login throttle's limits (`AUTH_LOGIN_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct LoginThrottleConfig {
+    /// Failed password logins of one account (by username, whether or not it exists) after which
+    /// each further attempt must wait a growing delay. 0: never delayed.
+    #[arg(long = "login-throttle-after", value_name = "LOGIN_THROTTLE_AFTER", env = ENV_LOGIN_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_THROTTLE_AFTER, global = true)]
+    pub throttle_after: u32,
+
+    /// Failed password logins of one account after which it is locked for
+    /// `AUTH_LOGIN_LOCK_DURATION`, the right password included. 0: never locked.
+    #[arg(long = "login-lock-after", value_name = "LOGIN_LOCK_AFTER", env = ENV_LOGIN_LOCK_AFTER, default_value_t = DEFAULT_LOGIN_LOCK_AFTER, global = true)]
+    pub lock_after: u32,
+
+    /// As `AUTH_LOGIN_THROTTLE_AFTER`, for the failures from one client address (any username).
+    #[arg(long = "login-address-throttle-after", value_name = "LOGIN_ADDRESS_THROTTLE_AFTER", env = ENV_LOGIN_ADDRESS_THROTTLE_AFTER, default_value_t = DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER, global = true)]
+    pub address_throttle_after: u32,
+
+    /// As `AUTH_LOGIN_LOCK_AFTER`, for the failures from one client address (any username).
+    #[arg(long = "login-address-lock-after", value_name = "LOGIN_ADDRESS_LOCK_AFTER", env = ENV_LOGIN_ADDRESS_LOCK_AFTER, default_value_t = DEFAULT_LOGIN_ADDRESS_LOCK_AFTER, global = true)]
+    pub address_lock_after: u32,
+
+    /// The first login delay; it doubles with each further failure.
+    #[arg(long = "login-base-delay", value_name = "LOGIN_BASE_DELAY", env = ENV_LOGIN_BASE_DELAY, default_value = DEFAULT_LOGIN_BASE_DELAY, value_parser = parse_positive_duration, global = true)]
+    pub base_delay: Duration,
+
+    /// The longest login delay.
+    #[arg(long = "login-max-delay", value_name = "LOGIN_MAX_DELAY", env = ENV_LOGIN_MAX_DELAY, default_value = DEFAULT_LOGIN_MAX_DELAY, value_parser = parse_positive_duration, global = true)]
+    pub max_delay: Duration,
+
+    /// How long a login lock lasts; failures are also forgotten this long after the last one.
+    #[arg(long = "login-lock-duration", value_name = "LOGIN_LOCK_DURATION", env = ENV_LOGIN_LOCK_DURATION, default_value = DEFAULT_LOGIN_LOCK_DURATION, value_parser = parse_positive_duration, global = true)]
+    pub lock_duration: Duration,
+}
+
+impl Default for LoginThrottleConfig {
+    fn default() -> Self {
+        Self {
+            throttle_after: DEFAULT_LOGIN_THROTTLE_AFTER,
+            lock_after: DEFAULT_LOGIN_LOCK_AFTER,
+            address_throttle_after: DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER,
+            address_lock_after: DEFAULT_LOGIN_ADDRESS_LOCK_AFTER,
+            base_delay: default_duration(DEFAULT_LOGIN_BASE_DELAY),
+            max_delay: default_duration(DEFAULT_LOGIN_MAX_DELAY),
+            lock_duration: default_duration(DEFAULT_LOGIN_LOCK_DURATION),
+        }
+    }
 }
 
 /// A humantime duration greater than zero (an interval of zero would spin).
@@ -287,25 +349,12 @@ impl Default for Config {
             jwks_max_age: default_duration(DEFAULT_JWKS_MAX_AGE),
             redis_url: None,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
-            revocation_heartbeat: default_duration(DEFAULT_REVOCATION_HEARTBEAT),
-            revocation_poll_interval: default_duration(DEFAULT_REVOCATION_POLL_INTERVAL),
-            revocation_prune_interval: default_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL),
-            key_store: KeyStoreKind::Auto,
-            key_encryption_key: None,
-            key_encryption_key_file: None,
-            key_rotation_interval: default_duration(DEFAULT_KEY_ROTATION_INTERVAL),
-            key_prepublish: None,
-            key_reload_interval: default_duration(DEFAULT_KEY_RELOAD_INTERVAL),
+            revocation: RevocationConfig::default(),
+            keys: KeysConfig::default(),
             client_cache_ttl: default_duration(DEFAULT_CLIENT_CACHE_TTL),
             shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
             shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
-            login_throttle_after: DEFAULT_LOGIN_THROTTLE_AFTER,
-            login_lock_after: DEFAULT_LOGIN_LOCK_AFTER,
-            login_address_throttle_after: DEFAULT_LOGIN_ADDRESS_THROTTLE_AFTER,
-            login_address_lock_after: DEFAULT_LOGIN_ADDRESS_LOCK_AFTER,
-            login_base_delay: default_duration(DEFAULT_LOGIN_BASE_DELAY),
-            login_max_delay: default_duration(DEFAULT_LOGIN_MAX_DELAY),
-            login_lock_duration: default_duration(DEFAULT_LOGIN_LOCK_DURATION),
+            login_throttle: LoginThrottleConfig::default(),
             trusted_proxies: TrustedProxies::default(),
         }
     }
@@ -326,28 +375,12 @@ impl fmt::Debug for Config {
             .field("jwks_max_age", &self.jwks_max_age)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("max_sessions_per_user", &self.max_sessions_per_user)
-            .field("revocation_heartbeat", &self.revocation_heartbeat)
-            .field("revocation_poll_interval", &self.revocation_poll_interval)
-            .field("revocation_prune_interval", &self.revocation_prune_interval)
-            .field("key_store", &self.key_store)
-            .field("key_encryption_key", &self.key_encryption_key)
-            .field("key_encryption_key_file", &self.key_encryption_key_file)
-            .field("key_rotation_interval", &self.key_rotation_interval)
-            .field("key_prepublish", &self.key_prepublish)
-            .field("key_reload_interval", &self.key_reload_interval)
+            .field("revocation", &self.revocation)
+            .field("keys", &self.keys)
             .field("shutdown_delay", &self.shutdown_delay)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("client_cache_ttl", &self.client_cache_ttl)
-            .field("login_throttle_after", &self.login_throttle_after)
-            .field("login_lock_after", &self.login_lock_after)
-            .field(
-                "login_address_throttle_after",
-                &self.login_address_throttle_after,
-            )
-            .field("login_address_lock_after", &self.login_address_lock_after)
-            .field("login_base_delay", &self.login_base_delay)
-            .field("login_max_delay", &self.login_max_delay)
-            .field("login_lock_duration", &self.login_lock_duration)
+            .field("login_throttle", &self.login_throttle)
             .field("trusted_proxies", &self.trusted_proxies.to_string())
             .finish()
     }
@@ -428,31 +461,37 @@ mod tests {
         assert_eq!(config.audience, "orders");
         assert_eq!(config.redis_url, None);
         assert_eq!(config.max_sessions_per_user, 0);
-        assert_eq!(config.revocation_heartbeat, Duration::from_secs(1));
-        assert_eq!(config.revocation_poll_interval, Duration::from_secs(2));
-        assert_eq!(config.revocation_prune_interval, Duration::from_secs(60));
-        assert_eq!(config.key_store, KeyStoreKind::Auto);
+        assert_eq!(config.revocation.heartbeat, Duration::from_secs(1));
+        assert_eq!(config.revocation.poll_interval, Duration::from_secs(2));
+        assert_eq!(config.revocation.prune_interval, Duration::from_secs(60));
+        assert_eq!(config.keys.store, KeyStoreKind::Auto);
         assert_eq!(
-            config.key_rotation_interval,
+            config.keys.rotation_interval,
             Duration::from_secs(30 * 24 * 3600)
         );
-        assert_eq!(config.key_prepublish, None);
-        assert_eq!(config.key_reload_interval, Duration::from_secs(10));
+        assert_eq!(config.keys.prepublish, None);
+        assert_eq!(config.keys.reload_interval, Duration::from_secs(10));
         assert_eq!(config.shutdown_delay, Duration::from_secs(5));
         assert_eq!(
-            (config.login_throttle_after, config.login_lock_after),
+            (
+                config.login_throttle.throttle_after,
+                config.login_throttle.lock_after
+            ),
             (5, 10)
         );
         assert_eq!(
             (
-                config.login_address_throttle_after,
-                config.login_address_lock_after
+                config.login_throttle.address_throttle_after,
+                config.login_throttle.address_lock_after
             ),
             (20, 100)
         );
-        assert_eq!(config.login_base_delay, Duration::from_secs(1));
-        assert_eq!(config.login_max_delay, Duration::from_secs(30));
-        assert_eq!(config.login_lock_duration, Duration::from_secs(900));
+        assert_eq!(config.login_throttle.base_delay, Duration::from_secs(1));
+        assert_eq!(config.login_throttle.max_delay, Duration::from_secs(30));
+        assert_eq!(
+            config.login_throttle.lock_duration,
+            Duration::from_secs(900)
+        );
         assert!(config.trusted_proxies.is_empty());
     }
 
@@ -470,8 +509,8 @@ mod tests {
             "15m",
         ])
         .expect("flags parse");
-        assert_eq!(cli.config.key_store, KeyStoreKind::Database);
-        assert_eq!(cli.config.key_prepublish, Some(Duration::from_secs(900)));
+        assert_eq!(cli.config.keys.store, KeyStoreKind::Database);
+        assert_eq!(cli.config.keys.prepublish, Some(Duration::from_secs(900)));
         let debug = format!("{:?}", cli.config);
         assert!(!debug.contains("c2VjcmV0"), "{debug}");
         assert!(Cli::try_parse_from(["auth-service", "--key-store", "memory"]).is_err());
@@ -495,7 +534,7 @@ mod tests {
             Some("redis://127.0.0.1:6379")
         );
         assert_eq!(cli.config.max_sessions_per_user, 3);
-        assert_eq!(cli.config.revocation_heartbeat, Duration::from_millis(250));
+        assert_eq!(cli.config.revocation.heartbeat, Duration::from_millis(250));
         assert!(Cli::try_parse_from(["auth-service", "--revocation-heartbeat", "0s"]).is_err());
     }
 
@@ -532,8 +571,11 @@ mod tests {
             "10.0.0.0/8, fd00::/8",
         ])
         .expect("flags parse");
-        assert_eq!(cli.config.login_lock_after, 0);
-        assert_eq!(cli.config.login_lock_duration, Duration::from_secs(2));
+        assert_eq!(cli.config.login_throttle.lock_after, 0);
+        assert_eq!(
+            cli.config.login_throttle.lock_duration,
+            Duration::from_secs(2)
+        );
         assert_eq!(
             cli.config.trusted_proxies.to_string(),
             "10.0.0.0/8,fd00::/8"

@@ -23,8 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::revocation::{Event, PAGE, RevocationLog};
 use crate::sessions::SharedStore;
+use crate::sessions::revocation::{Event, PAGE, RevocationLog};
 
 /// The gRPC methods this service serves, the only values of the `rpc` metric label.
 pub const RPC_METHODS: &[&str] = &[

@@ -1,4 +1,4 @@
-//! `auth-service`: the token issuer. See the library documentation for the design and
+//! `auth-service`: the token issuer. See `docs/ISSUER.md` for the design and
 //! `auth-service --help` for the commands and their configuration.
 
 use std::process::ExitCode;

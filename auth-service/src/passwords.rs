@@ -30,31 +30,9 @@ pub const CLIENT_SECRET_CACHE_CAPACITY: u64 = 1024;
 /// long the memory of a secret outlives its use.
 pub const CLIENT_SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// A password or client secret in memory. Its `Debug` never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretString(***)")
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(secret: String) -> Self {
-        Self(secret)
-    }
-}
+/// A password or client secret in memory: [`secrecy::SecretString`], whose `Debug` never shows
+/// the value and whose buffer is zeroed when dropped. Read it with [`ExposeSecret`].
+pub use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
@@ -93,7 +71,7 @@ impl Passwords {
     pub async fn new() -> Result<Self, PasswordError> {
         let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
         let permits = Arc::new(Semaphore::new(parallelism.max(2)));
-        let dummy = SecretString::new(crate::crypto::random_secret());
+        let dummy = SecretString::from(crate::crypto::random_secret());
         let dummy_hash = hash_blocking(&permits, dummy).await?;
         Ok(Self {
             dummy_hash: dummy_hash.into(),
@@ -137,7 +115,7 @@ impl Passwords {
         let matches = tokio::task::spawn_blocking(move || {
             let parsed = PasswordHash::new(&hash).map_err(PasswordError::MalformedHash)?;
             verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            match Argon2::default().verify_password(candidate.expose().as_bytes(), &parsed) {
+            match Argon2::default().verify_password(candidate.expose_secret().as_bytes(), &parsed) {
                 Ok(()) => Ok(true),
                 Err(password_hash::Error::Password) => Ok(false),
                 Err(e) => Err(PasswordError::Argon2(e)),
@@ -219,7 +197,7 @@ impl VerifiedSecrets {
                 .to_be_bytes(),
         );
         context.update(stored_hash.as_bytes());
-        context.update(secret.expose().as_bytes());
+        context.update(secret.expose_secret().as_bytes());
         let mut entry = [0u8; 32];
         entry.copy_from_slice(context.sign().as_ref());
         entry
@@ -246,7 +224,7 @@ async fn hash_blocking(permits: &Semaphore, secret: SecretString) -> Result<Stri
         aws_lc_rs::rand::fill(&mut salt).expect("BUG: the system random generator failed");
         let salt = SaltString::encode_b64(&salt).map_err(PasswordError::Argon2)?;
         Argon2::default()
-            .hash_password(secret.expose().as_bytes(), &salt)
+            .hash_password(secret.expose_secret().as_bytes(), &salt)
             .map(|hash| hash.to_string())
             .map_err(PasswordError::Argon2)
     })
@@ -260,7 +238,7 @@ mod tests {
     #[tokio::test]
     async fn hashes_with_argon2id_and_verifies() {
         let passwords = Passwords::new().await.expect("hasher");
-        let secret = SecretString::new("correct horse battery staple");
+        let secret = SecretString::from("correct horse battery staple");
         let hash = passwords.hash(&secret).await.expect("hash");
         assert!(hash.starts_with("$argon2id$"), "{hash}");
         assert!(
@@ -269,7 +247,7 @@ mod tests {
                 .await
                 .expect("verify")
         );
-        let wrong = SecretString::new("wrong");
+        let wrong = SecretString::from("wrong");
         assert!(!passwords.verify(Some(&hash), &wrong).await.expect("verify"));
         assert!(!passwords.verify(None, &secret).await.expect("verify"));
     }
@@ -277,9 +255,9 @@ mod tests {
     #[tokio::test]
     async fn only_accepted_client_secrets_are_remembered_and_only_for_their_hash() {
         let passwords = Passwords::new().await.expect("hasher");
-        let secret = SecretString::new(crate::crypto::random_secret());
+        let secret = SecretString::from(crate::crypto::random_secret());
         let hash = passwords.hash(&secret).await.expect("hash");
-        let wrong = SecretString::new("wrong");
+        let wrong = SecretString::from("wrong");
 
         assert!(
             !passwords
@@ -314,7 +292,7 @@ mod tests {
         // The secret rotated: the row holds the hash of another secret. The old secret is
         // checked against the new hash (and fails) although it is remembered for the old one.
         let rotated = passwords
-            .hash(&SecretString::new(crate::crypto::random_secret()))
+            .hash(&SecretString::from(crate::crypto::random_secret()))
             .await
             .expect("hash");
         assert!(
@@ -330,14 +308,14 @@ mod tests {
     #[test]
     fn remembered_secrets_expire_and_are_keyed_by_hash_and_secret() {
         let memory = VerifiedSecrets::new(10, Duration::from_millis(50));
-        let secret = SecretString::new("s");
+        let secret = SecretString::from("s");
         let entry = memory.entry("$argon2id$a", &secret);
         assert_ne!(entry, memory.entry("$argon2id$b", &secret));
-        assert_ne!(entry, memory.entry("$argon2id$a", &SecretString::new("t")));
+        assert_ne!(entry, memory.entry("$argon2id$a", &SecretString::from("t")));
         // The split between hash and secret is part of the input.
         assert_ne!(
-            memory.entry("ab", &SecretString::new("c")),
-            memory.entry("a", &SecretString::new("bc"))
+            memory.entry("ab", &SecretString::from("c")),
+            memory.entry("a", &SecretString::from("bc"))
         );
         assert_ne!(
             entry,
@@ -352,7 +330,7 @@ mod tests {
 
     #[test]
     fn secret_debug_is_redacted() {
-        let secret = SecretString::new("hunter22");
+        let secret = SecretString::from("hunter22");
         assert!(!format!("{secret:?}").contains("hunter22"));
     }
 }

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
+use crate::config::LoginThrottleConfig;
+
 /// Most keys tracked per scope and replica (a few tens of MB at worst for both scopes).
 pub const MAX_TRACKED: u64 = 50_000;
 
@@ -250,21 +252,18 @@ impl LoginThrottle {
         }
     }
 
-    /// The throttle configured by `config`.
-    pub fn from_config(config: &crate::Config) -> Self {
+    /// The throttle configured by `config` (`AUTH_LOGIN_*`).
+    pub fn from_config(config: &LoginThrottleConfig) -> Self {
         let policy = |throttle_after, lock_after| Policy {
             throttle_after,
             lock_after,
-            base_delay: config.login_base_delay,
-            max_delay: config.login_max_delay,
-            lock_duration: config.login_lock_duration,
+            base_delay: config.base_delay,
+            max_delay: config.max_delay,
+            lock_duration: config.lock_duration,
         };
         Self::new(
-            policy(config.login_throttle_after, config.login_lock_after),
-            policy(
-                config.login_address_throttle_after,
-                config.login_address_lock_after,
-            ),
+            policy(config.throttle_after, config.lock_after),
+            policy(config.address_throttle_after, config.address_lock_after),
         )
     }
 

@@ -86,7 +86,7 @@ async fn a_cached_client_secret_never_outlives_a_change_of_the_client() {
     // moment ago, is refused at once; the new one works.
     let rotated = "a-new-secret-of-the-svc-client";
     let rotated_hash = passwords
-        .hash(&SecretString::new(rotated))
+        .hash(&SecretString::from(rotated))
         .await
         .expect("hash");
     sql(

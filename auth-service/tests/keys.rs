@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_service::Config;
-use auth_service::config::KeyStoreKind;
+use auth_service::config::{KeyStoreKind, KeysConfig, RevocationConfig};
 use auth_service::keys::{KeyState, RotationKind, SIGNING_KEY_FILE};
 use authn::jws::UnverifiedJws;
 use authn::sign::Signer;
@@ -34,7 +34,10 @@ fn new_encryption_key() -> String {
 
 fn database_config(dir: &Path, encryption_key: &str) -> Config {
     Config {
-        key_encryption_key: Some(SecretString::from(encryption_key)),
+        keys: KeysConfig {
+            encryption_key: Some(SecretString::from(encryption_key)),
+            ..KeysConfig::default()
+        },
         ..test_config(dir)
     }
 }
@@ -415,7 +418,10 @@ async fn private_keys_are_encrypted_at_rest_and_a_wrong_key_stops_start_up() {
         "{error}"
     );
     let error = auth_service::App::build(Config {
-        key_store: KeyStoreKind::Database,
+        keys: KeysConfig {
+            store: KeyStoreKind::Database,
+            ..KeysConfig::default()
+        },
         ..test_config(dir.path())
     })
     .await
@@ -434,7 +440,10 @@ async fn private_keys_are_encrypted_at_rest_and_a_wrong_key_stops_start_up() {
     std::fs::write(&key_file, format!("{encryption_key}\n")).expect("write");
     let again = spawn_auth_with(
         Config {
-            key_encryption_key_file: Some(key_file),
+            keys: KeysConfig {
+                encryption_key_file: Some(key_file),
+                ..KeysConfig::default()
+            },
             ..test_config(dir.path())
         },
         Arc::clone(&dir),
@@ -485,7 +494,10 @@ async fn a_mounted_directory_is_read_only_and_follows_the_operator() {
     write("next.pem", &new);
     let auth = spawn_auth_with(
         Config {
-            key_store: KeyStoreKind::Mounted,
+            keys: KeysConfig {
+                store: KeyStoreKind::Mounted,
+                ..KeysConfig::default()
+            },
             ..test_config(dir.path())
         },
         Arc::clone(&dir),
@@ -589,8 +601,11 @@ async fn replicas_rotate_once(a: &TestAuth, b: &TestAuth) {
 
 fn replica_config(config: Config) -> Config {
     Config {
-        revocation_poll_interval: Duration::from_millis(100),
-        revocation_heartbeat: Duration::from_millis(100),
+        revocation: RevocationConfig {
+            poll_interval: Duration::from_millis(100),
+            heartbeat: Duration::from_millis(100),
+            ..config.revocation
+        },
         ..config
     }
 }
@@ -639,9 +654,12 @@ async fn two_replicas_on_one_postgres_database_rotate_once() {
 async fn the_background_task_rotates_on_schedule() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let config = Config {
-        key_rotation_interval: Duration::from_secs(3),
-        key_prepublish: Some(Duration::from_secs(2)),
-        key_reload_interval: Duration::from_millis(200),
+        keys: KeysConfig {
+            rotation_interval: Duration::from_secs(3),
+            prepublish: Some(Duration::from_secs(2)),
+            reload_interval: Duration::from_millis(200),
+            ..KeysConfig::default()
+        },
         ..test_config(dir.path())
     };
     let auth = spawn_auth_with(config, Arc::clone(&dir)).await;
@@ -692,8 +710,14 @@ fn text(output: &Output) -> String {
 async fn the_command_line_lists_rotates_and_revokes_next_to_a_server() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let config = Config {
-        key_reload_interval: Duration::from_millis(200),
-        revocation_poll_interval: Duration::from_millis(100),
+        keys: KeysConfig {
+            reload_interval: Duration::from_millis(200),
+            ..KeysConfig::default()
+        },
+        revocation: RevocationConfig {
+            poll_interval: Duration::from_millis(100),
+            ..RevocationConfig::default()
+        },
         ..test_config(dir.path())
     };
     let auth = spawn_auth_with(config, Arc::clone(&dir)).await;

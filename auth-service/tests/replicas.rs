@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth_service::config::RevocationConfig;
 use testkit::PgDatabase;
 use testkit::auth::{TestAuth, sid_of, spawn_auth_with, test_config, test_redis_url};
 
@@ -59,8 +60,11 @@ async fn a_logout_at_b_reaches_watchers_of_a(a: &TestAuth, b: &TestAuth, deadlin
 async fn without_redis_the_poll_carries_events_between_replicas() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let config = auth_service::Config {
-        revocation_heartbeat: Duration::from_millis(100),
-        revocation_poll_interval: Duration::from_millis(100),
+        revocation: RevocationConfig {
+            heartbeat: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(100),
+            ..RevocationConfig::default()
+        },
         ..test_config(dir.path())
     };
     let a = spawn_auth_with(config.clone(), Arc::clone(&dir)).await;
@@ -82,8 +86,11 @@ async fn with_postgres_and_redis_a_logout_at_one_replica_is_pushed_by_the_other(
     let config = auth_service::Config {
         database_url: db.url.clone(),
         redis_url: Some(redis_url),
-        revocation_heartbeat: Duration::from_millis(100),
-        revocation_poll_interval: Duration::from_secs(60),
+        revocation: RevocationConfig {
+            heartbeat: Duration::from_millis(100),
+            poll_interval: Duration::from_secs(60),
+            ..RevocationConfig::default()
+        },
         ..test_config(dir.path())
     };
     let a = spawn_auth_with(config.clone(), Arc::clone(&dir)).await;

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth_service::revocation::Target;
+use auth_service::config::RevocationConfig;
 use auth_service::sessions::EndReason;
+use auth_service::sessions::revocation::Target;
 use proto::auth::v1::revocation_event::Target as PbTarget;
 use proto::auth::v1::{RevocationEvent, SessionsEnded, UserDisabled, WatchRevocationsRequest};
 use tempfile::TempDir;
@@ -19,7 +20,10 @@ const PASSWORD: &str = "correct horse battery";
 /// An issuer with quick heartbeats, in `dir`.
 fn quick_config(dir: &TempDir) -> auth_service::Config {
     auth_service::Config {
-        revocation_heartbeat: Duration::from_millis(100),
+        revocation: RevocationConfig {
+            heartbeat: Duration::from_millis(100),
+            ..RevocationConfig::default()
+        },
         ..test_config(dir.path())
     }
 }
@@ -263,9 +267,13 @@ async fn sequences_survive_a_restart_and_a_verifier_resumes_from_its_last_one() 
 #[tokio::test]
 async fn expired_events_are_pruned_and_live_ones_kept() {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let quick = quick_config(&dir);
     let config = auth_service::Config {
-        revocation_prune_interval: Duration::from_millis(50),
-        ..quick_config(&dir)
+        revocation: RevocationConfig {
+            prune_interval: Duration::from_millis(50),
+            ..quick.revocation
+        },
+        ..quick
     };
     let auth = spawn_auth_with(config, dir).await;
     let verifier = auth.verifier_token().await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use auth_service::revocation::{Event, RedisFanout, RevocationLog, Target};
+use auth_service::sessions::revocation::{Event, RedisFanout, RevocationLog, Target};
 use auth_service::sessions::{
     self, EndReason, NewSession, RedisStore, Session, SessionStore, SqlStore,
 };
@@ -196,7 +196,7 @@ async fn store_contract(store: &dyn SessionStore, log: &RevocationLog, db: &Db) 
     );
     assert_eq!(
         events[0].expires_at - events[0].occurred_at,
-        300 + auth_service::revocation::RETENTION_MARGIN_SECS
+        300 + auth_service::sessions::revocation::RETENTION_MARGIN_SECS
     );
 
     // End all of a user's: one event listing every session ended, nobody else's.

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth_service::config::RevocationConfig;
 use platform::shutdown::Phase;
 use reqwest::StatusCode;
 use testkit::auth::{Said, spawn_auth_with, test_config};
@@ -20,7 +21,10 @@ async fn readiness_turns_off_first_then_the_listeners_close_and_revocation_strea
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let config = auth_service::Config {
         shutdown_delay: DELAY,
-        revocation_heartbeat: Duration::from_millis(100),
+        revocation: RevocationConfig {
+            heartbeat: Duration::from_millis(100),
+            ..RevocationConfig::default()
+        },
         ..test_config(dir.path())
     };
     let mut auth = spawn_auth_with(config, dir).await;

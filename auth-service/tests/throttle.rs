@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_service::Config;
+use auth_service::config::LoginThrottleConfig;
 use platform::client_addr::TrustedProxies;
 use testkit::auth::{TestAuth, spawn_auth_with, test_config};
 use testkit::logs::ProcessLogs;
@@ -24,11 +25,14 @@ const DEADLINE: Duration = Duration::from_secs(20);
 async fn spawn(configure: impl FnOnce(&mut Config)) -> TestAuth {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
     let mut config = Config {
-        login_throttle_after: 0,
-        login_lock_after: 0,
-        login_address_throttle_after: 0,
-        login_address_lock_after: 0,
-        login_lock_duration: Duration::from_secs(300),
+        login_throttle: LoginThrottleConfig {
+            throttle_after: 0,
+            lock_after: 0,
+            address_throttle_after: 0,
+            address_lock_after: 0,
+            lock_duration: Duration::from_secs(300),
+            ..LoginThrottleConfig::default()
+        },
         ..test_config(dir.path())
     };
     configure(&mut config);
@@ -112,12 +116,12 @@ async fn login_once_allowed(auth: &TestAuth, username: &str, password: &str) -> 
 async fn repeated_failures_are_delayed_then_locked_and_the_lock_holds_against_the_right_password() {
     let logs = ProcessLogs::install("info");
     let auth = spawn(|c| {
-        c.login_throttle_after = 2;
-        c.login_lock_after = 4;
+        c.login_throttle.throttle_after = 2;
+        c.login_throttle.lock_after = 4;
         // Far longer than a password check, so the next request certainly comes before it ends.
-        c.login_base_delay = Duration::from_secs(2);
-        c.login_max_delay = Duration::from_secs(2);
-        c.login_lock_duration = Duration::from_secs(3);
+        c.login_throttle.base_delay = Duration::from_secs(2);
+        c.login_throttle.max_delay = Duration::from_secs(2);
+        c.login_throttle.lock_duration = Duration::from_secs(3);
     })
     .await;
     let alice = auth
@@ -182,10 +186,10 @@ async fn repeated_failures_are_delayed_then_locked_and_the_lock_holds_against_th
 #[tokio::test]
 async fn an_unknown_user_is_throttled_exactly_like_a_known_one() {
     let auth = spawn(|c| {
-        c.login_throttle_after = 2;
-        c.login_lock_after = 3;
-        c.login_base_delay = Duration::from_secs(60);
-        c.login_max_delay = Duration::from_secs(60);
+        c.login_throttle.throttle_after = 2;
+        c.login_throttle.lock_after = 3;
+        c.login_throttle.base_delay = Duration::from_secs(60);
+        c.login_throttle.max_delay = Duration::from_secs(60);
     })
     .await;
     auth.create_user("alice", PASSWORD, "user", "orders:read")
@@ -224,7 +228,7 @@ async fn an_unknown_user_is_throttled_exactly_like_a_known_one() {
 
 #[tokio::test]
 async fn a_burst_of_concurrent_guesses_cannot_outrun_the_lock() {
-    let auth = spawn(|c| c.login_lock_after = 3).await;
+    let auth = spawn(|c| c.login_throttle.lock_after = 3).await;
     auth.create_user("alice", PASSWORD, "user", "orders:read")
         .await;
     let mut burst = tokio::task::JoinSet::new();
@@ -248,7 +252,7 @@ async fn a_burst_of_concurrent_guesses_cannot_outrun_the_lock() {
 
 #[tokio::test]
 async fn a_successful_login_clears_the_account_counter() {
-    let auth = spawn(|c| c.login_lock_after = 3).await;
+    let auth = spawn(|c| c.login_throttle.lock_after = 3).await;
     auth.create_user("alice", PASSWORD, "user", "orders:read")
         .await;
     for _ in 0..3 {
@@ -274,7 +278,7 @@ async fn a_successful_login_clears_the_account_counter() {
 #[tokio::test]
 async fn one_address_trying_many_usernames_is_locked_and_only_a_trusted_proxy_names_it() {
     let behind_proxy = spawn(|c| {
-        c.login_address_lock_after = 5;
+        c.login_throttle.address_lock_after = 5;
         c.trusted_proxies = TrustedProxies::parse("127.0.0.1/32").expect("networks");
     })
     .await;
@@ -309,7 +313,7 @@ async fn one_address_trying_many_usernames_is_locked_and_only_a_trusted_proxy_na
 
     // Without a trusted proxy a client's X-Forwarded-For is ignored: changing it per request
     // does not escape its peer address's counter.
-    let direct = spawn(|c| c.login_address_lock_after = 5).await;
+    let direct = spawn(|c| c.login_throttle.address_lock_after = 5).await;
     direct
         .create_user("alice", PASSWORD, "user", "orders:read")
         .await;

@@ -1,6 +1,7 @@
 //! The whole system end to end: the real auth-service, orders-service and gateway, in-process
 //! on port 0, talking real HTTP and gRPC. The verifiers know nothing but the issuer's JWKS URL.
 
+use auth_service::passwords::ExposeSecret as _;
 use auth_service::scope::ScopeSet;
 use proto::orders::v1 as pb;
 use reqwest::StatusCode;
@@ -270,7 +271,7 @@ async fn refresh_and_service_tokens_work_through_the_gateway() {
     let response = stack
         .http
         .post(stack.url("/oauth/token"))
-        .basic_auth("reporting", Some(secret.expose()))
+        .basic_auth("reporting", Some(secret.expose_secret()))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .await

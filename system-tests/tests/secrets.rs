@@ -4,6 +4,7 @@
 //! service's `/metrics` and every response body are searched for the passwords, the client
 //! secret, the refresh tokens, the access tokens and the private key.
 
+use auth_service::passwords::ExposeSecret as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 use testkit::logs::ProcessLogs;
@@ -80,10 +81,10 @@ async fn no_secret_reaches_a_log_line_a_metric_or_a_response() {
     )
     .await
     .unwrap();
-    secrets.push(client_secret.expose().to_owned());
+    secrets.push(client_secret.expose_secret().to_owned());
     let wrong_secret = "wrong-client-secret-value";
     secrets.push(wrong_secret.to_owned());
-    for secret in [client_secret.expose(), wrong_secret] {
+    for secret in [client_secret.expose_secret(), wrong_secret] {
         let response = stack
             .http
             .post(stack.url("/oauth/token"))

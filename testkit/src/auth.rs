@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use auth_service::app::ServeError;
 use auth_service::clients::{self, NewClient};
+use auth_service::passwords::ExposeSecret as _;
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser, User};
 use auth_service::{App, AppState, Config};
@@ -175,7 +176,7 @@ impl TestAuth {
         )
         .await
         .expect("client created");
-        secret.expose().to_owned()
+        secret.expose_secret().to_owned()
     }
 
     /// `POST /oauth/token` with a form body.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use auth_service::passwords::ExposeSecret as _;
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser};
 use authn::config::{AuthMode, VerifierConfig};
@@ -386,7 +387,7 @@ async fn create_client(auth: &auth_service::AppState, id: &str, scopes: &str) ->
     )
     .await
     .expect("client created");
-    secret.expose().to_owned()
+    secret.expose_secret().to_owned()
 }
 
 /// A gRPC client of orders-service calling with one token.

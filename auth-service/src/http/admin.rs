@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, no_store};
 use crate::accounts;
-use crate::app::AppState;
-use crate::keys::{KeyManager, KeyStoreError, Outcome};
+use crate::keys::{KeyListing, KeyStoreError, Outcome};
+use crate::state::AppState;
 
 /// Longest user id looked up; ours are 36-character UUIDs.
 const MAX_USER_ID_LEN: usize = 128;
@@ -84,34 +84,6 @@ async fn enable(
         Ok(no_content())
     } else {
         Err(NO_SUCH_USER)
-    }
-}
-
-/// The key set as `GET /v1/admin/keys` and the key commands show it.
-#[derive(Debug, Serialize)]
-pub struct KeyListing {
-    /// `database`, `files` or `mounted`.
-    pub store: &'static str,
-    /// The key that signs now.
-    pub signing_kid: String,
-    /// `null`: scheduled rotation is off.
-    pub rotation_interval_secs: Option<u64>,
-    pub prepublish_secs: u64,
-    pub jwks_max_age_secs: u64,
-    pub keys: Vec<crate::keys::ListedKey>,
-}
-
-impl KeyListing {
-    pub fn of(keys: &KeyManager) -> Self {
-        let timing = keys.timing();
-        Self {
-            store: keys.store_kind().as_str(),
-            signing_kid: keys.kid(),
-            rotation_interval_secs: timing.rotation_interval.map(|d| d.as_secs()),
-            prepublish_secs: timing.prepublish.as_secs(),
-            jwks_max_age_secs: timing.jwks_max_age.as_secs(),
-            keys: keys.listed(),
-        }
     }
 }
 

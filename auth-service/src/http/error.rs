@@ -10,6 +10,8 @@ use http::header::{CACHE_CONTROL, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
+use crate::grants::GrantError;
+
 /// `WWW-Authenticate` of a failed HTTP Basic client authentication.
 pub const BASIC_CHALLENGE: &str = r#"Basic realm="auth-service""#;
 
@@ -97,6 +99,17 @@ impl TokenError {
                 "only user tokens (with a session) and refresh tokens can be revoked"
             }
             Self::Internal(_) => "the server could not handle the request",
+        }
+    }
+}
+
+impl From<GrantError> for TokenError {
+    fn from(error: GrantError) -> Self {
+        match error {
+            GrantError::InvalidGrant(description) => Self::InvalidGrant(description),
+            GrantError::LoginThrottled { retry_after } => Self::LoginThrottled { retry_after },
+            GrantError::InvalidScope(description) => Self::InvalidScope(description),
+            GrantError::Internal(e) => Self::Internal(e),
         }
     }
 }

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use http::StatusCode;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// How long `/readyz` waits for the database, then for the session store.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod error;
 pub mod form;
 pub mod health;
+pub mod oauth;
 pub mod sessions;
 pub mod token;
 pub mod token_state;
@@ -22,10 +23,10 @@ use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Largest request body on any route (only the OAuth endpoints take a body).
-pub const MAX_BODY_BYTES: usize = token::TOKEN_BODY_LIMIT;
+pub const MAX_BODY_BYTES: usize = oauth::TOKEN_BODY_LIMIT;
 /// Longest time a request may take, password hashing included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,7 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token_state::router())
         .merge(sessions::router())
         .merge(admin::router())
-        .merge(well_known::router())
+        .merge(well_known::router(state.tokens.issuer()))
         .merge(health::router())
         .layer(
             ServiceBuilder::new()

@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::error::{ApiError, no_store};
-use crate::app::AppState;
 use crate::sessions::{EndReason, Session};
+use crate::state::AppState;
 
 pub const SESSIONS_PATH: &str = "/v1/sessions";
 pub const LOGOUT_PATH: &str = "/v1/logout";

@@ -25,11 +25,12 @@ use http::StatusCode;
 use serde::Serialize;
 
 use super::error::{TokenError, no_store};
-use super::token::{authenticate_client, client_credentials, read_form};
-use crate::app::AppState;
-use crate::refresh_tokens::{self, TokenInfo};
+use super::oauth::{authenticate_client, client_credentials, read_form, required};
+use super::well_known;
+use crate::db;
 use crate::sessions::EndReason;
-use crate::{db, http::well_known};
+use crate::sessions::refresh_tokens::{self, TokenInfo};
+use crate::state::AppState;
 
 /// Longest token looked at: ours are well under 2 KB.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -78,10 +79,7 @@ async fn read(state: &AppState, request: Request) -> Result<TokenRequest, TokenE
     let (parts, form) = read_form(request).await?;
     let credentials = client_credentials(&parts.headers, &form)?;
     let client = authenticate_client(state, &credentials).await?;
-    let token = form
-        .get("token")
-        .ok_or(TokenError::InvalidRequest("token is required"))?
-        .to_owned();
+    let token = required(&form, "token", "token is required")?.to_owned();
     Ok(TokenRequest {
         token,
         client_id: client.map(|c| c.id),

@@ -1,6 +1,7 @@
 //! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`.
 //!
-//! The discovery document only changes with the configuration: it is rendered once at start-up.
+//! The discovery document only changes with the configuration: it is rendered once, with the
+//! router.
 //! The JWKS changes with the key set: [`crate::keys::KeyManager`] renders it on every change,
 //! with its `ETag` and a `Cache-Control: max-age` derived from the rotation schedule; a
 //! conditional request (`If-None-Match`) for the current document is answered 304.
@@ -15,8 +16,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
-use super::token::GrantType;
-use crate::app::AppState;
+use crate::grants::GrantType;
+use crate::state::AppState;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
@@ -56,10 +57,12 @@ impl WellKnown {
     }
 }
 
-pub fn router() -> Router<AppState> {
+/// The routes of the JWKS and of the discovery document of `issuer`.
+pub fn router(issuer: &str) -> Router<AppState> {
+    let well_known = WellKnown::new(issuer);
     Router::new()
         .route(JWKS_PATH, get(jwks))
-        .route(DISCOVERY_PATH, get(discovery))
+        .route(DISCOVERY_PATH, get(move || discovery(well_known.clone())))
 }
 
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -84,7 +87,7 @@ async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn discovery(State(state): State<AppState>) -> impl IntoResponse {
+async fn discovery(well_known: WellKnown) -> impl IntoResponse {
     (
         [
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
@@ -93,6 +96,6 @@ async fn discovery(State(state): State<AppState>) -> impl IntoResponse {
                 HeaderValue::from_static("public, max-age=3600"),
             ),
         ],
-        state.well_known.discovery.clone(),
+        well_known.discovery,
     )
 }

@@ -2,18 +2,29 @@
 //! they are stored, and the [`KeyManager`] that runs the schedule, serves the JWKS and hands the
 //! active key to the token issuer. `docs/KEYS.md` explains the timing rules and the runbook.
 //!
+//! - [`settings`]: what the keys take from the service configuration ([`KeySettings`]).
 //! - [`schedule`]: the lifecycle as pure functions of the key list and the time.
 //! - Stores ([`KeyStore`], `AUTH_KEY_STORE`): the database with private keys encrypted at rest
 //!   ([`database`], [`encryption`]); PEM files the service manages ([`files::FileStore`]); PEM
 //!   files the operator mounts, read-only ([`files::MountedStore`]).
-//! - [`KeyManager`]: loads the set, applies transitions under the database lock (one replica at
-//!   a time), reloads what other replicas changed, publishes the JWKS.
+//! - `storage`: reads the set from the store and applies every change to it under the
+//!   database lock (one replica at a time).
+//! - [`publication`]: the JWKS document as served (body, `ETag`, `Cache-Control: max-age`).
+//! - [`KeyManager`]: the facade: the loaded set, the active signer, reloads, rotation and
+//!   revocation; its background task (`task`) runs the schedule on every replica.
+//! - [`listing`]: the key set as the admin API and the command line show it.
 
 pub mod database;
 pub mod encryption;
 pub mod files;
+pub mod listing;
 mod manager;
+pub mod publication;
 pub mod schedule;
+pub mod settings;
+mod snapshot;
+mod storage;
+mod task;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,12 +32,15 @@ use std::path::{Path, PathBuf};
 use authn::jwk::KeyError;
 
 pub use files::{SIGNING_KEY_FILE, load_or_create};
-pub use manager::{ActiveSigner, KeyManager, ListedKey, PublishedJwks};
+pub use listing::{KeyListing, ListedKey};
+pub use manager::{ActiveSigner, KeyManager};
+pub use publication::PublishedJwks;
 pub use schedule::{KeyInfo, KeyState, KeyTiming, Outcome, RotationKind};
+pub use settings::KeySettings;
 
-use crate::config::{Config, KeyStoreKind};
+use crate::config::KeyStoreKind;
 use database::DbStore;
-use encryption::{EncryptionError, EncryptionKey};
+use encryption::EncryptionError;
 use files::{FileStore, MountedStore};
 use schedule::{PlanError, TimingError};
 
@@ -127,20 +141,15 @@ pub enum KeyStore {
 }
 
 impl KeyStore {
-    /// The store `config` asks for. `auto`: the database when an encryption key is configured,
+    /// The store `settings` ask for. `auto`: the database when an encryption key is configured,
     /// else `mounted` when `AUTH_KEYS_DIR` exists but cannot be written (a Secret), else
     /// `files`.
-    pub fn from_config(config: &Config) -> Result<Self, KeyStoreError> {
-        let encryption = EncryptionKey::from_config(
-            config
-                .key_encryption_key
-                .as_ref()
-                .map(|s| secrecy::ExposeSecret::expose_secret(s)),
-            config.key_encryption_key_file.as_deref(),
-        )
-        .map_err(KeyStoreError::Encryption)?;
-        let dir = &config.keys_dir;
-        let kind = match (config.key_store, &encryption) {
+    pub fn from_settings(settings: &KeySettings) -> Result<Self, KeyStoreError> {
+        let encryption = settings
+            .encryption_key()
+            .map_err(KeyStoreError::Encryption)?;
+        let dir = &settings.dir;
+        let kind = match (settings.store, &encryption) {
             (KeyStoreKind::Auto, Some(_)) => KeyStoreKind::Database,
             (KeyStoreKind::Auto, None) if !files::is_writable(dir)? => KeyStoreKind::Mounted,
             (KeyStoreKind::Auto, None) => KeyStoreKind::Files,

@@ -3,7 +3,7 @@
 
 use authn::session::{BoxFuture, LookupError, SessionLookup};
 
-use super::SharedStore;
+use super::store::SharedStore;
 
 /// Answers `authn`'s stateful session check from a [`super::SessionStore`].
 #[derive(Debug, Clone)]

@@ -19,14 +19,16 @@
 
 use std::time::Duration;
 
-use authn::session::{BoxFuture, redis_session_key};
+use authn::session::redis_session_key;
+use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
 use serde::{Deserialize, Serialize};
 
-use super::{EndReason, Session, SessionStore, StoreError, count_ended};
+use super::model::{EndReason, Session};
+use super::revocation::{RevocationLog, Target};
+use super::store::{SessionStore, StoreError, count_ended};
 use crate::db;
-use crate::revocation::{RevocationLog, Target};
 use crate::scope::ScopeSet;
 
 /// Longest time one store operation may take before it fails (closed).

@@ -2,14 +2,14 @@
 //! row itself, so a session and its refresh tokens live in one database and survive restarts.
 //! Ending sessions and appending their revocation event happen in one transaction.
 
-use authn::session::BoxFuture;
-use sqlx::{AnyConnection, AnyPool};
+use futures_util::future::BoxFuture;
+use sqlx::AnyPool;
 
-use super::{
-    EndReason, SESSION_COLUMNS, Session, SessionRow, SessionStore, StoreError, count_ended,
-};
+use super::family::{SESSION_COLUMNS, SessionRow, insert_row};
+use super::model::{EndReason, Session};
+use super::revocation::{RevocationLog, Target};
+use super::store::{SessionStore, StoreError, count_ended};
 use crate::db;
-use crate::revocation::{RevocationLog, Target};
 
 /// Sessions in the issuer's database (SQLite or PostgreSQL).
 #[derive(Debug, Clone)]
@@ -22,31 +22,6 @@ impl SqlStore {
     pub fn new(pool: AnyPool, log: RevocationLog) -> Self {
         Self { pool, log }
     }
-}
-
-/// Inserts the family row of `session` (nothing if it exists).
-pub(super) async fn insert_row(
-    conn: &mut AnyConnection,
-    session: &Session,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sessions (id, user_id, client_id, scope, created_at, created_at_ms, \
-         last_seen_at, expires_at, revoked_at, user_agent, ip) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&session.id)
-    .bind(&session.user_id)
-    .bind(session.client_id.as_deref())
-    .bind(session.scope.as_ref().map(ToString::to_string))
-    .bind(session.created_at)
-    .bind(session.created_at_ms)
-    .bind(session.last_seen_at)
-    .bind(session.expires_at)
-    .bind(session.user_agent.as_deref())
-    .bind(session.ip.as_deref())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 impl SessionStore for SqlStore {

@@ -26,10 +26,10 @@ use proto::auth::v1 as pb;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{Notify, broadcast, watch};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tokio_stream::StreamExt as _;
 
-use crate::sessions::EndReason;
+use super::model::EndReason;
 
 /// The Redis channel on which the sequence of each new event is published.
 pub const REDIS_CHANNEL: &str = "auth:revocations";
@@ -324,24 +324,20 @@ impl RevocationLog {
         Ok(done.rows_affected())
     }
 
-    /// Starts the tailer, the pruner and (with Redis) the subscriber to other replicas' events.
-    /// They stop when `stop` turns true.
+    /// Starts the tailer, the pruner and (with Redis) the subscriber to other replicas' events
+    /// in `tasks`. They stop when `stop` turns true.
     pub fn spawn_tasks(
         &self,
-        stop: watch::Receiver<bool>,
+        tasks: &mut JoinSet<()>,
+        stop: &watch::Receiver<bool>,
         poll_interval: Duration,
         prune_interval: Duration,
-    ) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![
-            tokio::spawn(self.clone().tail_loop(stop.clone(), poll_interval)),
-            tokio::spawn(self.clone().prune_loop(stop.clone(), prune_interval)),
-        ];
+    ) {
+        tasks.spawn(self.clone().tail_loop(stop.clone(), poll_interval));
+        tasks.spawn(self.clone().prune_loop(stop.clone(), prune_interval));
         if let Some(redis) = self.inner.redis.clone() {
-            tasks.push(tokio::spawn(
-                self.clone().subscribe_loop(redis.client, stop),
-            ));
+            tasks.spawn(self.clone().subscribe_loop(redis.client, stop.clone()));
         }
-        tasks
     }
 
     async fn tail_loop(self, mut stop: watch::Receiver<bool>, poll_interval: Duration) {

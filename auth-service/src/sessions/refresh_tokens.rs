@@ -1,11 +1,28 @@
 //! Refresh tokens: opaque 256-bit random strings, stored only as SHA-256 hashes, rotated on
-//! every use. The session is the family: every token of a login shares its `session_id`.
+//! every use. The session is the family: every token of a login shares its `session_id`, and
+//! the login writes the family row with the first token ([`create_family`]).
 
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 
+use super::family::{self, SESSION_COLUMNS, SessionRow};
+use super::model::Session;
 use crate::crypto;
-use crate::sessions::{SESSION_COLUMNS, Session, SessionRow};
 use crate::users::{self, LookupError, User};
+
+/// Writes the family row of `session` and the first refresh token of its family, atomically,
+/// and returns the refresh token (the only time its clear text exists on the server). The
+/// session is not active until the store has recorded it ([`super::SessionStore::create`]).
+pub async fn create_family(
+    pool: &AnyPool,
+    session: &Session,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    family::insert_row(&mut tx, session).await?;
+    let refresh_token = insert(&mut tx, &session.id, session.expires_at, now).await?;
+    tx.commit().await?;
+    Ok(refresh_token)
+}
 
 /// Stores a fresh refresh token of session `session_id` and returns its clear text.
 pub async fn insert(
@@ -74,7 +91,7 @@ impl std::fmt::Debug for Rotation {
 ///
 /// A token that exists, has not expired, but was used already is a reuse
 /// ([`RotateError::Reused`]): there is no grace period, not even for the loser of two
-/// concurrent refreshes (see the crate documentation).
+/// concurrent refreshes (see `docs/ISSUER.md`).
 ///
 /// The token is marked used with `UPDATE .. WHERE used_at IS NULL` as the transaction's first
 /// statement, and only the caller that changed the row goes on: of two concurrent uses of one
@@ -189,7 +206,7 @@ pub async fn find(pool: &AnyPool, presented: &str) -> Result<Option<TokenInfo>, 
     let Some(row) = row else {
         return Ok(None);
     };
-    let Some(session) = crate::sessions::find(pool, &row.session_id).await? else {
+    let Some(session) = family::find(pool, &row.session_id).await? else {
         return Ok(None);
     };
     Ok(Some(TokenInfo {

@@ -315,10 +315,9 @@ async fn migrate_prepares_a_fresh_sqlite_database_and_exits() {
 }
 
 #[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL (PostgreSQL): run with -- --include-ignored"]
 async fn migrate_prepares_a_postgres_database_and_exits() {
-    let Some(db) = testkit::PgDatabase::create("auth_test").await else {
-        return;
-    };
+    let db = testkit::PgDatabase::create("auth_test").await;
     let dir = tempfile::tempdir().expect("tempdir");
     for _ in 0..2 {
         let output = migrate(&db.url, &keys_dir(dir.path())).await;

@@ -42,10 +42,9 @@ macro_rules! on_every_backend {
         mod postgres {
             $(
                 #[tokio::test]
+                #[ignore = "needs TEST_DATABASE_URL (PostgreSQL): run with -- --include-ignored"]
                 async fn $scenario() {
-                    let Some(db) = testkit::PgDatabase::create("orders_test").await else {
-                        return;
-                    };
+                    let db = testkit::PgDatabase::create("orders_test").await;
                     let backend = super::open(&db.url).await;
                     super::$scenario(backend.repo.clone()).await;
                     backend.pool.close().await;

@@ -135,20 +135,11 @@ async fn stateful_refuses_a_revoked_token_at_once() {
     assert_refused_at_once(&stack).await;
 }
 
-fn test_redis_url() -> Option<String> {
-    let url = std::env::var("TEST_REDIS_URL").ok();
-    if url.is_none() {
-        eprintln!("TEST_REDIS_URL is not set: skipping the Redis-backed scenario");
-    }
-    url
-}
-
 /// `stateful` reading the shared Redis session store directly.
 #[tokio::test]
+#[ignore = "needs TEST_REDIS_URL (Redis): run with -- --include-ignored"]
 async fn stateful_with_the_redis_store_refuses_a_revoked_token_at_once() {
-    let Some(redis_url) = test_redis_url() else {
-        return;
-    };
+    let redis_url = testkit::test_redis_url();
     let stack = Stack::start(Options {
         mode: AuthMode::Stateful,
         redis_url: Some(redis_url),

@@ -452,14 +452,3 @@ impl Watcher {
         }
     }
 }
-
-/// `TEST_REDIS_URL`, or `None` with a note that the Redis tests are skipped.
-pub fn test_redis_url() -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            eprintln!("TEST_REDIS_URL is not set: Redis tests skipped");
-            None
-        }
-    }
-}

@@ -66,6 +66,19 @@ where
     }
 }
 
+/// `TEST_REDIS_URL`, the Redis server of the tests that need one. Those tests are
+/// `#[ignore = "needs TEST_REDIS_URL ..."]`; run with `-- --include-ignored` and without the
+/// variable, they fail here saying so, rather than pass without having run.
+pub fn test_redis_url() -> String {
+    match std::env::var("TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "TEST_REDIS_URL is not set: this test needs a Redis server \
+             (TEST_REDIS_URL=redis://127.0.0.1:6379)"
+        ),
+    }
+}
+
 /// A URL where nothing listens (a port bound, then released).
 pub async fn unreachable_url() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

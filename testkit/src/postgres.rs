@@ -14,15 +14,18 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    /// A fresh database named `{prefix}_{uuid}`; `None`, with a note, when `TEST_DATABASE_URL`
-    /// names no PostgreSQL server (the suite then runs on SQLite only).
-    pub async fn create(prefix: &str) -> Option<Self> {
+    /// A fresh database named `{prefix}_{uuid}`. The tests that call this are
+    /// `#[ignore = "needs TEST_DATABASE_URL ..."]`, so they show as ignored in a plain
+    /// `cargo test`; run with `-- --include-ignored` and without `TEST_DATABASE_URL`, they fail
+    /// here saying so, rather than pass without having run.
+    pub async fn create(prefix: &str) -> Self {
         let admin_url = match std::env::var("TEST_DATABASE_URL") {
             Ok(url) if url.starts_with("postgres") => url,
-            _ => {
-                eprintln!("TEST_DATABASE_URL names no PostgreSQL server: PostgreSQL tests skipped");
-                return None;
-            }
+            Ok(url) => panic!("TEST_DATABASE_URL={url:?} names no PostgreSQL server"),
+            Err(_) => panic!(
+                "TEST_DATABASE_URL is not set: this test needs a PostgreSQL server \
+                 (TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test)"
+            ),
         };
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let (base, _) = admin_url
@@ -35,7 +38,7 @@ impl PgDatabase {
             url,
         };
         db.admin(&format!("CREATE DATABASE {}", db.name)).await;
-        Some(db)
+        db
     }
 
     /// Runs one statement as the administrator, on the administration database.

@@ -64,7 +64,6 @@ async fn without_redis_the_poll_carries_events_between_replicas() {
         revocation: RevocationConfig {
             heartbeat: Duration::from_millis(100),
             poll_interval: Duration::from_millis(100),
-            ..RevocationConfig::default()
         },
         ..test_config(dir.path())
     };
@@ -87,7 +86,6 @@ async fn with_postgres_and_redis_a_logout_at_one_replica_is_pushed_by_the_other(
         revocation: RevocationConfig {
             heartbeat: Duration::from_millis(100),
             poll_interval: Duration::from_secs(60),
-            ..RevocationConfig::default()
         },
         ..test_config(dir.path())
     };
@@ -109,6 +107,143 @@ async fn with_postgres_and_redis_a_logout_at_one_replica_is_pushed_by_the_other(
         .expect("JSON");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], sid_of(&login.access_token).as_str());
+    a.stop().await;
+    b.stop().await;
+    db.drop().await;
+}
+
+/// A `hybrid` verifier's feed on replica `a`, with `a` fresh; `a`'s heartbeats every 100 ms.
+async fn fresh_feed_on(a: &TestAuth) -> authn::revocation::RevocationFeed {
+    use authn::revocation::{FeedConfig, RevocationFeed};
+    use authn::service_token::ServiceToken;
+
+    let secret = a.create_client("gateway", "sessions:check", "").await;
+    let token = ServiceToken::new(
+        a.url("/oauth/token"),
+        "gateway",
+        secret.into(),
+        Duration::from_secs(5),
+    )
+    .expect("service token");
+    let feed = RevocationFeed::start(FeedConfig {
+        grpc_url: a.grpc_url.clone(),
+        token: Arc::new(token),
+        max_staleness: Duration::from_millis(500),
+        fallback: None,
+    })
+    .expect("feed starts");
+    testkit::eventually("the feed is fresh", Duration::from_secs(10), || async {
+        feed.is_fresh()
+    })
+    .await;
+    feed
+}
+
+/// While `b` goes on writing events, the verifier connected to `a` (which cannot read them)
+/// must not be fresh: within a few heartbeats it is stale, and stays so.
+async fn a_verifier_of_a_replica_blind_to_the_log_goes_stale(
+    feed: &authn::revocation::RevocationFeed,
+    b: &TestAuth,
+) {
+    let target = auth_service::sessions::revocation::Target::UserDisabled {
+        user_id: "someone".into(),
+    };
+    let writes = async {
+        for _ in 0..30 {
+            b.state
+                .revocations
+                .append(&target, authn::unix_now())
+                .await
+                .expect("b appends");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let watch = async {
+        testkit::eventually(
+            "the feed of the blind replica goes stale",
+            Duration::from_secs(3),
+            || async { !feed.is_fresh() },
+        )
+        .await;
+        let stale_since = Instant::now();
+        while stale_since.elapsed() < Duration::from_secs(2) {
+            assert!(
+                !feed.is_fresh(),
+                "fresh again from a blind replica: {feed:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::join!(writes, watch);
+}
+
+/// One replica loses its database (its pool closed) while another keeps writing to the same
+/// SQLite file: the first must stop vouching for its streams.
+#[tokio::test]
+async fn a_replica_that_cannot_read_the_log_stops_heartbeating() {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let config = auth_service::Config {
+        revocation: RevocationConfig {
+            heartbeat: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(100),
+        },
+        ..test_config(dir.path())
+    };
+    let a = spawn_auth_with(config.clone(), Arc::clone(&dir)).await;
+    let b = spawn_auth_with(config, dir).await;
+    let feed = fresh_feed_on(&a).await;
+
+    a.state.pool.close().await;
+    a_verifier_of_a_replica_blind_to_the_log_goes_stale(&feed, &b).await;
+}
+
+/// The same on PostgreSQL, the first replica's connections going through a proxy that is then
+/// cut and refuses new ones (a lost network path to the database).
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL: run with -- --include-ignored"]
+async fn with_postgres_a_replica_cut_from_the_database_stops_heartbeating() {
+    let db = PgDatabase::create("auth_test").await;
+    let upstream = {
+        let url = reqwest::Url::parse(&db.url).expect("TEST_DATABASE_URL is a URL");
+        let host = url.host_str().expect("a host").to_owned();
+        let port = url.port().unwrap_or(5432);
+        tokio::net::lookup_host((host, port))
+            .await
+            .expect("resolves")
+            .next()
+            .expect("an address")
+    };
+    let proxy = testkit::TcpProxy::start(vec![upstream]).await;
+    let proxied_url = {
+        let mut url = reqwest::Url::parse(&db.url).expect("URL");
+        url.set_host(Some("127.0.0.1")).expect("host");
+        url.set_port(Some(proxy.addr().port())).expect("port");
+        url.to_string()
+    };
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let config = auth_service::Config {
+        database_url: db.url.clone(),
+        revocation: RevocationConfig {
+            heartbeat: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(100),
+        },
+        ..test_config(dir.path())
+    };
+    let a = spawn_auth_with(
+        auth_service::Config {
+            database_url: proxied_url,
+            ..config.clone()
+        },
+        Arc::clone(&dir),
+    )
+    .await;
+    let b = spawn_auth_with(config, dir).await;
+    let feed = fresh_feed_on(&a).await;
+
+    proxy.refuse();
+    a_verifier_of_a_replica_blind_to_the_log_goes_stale(&feed, &b).await;
+
+    drop(feed);
     a.stop().await;
     b.stop().await;
     db.drop().await;

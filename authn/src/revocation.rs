@@ -8,16 +8,32 @@
 //! - Freshness: the issuer sends a heartbeat every second. When nothing has been heard for
 //!   longer than `max_staleness`, the set may be missing revocations: requests then go through
 //!   the fallback `stateful` check, or fail closed without one. Never open.
+//! - Position: sequence numbers mean something only within one history of the issuer's log. The
+//!   feed resumes with its sequence, the log's epoch and the fingerprint of the last event it
+//!   applied; the issuer answers a `Reset` when they are not in its log (a database restored
+//!   from a backup, a failover that lost writes), and the feed resets by itself when a
+//!   heartbeat's head is below its position or its epoch changes. A reset forgets the position
+//!   (the backlog then starts from the oldest retained event) and makes the feed stale until the
+//!   next heartbeat, so requests go to the fallback meanwhile. It keeps the entries: they are
+//!   revocations that happened, in whatever history, and a restore must not bring back a session
+//!   that was logged out or a key that was revoked (they expire as usual). Counted in
+//!   `auth_revocation_feed_resets_total{reason}`.
+//! - Revoked keys: a `KeyRevoked` entry is held for the event's lifetime (25 h), through resets
+//!   and staleness alike, and is consulted before the fallback, which knows sessions only. What
+//!   bounds the time a revoked key is still accepted by a verifier that never got the event (it
+//!   was stale or disconnected when the key was revoked): the verifier's next successful JWKS
+//!   refresh, which no longer lists the key, or its reconnection, whose backlog has the event.
+//!   Both need the issuer reachable; until then a stale feed fails closed without a fallback.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use proto::auth::v1::revocation_event::Target;
 use proto::auth::v1::session_service_client::SessionServiceClient;
 use proto::auth::v1::watch_revocations_response::Message;
-use proto::auth::v1::{RevocationEvent, WatchRevocationsRequest};
+use proto::auth::v1::{Heartbeat, Reset, RevocationEvent, WatchRevocationsRequest};
 
 use crate::bearer::with_bearer;
 use crate::claims::AccessClaims;
@@ -60,19 +76,32 @@ struct Inner {
     users: moka::sync::Cache<String, Entry>,
     kids: moka::sync::Cache<String, Entry>,
     last_sequence: AtomicU64,
+    /// Where in which log the feed stands, beyond its sequence: what it resumes with.
+    cursor: Mutex<Cursor>,
     /// Milliseconds since `started` when the stream last proved the set current.
     last_heard_ms: AtomicU64,
     caught_up: AtomicBool,
+    resets: AtomicU64,
     started: Instant,
     max_staleness: Duration,
     fallback: Option<StatefulCheck>,
+}
+
+/// The epoch of the log the feed follows and the fingerprint of the last event it applied.
+#[derive(Debug, Default, Clone)]
+struct Cursor {
+    epoch: String,
+    fingerprint: String,
 }
 
 impl std::fmt::Debug for RevocationFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RevocationFeed")
             .field("last_sequence", &self.last_sequence())
+            .field("epoch", &self.epoch())
             .field("fresh", &self.is_fresh())
+            .field("lag", &self.lag())
+            .field("resets", &self.resets())
             .field("entries", &self.entries())
             .finish_non_exhaustive()
     }
@@ -90,6 +119,19 @@ pub struct FeedConfig {
     pub fallback: Option<StatefulCheck>,
 }
 
+/// What the stream should do after a message ([`RevocationFeed::receive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on reading.
+    Continue,
+    /// The feed reset itself (the issuer's head went below its position, or its epoch changed):
+    /// reconnect, so that the issuer sends the log from its oldest retained event.
+    Reconnect,
+}
+
+/// The reasons a feed resets, the values of the `reason` label.
+const RESET_REASONS: &[&str] = &["epoch", "behind", "diverged", "restored", "head_below"];
+
 impl RevocationFeed {
     /// An empty feed that is not fed by anything (tests); see [`RevocationFeed::start`].
     pub fn new(max_staleness: Duration, fallback: Option<StatefulCheck>) -> Self {
@@ -99,8 +141,10 @@ impl RevocationFeed {
                 users: revocation_cache(),
                 kids: revocation_cache(),
                 last_sequence: AtomicU64::new(0),
+                cursor: Mutex::new(Cursor::default()),
                 last_heard_ms: AtomicU64::new(0),
                 caught_up: AtomicBool::new(false),
+                resets: AtomicU64::new(0),
                 started: Instant::now(),
                 max_staleness,
                 fallback,
@@ -128,6 +172,8 @@ impl RevocationFeed {
     }
 
     /// Refuses `claims` if revoked; when the set cannot be trusted, defers to the fallback.
+    /// Revoked entries are refused whether the feed is fresh or not: the fallback knows
+    /// sessions only, never keys.
     pub async fn check(&self, kid: &str, claims: &AccessClaims) -> Result<(), AuthError> {
         let inner = &self.inner;
         let revoked = claims
@@ -172,11 +218,52 @@ impl RevocationFeed {
         self.inner.last_sequence.load(Ordering::Acquire)
     }
 
+    /// The epoch of the issuer's log the feed follows (empty before the first heartbeat, or
+    /// from an issuer that sends none).
+    pub fn epoch(&self) -> String {
+        self.cursor().epoch
+    }
+
+    /// How many times the feed has reset its position.
+    pub fn resets(&self) -> u64 {
+        self.inner.resets.load(Ordering::Acquire)
+    }
+
     /// Number of live entries (sessions, users, keys).
     pub fn entries(&self) -> u64 {
         self.inner.sessions.entry_count()
             + self.inner.users.entry_count()
             + self.inner.kids.entry_count()
+    }
+
+    fn cursor(&self) -> Cursor {
+        self.inner.cursor.lock().expect("cursor").clone()
+    }
+
+    /// The request that resumes the feed where it stands: its sequence, the epoch of that
+    /// sequence's log, and the fingerprint of the event it applied last.
+    pub fn resume_request(&self) -> WatchRevocationsRequest {
+        let cursor = self.cursor();
+        WatchRevocationsRequest {
+            after_sequence: self.last_sequence(),
+            log_epoch: cursor.epoch,
+            after_fingerprint: cursor.fingerprint,
+        }
+    }
+
+    /// Handles one message of the stream.
+    pub fn receive(&self, message: Message) -> Flow {
+        match message {
+            Message::Event(event) => {
+                self.apply(&event);
+                Flow::Continue
+            }
+            Message::Heartbeat(heartbeat) => self.heartbeat(&heartbeat),
+            Message::Reset(reset) => {
+                self.issuer_reset(&reset);
+                Flow::Continue
+            }
+        }
     }
 
     /// Applies one event. Events at or below the last applied sequence are ignored.
@@ -203,8 +290,83 @@ impl RevocationFeed {
                 }
             }
         }
+        inner
+            .cursor
+            .lock()
+            .expect("cursor")
+            .fingerprint
+            .clone_from(&event.fingerprint);
         inner.last_sequence.store(event.sequence, Ordering::Release);
         metrics::counter!("auth_revocation_events_applied_total").increment(1);
+    }
+
+    /// A heartbeat: the feed is current, unless the heartbeat says the issuer follows another
+    /// log than the one the feed's position belongs to (its head below the position, another
+    /// epoch), in which case the feed resets and must reconnect.
+    fn heartbeat(&self, heartbeat: &Heartbeat) -> Flow {
+        let position = self.last_sequence();
+        if heartbeat.head_sequence < position {
+            tracing::warn!(
+                head = heartbeat.head_sequence,
+                position,
+                "the issuer's revocation log is behind this verifier's position: resetting"
+            );
+            self.reset("head_below");
+            return Flow::Reconnect;
+        }
+        if !heartbeat.log_epoch.is_empty() {
+            let mut cursor = self.inner.cursor.lock().expect("cursor");
+            if cursor.epoch.is_empty() {
+                cursor.epoch.clone_from(&heartbeat.log_epoch);
+            } else if cursor.epoch != heartbeat.log_epoch {
+                let followed = std::mem::take(&mut cursor.epoch);
+                drop(cursor);
+                tracing::warn!(
+                    epoch = %heartbeat.log_epoch,
+                    followed = %followed,
+                    "the issuer's revocation log has another epoch: resetting"
+                );
+                self.reset("epoch");
+                return Flow::Reconnect;
+            }
+        }
+        self.heard();
+        Flow::Continue
+    }
+
+    /// The issuer says the feed's position is not in its log; the events that follow start from
+    /// its oldest retained one.
+    fn issuer_reset(&self, reset: &Reset) {
+        let reason = RESET_REASONS
+            .iter()
+            .find(|known| **known == reset.reason)
+            .copied()
+            .unwrap_or("other");
+        tracing::warn!(
+            reason,
+            head = reset.head_sequence,
+            position = self.last_sequence(),
+            epoch = %reset.log_epoch,
+            "the issuer reset the revocation feed"
+        );
+        self.reset(reason);
+        self.inner
+            .cursor
+            .lock()
+            .expect("cursor")
+            .epoch
+            .clone_from(&reset.log_epoch);
+    }
+
+    /// Forgets the position (sequence, epoch, fingerprint) and counts as stale until the next
+    /// heartbeat. The entries stay: they are revocations that happened.
+    pub fn reset(&self, reason: &'static str) {
+        let inner = &self.inner;
+        inner.caught_up.store(false, Ordering::Release);
+        *inner.cursor.lock().expect("cursor") = Cursor::default();
+        inner.last_sequence.store(0, Ordering::Release);
+        inner.resets.fetch_add(1, Ordering::AcqRel);
+        metrics::counter!("auth_revocation_feed_resets_total", "reason" => reason).increment(1);
     }
 
     /// Records that the stream has delivered everything up to now.
@@ -216,63 +378,121 @@ impl RevocationFeed {
     }
 }
 
+/// How one stream ended.
+enum StreamEnd {
+    /// The issuer closed it (shutdown), or the feed reset itself.
+    Closed,
+    /// It failed; `refused`: the issuer no longer accepts the token (expired, client removed).
+    Failed { error: String, refused: bool },
+}
+
 async fn watch_loop(
     inner: std::sync::Weak<Inner>,
     endpoint: tonic::transport::Endpoint,
     token: Arc<ServiceToken>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let Some(strong) = inner.upgrade() else {
             return;
         };
         let feed = RevocationFeed { inner: strong };
-        match watch_once(&feed, &endpoint, &token).await {
-            Ok(()) => tracing::info!("revocation stream ended by the issuer; reconnecting"),
-            Err(error) => {
-                tracing::warn!(%error, lag_ms = feed.lag().as_millis() as u64, "revocation stream failed; reconnecting")
+        let mut healthy = false;
+        match watch_once(&feed, &endpoint, &token, &mut healthy).await {
+            StreamEnd::Closed => {
+                tracing::info!("revocation stream ended; reconnecting");
+                metrics::counter!("auth_revocation_feed_reconnects_total").increment(1);
+            }
+            StreamEnd::Failed { error, refused } => {
+                if refused {
+                    // An expired token, or a client removed: a fresh token, if there is one.
+                    token.invalidate().await;
+                }
+                if refused && healthy {
+                    // The routine end of a stream whose token expired: not a failure.
+                    tracing::debug!(%error, "revocation stream ended with its token; reconnecting with a fresh one");
+                    metrics::counter!("auth_revocation_feed_renewals_total").increment(1);
+                } else {
+                    tracing::warn!(%error, refused, lag_ms = feed.lag().as_millis() as u64, "revocation stream failed; reconnecting");
+                    metrics::counter!("auth_revocation_feed_reconnects_total").increment(1);
+                }
             }
         }
-        metrics::counter!("auth_revocation_feed_reconnects_total").increment(1);
         drop(feed);
+        if healthy {
+            // The stream worked (a heartbeat came): reconnect at once, from a short backoff.
+            backoff = FIRST_BACKOFF;
+            continue;
+        }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 
+/// One stream, until it ends. `healthy` turns true once a heartbeat has been heard.
 async fn watch_once(
     feed: &RevocationFeed,
     endpoint: &tonic::transport::Endpoint,
     token: &ServiceToken,
-) -> Result<(), String> {
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    healthy: &mut bool,
+) -> StreamEnd {
+    let failed = |error: String| StreamEnd::Failed {
+        error,
+        refused: false,
+    };
+    let refusal = |status: &tonic::Status| {
+        matches!(
+            status.code(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        )
+    };
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return failed(error.to_string()),
+    };
     let mut client = SessionServiceClient::new(channel);
-    let bearer = token.get().await.map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(WatchRevocationsRequest {
-        after_sequence: feed.last_sequence(),
-    });
-    with_bearer(&mut request, &bearer).map_err(|e| e.to_string())?;
+    let bearer = match token.get().await {
+        Ok(bearer) => bearer,
+        Err(error) => return failed(error.to_string()),
+    };
+    let resume = feed.resume_request();
+    let after_sequence = resume.after_sequence;
+    let mut request = tonic::Request::new(resume);
+    if let Err(status) = with_bearer(&mut request, &bearer) {
+        return failed(status.to_string());
+    }
     let mut stream = match client.watch_revocations(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => {
-            if status.code() == tonic::Code::Unauthenticated {
-                token.invalidate().await;
-            }
-            return Err(status.to_string());
+            return StreamEnd::Failed {
+                refused: refusal(&status),
+                error: status.to_string(),
+            };
         }
     };
-    tracing::info!(
-        after_sequence = feed.last_sequence(),
-        "revocation stream connected"
-    );
-    while let Some(message) = stream.message().await.map_err(|e| e.to_string())? {
-        match message.message {
-            Some(Message::Event(event)) => feed.apply(&event),
-            Some(Message::Heartbeat(_)) => feed.heard(),
-            None => {}
+    tracing::info!(after_sequence, "revocation stream connected");
+    loop {
+        match stream.message().await {
+            Ok(Some(message)) => {
+                let Some(message) = message.message else {
+                    continue;
+                };
+                let heartbeat = matches!(message, Message::Heartbeat(_));
+                if feed.receive(message) == Flow::Reconnect {
+                    return StreamEnd::Closed;
+                }
+                *healthy |= heartbeat;
+            }
+            Ok(None) => return StreamEnd::Closed,
+            Err(status) => {
+                return StreamEnd::Failed {
+                    refused: refusal(&status),
+                    error: status.to_string(),
+                };
+            }
         }
     }
-    Ok(())
 }
 
 /// Publishes the feed's lag and size every second, including while it is disconnected (when
@@ -288,6 +508,11 @@ async fn report_loop(inner: std::sync::Weak<Inner>) {
             metrics::gauge!("auth_revocation_feed_lag_seconds").set(feed.lag().as_secs_f64());
             metrics::gauge!("auth_revocation_entries").set(feed.entries() as f64);
             metrics::gauge!("auth_revocation_last_sequence").set(feed.last_sequence() as f64);
+            metrics::gauge!("auth_revocation_feed_fresh").set(if feed.is_fresh() {
+                1.0
+            } else {
+                0.0
+            });
         }
     }
 }
@@ -321,7 +546,224 @@ mod tests {
             occurred_at: now,
             expires_at: now + 360,
             target: Some(target),
+            fingerprint: format!("fp-{sequence}"),
         }
+    }
+
+    fn ended(sid: &str) -> Target {
+        Target::SessionsEnded(SessionsEnded {
+            session_ids: vec![sid.into()],
+            ..SessionsEnded::default()
+        })
+    }
+
+    fn heartbeat(head: u64, epoch: &str) -> Message {
+        Message::Heartbeat(Heartbeat {
+            head_sequence: head,
+            sent_at_ms: 0,
+            log_epoch: epoch.into(),
+        })
+    }
+
+    fn reset(reason: &str, epoch: &str) -> Message {
+        Message::Reset(Reset {
+            reason: reason.into(),
+            log_epoch: epoch.into(),
+            head_sequence: 1,
+        })
+    }
+
+    /// A session store that finds every session active: a fallback that would let anything
+    /// with a session through.
+    #[derive(Debug)]
+    struct EverySessionActive;
+
+    impl crate::session::SessionLookup for EverySessionActive {
+        fn is_active<'a>(
+            &'a self,
+            _sid: &'a str,
+        ) -> crate::session::BoxFuture<'a, Result<bool, crate::session::LookupError>> {
+            Box::pin(async { Ok(true) })
+        }
+    }
+
+    fn with_lenient_fallback(max_staleness: Duration) -> RevocationFeed {
+        RevocationFeed::new(
+            max_staleness,
+            Some(StatefulCheck::new(
+                Arc::new(EverySessionActive),
+                Duration::ZERO,
+            )),
+        )
+    }
+
+    /// A feed with sessions s1 (1), user mallory (2) and key leaked (3) revoked, fresh, in
+    /// epoch "e1".
+    fn fed(feed: &RevocationFeed) {
+        feed.receive(Message::Event(event(1, ended("s1"))));
+        feed.receive(Message::Event(event(
+            2,
+            Target::UserDisabled(UserDisabled {
+                user_id: "mallory".into(),
+            }),
+        )));
+        feed.receive(Message::Event(event(
+            3,
+            Target::KeyRevoked(KeyRevoked {
+                kid: "leaked".into(),
+            }),
+        )));
+        assert_eq!(feed.receive(heartbeat(3, "e1")), Flow::Continue);
+        assert!(feed.is_fresh());
+    }
+
+    fn service_claims(sub: &str, iat: i64) -> AccessClaims {
+        AccessClaims {
+            sid: None,
+            client_id: Some(sub.into()),
+            ..claims(sub, "unused", iat)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_forgets_the_position_keeps_the_entries_and_is_stale_until_a_heartbeat() {
+        let feed = with_lenient_fallback(Duration::from_secs(5));
+        fed(&feed);
+        let now = crate::unix_now();
+        let revoked = Err(AuthError::Unauthenticated(RejectReason::Revoked));
+
+        assert_eq!(feed.receive(reset("behind", "e2")), Flow::Continue);
+        assert!(!feed.is_fresh(), "mid-reset: stale");
+        assert!(feed.is_ready(), "the fallback decides meanwhile");
+        assert_eq!((feed.last_sequence(), feed.resets()), (0, 1));
+        assert_eq!(
+            feed.resume_request(),
+            WatchRevocationsRequest {
+                after_sequence: 0,
+                log_epoch: "e2".into(),
+                after_fingerprint: String::new(),
+            }
+        );
+        // What was revoked stays revoked, although the fallback finds every session active and
+        // knows nothing of keys; the rest goes to the fallback.
+        assert_eq!(feed.check("k", &claims("u", "s1", now)).await, revoked);
+        assert_eq!(
+            feed.check("k", &claims("mallory", "s9", now - 1)).await,
+            revoked
+        );
+        assert_eq!(feed.check("leaked", &claims("u", "s2", now)).await, revoked);
+        assert_eq!(
+            feed.check("leaked", &service_claims("svc", now)).await,
+            revoked
+        );
+        assert!(feed.check("k", &claims("u", "s2", now)).await.is_ok());
+
+        // The backlog of the new history, from its start: events numbered below the old
+        // position are applied, and the feed is fresh again at the heartbeat.
+        feed.receive(Message::Event(event(1, ended("new-1"))));
+        assert!(!feed.is_fresh(), "still catching up");
+        assert_eq!(feed.receive(heartbeat(1, "e2")), Flow::Continue);
+        assert!(feed.is_fresh());
+        assert_eq!(feed.last_sequence(), 1);
+        assert_eq!(feed.check("k", &claims("u", "new-1", now)).await, revoked);
+        assert_eq!(
+            feed.check("leaked", &service_claims("svc", now)).await,
+            revoked
+        );
+    }
+
+    #[tokio::test]
+    async fn revoked_keys_are_refused_by_a_stale_feed_whose_fallback_knows_sessions_only() {
+        let feed = with_lenient_fallback(Duration::ZERO);
+        feed.apply(&event(
+            1,
+            Target::KeyRevoked(KeyRevoked {
+                kid: "leaked".into(),
+            }),
+        ));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!feed.is_fresh());
+        let now = crate::unix_now();
+        let revoked = Err(AuthError::Unauthenticated(RejectReason::Revoked));
+        // With a session the fallback finds active, and without any (a service token, which
+        // the fallback never looks up): refused all the same.
+        assert_eq!(feed.check("leaked", &claims("u", "s", now)).await, revoked);
+        assert_eq!(
+            feed.check("leaked", &service_claims("svc", now)).await,
+            revoked
+        );
+        assert!(
+            feed.check("current", &service_claims("svc", now))
+                .await
+                .is_ok()
+        );
+        // And still after the feed reset itself.
+        feed.reset("epoch");
+        assert_eq!(
+            feed.check("leaked", &service_claims("svc", now)).await,
+            revoked
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_below_the_position_resets_the_feed_and_asks_to_reconnect() {
+        let feed = RevocationFeed::new(Duration::from_secs(5), None);
+        fed(&feed);
+        assert_eq!(feed.receive(heartbeat(3, "e1")), Flow::Continue);
+        assert_eq!(
+            feed.receive(heartbeat(7, "e1")),
+            Flow::Continue,
+            "ahead is fine"
+        );
+        assert_eq!(feed.receive(heartbeat(2, "e1")), Flow::Reconnect);
+        assert!(!feed.is_fresh());
+        assert_eq!((feed.last_sequence(), feed.resets()), (0, 1));
+        assert_eq!(feed.resume_request(), WatchRevocationsRequest::default());
+        assert!(feed.inner.sessions.contains_key("s1"), "the entries stay");
+        assert!(feed.inner.users.contains_key("mallory"));
+        assert!(feed.inner.kids.contains_key("leaked"));
+    }
+
+    #[test]
+    fn another_epoch_resets_the_feed_and_an_empty_one_is_ignored() {
+        let feed = RevocationFeed::new(Duration::from_secs(5), None);
+        assert_eq!(feed.receive(heartbeat(0, "")), Flow::Continue);
+        assert_eq!(feed.epoch(), "", "an issuer that predates epochs");
+        fed(&feed);
+        assert_eq!(
+            feed.epoch(),
+            "e1",
+            "adopted from the first heartbeat that has one"
+        );
+        assert_eq!(feed.receive(heartbeat(3, "")), Flow::Continue);
+        assert!(feed.is_fresh());
+        assert_eq!(feed.receive(heartbeat(3, "e2")), Flow::Reconnect);
+        assert!(!feed.is_fresh());
+        assert_eq!(feed.resume_request(), WatchRevocationsRequest::default());
+        // Reconnected: the issuer's reset names the epoch, and the feed follows it.
+        feed.receive(reset("epoch", "e2"));
+        feed.receive(Message::Event(event(1, ended("a"))));
+        assert_eq!(feed.receive(heartbeat(1, "e2")), Flow::Continue);
+        assert!(feed.is_fresh());
+        assert_eq!(feed.resets(), 2);
+    }
+
+    #[test]
+    fn the_resume_request_names_the_last_event_applied() {
+        let feed = RevocationFeed::new(Duration::from_secs(5), None);
+        assert_eq!(feed.resume_request(), WatchRevocationsRequest::default());
+        fed(&feed);
+        let mut old = event(2, ended("late"));
+        old.fingerprint = "not-applied".into();
+        feed.apply(&old);
+        assert_eq!(
+            feed.resume_request(),
+            WatchRevocationsRequest {
+                after_sequence: 3,
+                log_epoch: "e1".into(),
+                after_fingerprint: "fp-3".into(),
+            }
+        );
     }
 
     #[tokio::test]

@@ -301,3 +301,143 @@ async fn hybrid_fails_closed_while_the_issuer_is_gone_and_resumes_after_a_restar
     assert_eq!(stack.gateway_status(&token).await, StatusCode::OK);
     assert_eq!(stack.orders_code(&token).await, Code::Ok);
 }
+
+async fn logout(stack: &Stack, token: &str) {
+    let response = stack
+        .http
+        .post(stack.url("/v1/logout"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+/// The issuer's database put back to an earlier copy while the `hybrid` verifiers run: its
+/// event numbers start again below the verifiers' positions. A logout made after the restore
+/// must still reach both verifiers within the push bound, and what they learnt before the
+/// restore (a logout the restored database no longer knows) still stands.
+#[tokio::test]
+async fn hybrid_refuses_a_logout_made_after_the_issuers_database_is_restored() {
+    let mut stack = Stack::start(Options {
+        mode: AuthMode::Hybrid,
+        ..Options::default()
+    })
+    .await;
+    stack.add_user("alice", "user", "orders:read").await;
+    stack.add_user("carol", "user", "orders:read").await;
+    let carol = stack.token("carol", None).await;
+    let backup = stack.backup_auth_db("backup.db").await;
+
+    // After the backup: revocations the restored database will not have.
+    logout(&stack, &carol).await;
+    for i in 0..3 {
+        revoked_token(&stack, &format!("after-backup-{i}"), Revocation::Logout).await;
+    }
+    eventually(
+        "both verifiers refuse carol",
+        Duration::from_secs(2),
+        || async {
+            stack.gateway_status(&carol).await == StatusCode::UNAUTHORIZED
+                && stack.orders_code(&carol).await == Code::Unauthenticated
+        },
+    )
+    .await;
+
+    stack.restore_auth_db(&backup).await;
+    let alice = stack.token("alice", None).await;
+    eventually(
+        "alice's token is accepted",
+        Duration::from_secs(5),
+        || async {
+            stack.gateway_status(&alice).await == StatusCode::OK
+                && stack.orders_code(&alice).await == Code::Ok
+        },
+    )
+    .await;
+    logout(&stack, &alice).await;
+    let at_gateway = eventually("the gateway refuses", Duration::from_secs(2), || async {
+        stack.gateway_status(&alice).await == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let at_orders = eventually("orders-service refuses", Duration::from_secs(2), || async {
+        stack.orders_code(&alice).await == Code::Unauthenticated
+    })
+    .await;
+    eprintln!("after the restore: refused after {at_gateway:?} (gateway), {at_orders:?} (orders)");
+    // The restored database has carol's session active again; the verifiers remember it ended.
+    assert_eq!(stack.gateway_status(&carol).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(stack.orders_code(&carol).await, Code::Unauthenticated);
+}
+
+/// A `hybrid` verifier's feed across a restore of the issuer's database, message by message:
+/// the restored issuer resets it when it reconnects, and from that reset until the heartbeat
+/// after the backlog the feed is stale (requests go to the fallback, or fail closed), never
+/// fresh on a position the issuer does not have. What it learnt before stays.
+#[tokio::test]
+async fn a_feed_reset_by_a_restored_issuer_is_stale_until_it_has_caught_up() {
+    use authn::claims::{AccessClaims, Audience};
+    use authn::revocation::RevocationFeed;
+    use authn::{AuthError, RejectReason};
+    use proto::auth::v1::watch_revocations_response::Message;
+    use testkit::auth::watch_revocations;
+
+    let mut stack = Stack::start(Options {
+        mode: AuthMode::Hybrid,
+        ..Options::default()
+    })
+    .await;
+    let token = stack.service_token("watcher").await;
+    stack.add_user("carol", "user", "orders:read").await;
+    let carol = stack.token("carol", None).await;
+    let feed = RevocationFeed::new(Duration::from_secs(5), None);
+    let mut watcher = watch_revocations(&stack.auth_grpc, &token, feed.resume_request()).await;
+    while !feed.is_fresh() {
+        feed.receive(watcher.next_message().await);
+    }
+    let backup = stack.backup_auth_db("backup.db").await;
+    logout(&stack, &carol).await;
+    for i in 0..3 {
+        revoked_token(&stack, &format!("after-backup-{i}"), Revocation::Logout).await;
+    }
+    let head = stack.auth_state.revocations.head().await.unwrap();
+    while feed.last_sequence() < head {
+        feed.receive(watcher.next_message().await);
+    }
+    drop(watcher);
+
+    stack.restore_auth_db(&backup).await;
+    let restored_head = stack.auth_state.revocations.head().await.unwrap();
+    assert!(restored_head < head, "{restored_head} < {head}");
+    let mut watcher = watch_revocations(&stack.auth_grpc, &token, feed.resume_request()).await;
+    let first = watcher.next_message().await;
+    assert!(
+        matches!(&first, Message::Reset(reset) if reset.reason == "behind"),
+        "{first:?}"
+    );
+    feed.receive(first);
+    assert!(!feed.is_fresh(), "mid-reset: stale");
+    assert_eq!((feed.last_sequence(), feed.resets()), (0, 1));
+    loop {
+        let message = watcher.next_message().await;
+        let heartbeat = matches!(message, Message::Heartbeat(_));
+        feed.receive(message);
+        if heartbeat {
+            break;
+        }
+        assert!(
+            !feed.is_fresh(),
+            "stale until the backlog is through: {feed:?}"
+        );
+    }
+    assert!(feed.is_fresh());
+    assert_eq!(feed.last_sequence(), restored_head);
+
+    // Carol's logout is not in the restored database; the feed still refuses her token.
+    let claims: AccessClaims = UnverifiedJws::parse(&carol).unwrap().payload().unwrap();
+    assert_eq!(claims.aud, Audience::One("orders".into()));
+    assert_eq!(
+        feed.check("kid", &claims).await,
+        Err(AuthError::Unauthenticated(RejectReason::Revoked))
+    );
+}

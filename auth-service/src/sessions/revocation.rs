@@ -15,12 +15,30 @@
 //!   event.
 //! - **Retention.** An event expires once every token it covers has expired (`occurred_at` +
 //!   access-token lifetime + [`RETENTION_MARGIN_SECS`]), a `KeyRevoked` event once no verifier
-//!   can still hold the key in a stale JWKS ([`KEY_REVOKED_RETENTION_SECS`]); the pruner deletes
-//!   expired events only, so a reconnecting verifier can never miss a revocation that still
-//!   matters.
+//!   can still hold the key in a stale JWKS ([`KEY_REVOKED_RETENTION_SECS`]); the purge
+//!   ([`super::purge`]) deletes expired events only, so a reconnecting verifier can never miss
+//!   a revocation that still matters.
+//! - **Identity.** Sequence numbers identify events only within one history of the log. A
+//!   database restored from a backup, or a failover that lost the last writes, numbers new
+//!   events again from an earlier head, and a verifier that kept its old position would ignore
+//!   them. So the log has an *epoch* (a random id in `revocation_sequence`, written when the log
+//!   is created) and every event a *fingerprint* (a digest of its stored row). The tailer checks,
+//!   at every read, that the last event it broadcast is still in the table as it was, and, at
+//!   every poll, that the epoch has not changed: when the head went below it, or its event
+//!   differs, the log went back under it ([`LogState::reason`] `behind` or `diverged`), and it
+//!   writes a new epoch so that every replica learns it (a restored copy carries the original's
+//!   epoch, so the epoch alone cannot tell). Either way the tailer moves its tail to the new
+//!   head and bumps [`LogState::generation`]: the open streams then reset their verifiers
+//!   ([`crate::grpc`]). A verifier that reconnects is checked the same way, with the position,
+//!   epoch and fingerprint it sends.
+//! - **Health.** The streams vouch for what the tailer has read: [`RevocationLog::vouch`] says
+//!   whether the tailer's last read succeeded recently enough. A replica that cannot read its
+//!   log (a lost connection, a row it cannot parse) ends its streams instead of heartbeating
+//!   while missing what the others write.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use proto::auth::v1 as pb;
 use serde::{Deserialize, Serialize};
@@ -80,6 +98,26 @@ pub struct Event {
     pub occurred_at: i64,
     pub expires_at: i64,
     pub target: Target,
+    /// A digest of the stored row ([`fingerprint`]): two events with one sequence number are
+    /// the same event only if their fingerprints are equal.
+    pub fingerprint: String,
+}
+
+/// The fingerprint of a stored event: SHA-256 over its columns as stored, the first 128 bits,
+/// base64url. Computed from the row (not from a re-serialization) so that every version of the
+/// issuer computes the same value for the same row.
+pub fn fingerprint(
+    sequence: i64,
+    kind: &str,
+    payload: &str,
+    occurred_at: i64,
+    expires_at: i64,
+) -> String {
+    use aws_lc_rs::digest;
+    use base64::Engine as _;
+    let input = format!("{sequence}\n{kind}\n{occurred_at}\n{expires_at}\n{payload}");
+    let hash = digest::digest(&digest::SHA256, input.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16])
 }
 
 impl Event {
@@ -105,6 +143,7 @@ impl Event {
             occurred_at: self.occurred_at,
             expires_at: self.expires_at,
             target: Some(target),
+            fingerprint: self.fingerprint.clone(),
         }
     }
 }
@@ -153,8 +192,38 @@ struct Inner {
     live: broadcast::Sender<Arc<Event>>,
     /// The last sequence the tailer has broadcast.
     tail: watch::Sender<u64>,
+    /// The fingerprint of the event at the tail, when known (only the tailer writes it).
+    tail_fingerprint: Mutex<Option<String>>,
+    /// The log's identity and the tailer's health, as the streams follow them.
+    state: watch::Sender<LogState>,
+    /// When the tailer last read the table successfully, in milliseconds since `started`.
+    last_read_ms: AtomicU64,
+    /// How often the tailer reads at the least (`AUTH_REVOCATION_POLL_INTERVAL`), in ms.
+    poll_interval_ms: AtomicU64,
+    started: Instant,
     wake: Notify,
     redis: Option<RedisFanout>,
+}
+
+/// What the open streams need to know of the log besides its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogState {
+    /// The log's epoch (see the module documentation).
+    pub epoch: Arc<str>,
+    /// Bumped each time the tailer finds the log went back: streams opened in an earlier
+    /// generation reset their verifiers.
+    pub generation: u64,
+    /// Why the last generation began: `behind`, `diverged` or `epoch`; empty for the first.
+    pub reason: &'static str,
+    /// Why the tailer's last read failed; `None` once a read succeeds.
+    pub failure: Option<Arc<str>>,
+}
+
+/// The head of the log and its epoch, as the database has them now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub head: u64,
+    pub epoch: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -187,6 +256,13 @@ impl EventRow {
             occurred_at: self.occurred_at,
             expires_at: self.expires_at,
             target,
+            fingerprint: fingerprint(
+                self.sequence,
+                &self.kind,
+                &self.payload,
+                self.occurred_at,
+                self.expires_at,
+            ),
         })
     }
 }
@@ -204,18 +280,37 @@ impl RevocationLog {
         access_token_ttl: Duration,
         redis: Option<RedisFanout>,
     ) -> Result<Self, sqlx::Error> {
-        let head = head(&pool).await?;
+        // The first issuer on a database gives its log an epoch; the others read it.
+        sqlx::query("UPDATE revocation_sequence SET epoch = $1 WHERE id = 1 AND epoch IS NULL")
+            .bind(crate::crypto::random_id())
+            .execute(&pool)
+            .await?;
+        let position = position(&pool).await?;
         let ttl = i64::try_from(access_token_ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        Ok(Self {
+        let log = Self {
             inner: Arc::new(Inner {
                 pool,
                 retention_secs: ttl.saturating_add(RETENTION_MARGIN_SECS),
                 live: broadcast::channel(LIVE_CAPACITY).0,
-                tail: watch::channel(head).0,
+                tail: watch::channel(position.head).0,
+                tail_fingerprint: Mutex::new(None),
+                state: watch::channel(LogState {
+                    epoch: position.epoch.clone().into(),
+                    generation: 0,
+                    reason: "",
+                    failure: None,
+                })
+                .0,
+                last_read_ms: AtomicU64::new(0),
+                poll_interval_ms: AtomicU64::new(u64::MAX),
+                started: Instant::now(),
                 wake: Notify::new(),
                 redis,
             }),
-        })
+        };
+        log.set_tail(position.head).await;
+        log.report(&position.epoch, None);
+        Ok(log)
     }
 
     /// Appends an event inside the caller's transaction, occurring at `now`. The caller commits,
@@ -301,7 +396,54 @@ impl RevocationLog {
 
     /// The greatest sequence assigned and committed so far, from the table.
     pub async fn head(&self) -> Result<u64, sqlx::Error> {
-        head(&self.inner.pool).await
+        Ok(position(&self.inner.pool).await?.head)
+    }
+
+    /// The head and the epoch, from the table.
+    pub async fn position(&self) -> Result<Position, sqlx::Error> {
+        position(&self.inner.pool).await
+    }
+
+    /// The retained event numbered `sequence`, if any.
+    pub async fn event_at(&self, sequence: u64) -> Result<Option<Event>, ReadError> {
+        let row: Option<EventRow> = sqlx::query_as(
+            "SELECT sequence, kind, payload, occurred_at, expires_at FROM revocation_events \
+             WHERE sequence = $1",
+        )
+        .bind(to_db_sequence(sequence))
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        row.map(EventRow::into_event).transpose()
+    }
+
+    /// The log's identity and the tailer's health, as the streams follow them.
+    pub fn state(&self) -> LogState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Changes of [`RevocationLog::state`].
+    pub fn watch_state(&self) -> watch::Receiver<LogState> {
+        self.inner.state.subscribe()
+    }
+
+    /// Whether this replica can vouch for its streams now: its tailer's last read succeeded,
+    /// no longer ago than one poll interval plus `slack` (a stream's heartbeat interval). `Err`
+    /// says why not. A stream that cannot be vouched for sends no heartbeat, so its verifier goes
+    /// stale instead of trusting a replica that misses what the others write.
+    pub fn vouch(&self, slack: Duration) -> Result<(), String> {
+        if let Some(failure) = &self.inner.state.borrow().failure {
+            return Err(failure.to_string());
+        }
+        let poll = Duration::from_millis(self.inner.poll_interval_ms.load(Ordering::Acquire));
+        let read = Duration::from_millis(self.inner.last_read_ms.load(Ordering::Acquire));
+        let age = self.inner.started.elapsed().saturating_sub(read);
+        if age > poll.saturating_add(slack) {
+            return Err(format!(
+                "the revocation log was last read {} ms ago",
+                age.as_millis()
+            ));
+        }
+        Ok(())
     }
 
     /// The last sequence the tailer has broadcast: every committed event up to it is in the
@@ -324,17 +466,35 @@ impl RevocationLog {
         Ok(done.rows_affected())
     }
 
-    /// Starts the tailer, the pruner and (with Redis) the subscriber to other replicas' events
-    /// in `tasks`. They stop when `stop` turns true.
+    /// Deletes at most `limit` of the events that expired at or before `now`, those that expired
+    /// first. Returns how many. The purge ([`super::purge`]) calls it batch after batch, on its
+    /// schedule, until a batch comes back short.
+    pub async fn prune_batch(&self, now: i64, limit: i64) -> Result<u64, sqlx::Error> {
+        let done = sqlx::query(
+            "DELETE FROM revocation_events WHERE sequence IN (SELECT sequence \
+             FROM revocation_events WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Starts the tailer and (with Redis) the subscriber to other replicas' events in `tasks`.
+    /// They stop when `stop` turns true. Expired events are deleted by the purge
+    /// ([`super::purge`]), with the expired sessions and refresh tokens.
     pub fn spawn_tasks(
         &self,
         tasks: &mut JoinSet<()>,
         stop: &watch::Receiver<bool>,
         poll_interval: Duration,
-        prune_interval: Duration,
     ) {
+        self.inner.poll_interval_ms.store(
+            u64::try_from(poll_interval.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
         tasks.spawn(self.clone().tail_loop(stop.clone(), poll_interval));
-        tasks.spawn(self.clone().prune_loop(stop.clone(), prune_interval));
         if let Some(redis) = self.inner.redis.clone() {
             tasks.spawn(self.clone().subscribe_loop(redis.client, stop.clone()));
         }
@@ -344,48 +504,157 @@ impl RevocationLog {
         let mut poll = tokio::time::interval(poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let polled = tokio::select! {
                 () = stopped(&mut stop) => return,
-                () = self.inner.wake.notified() => {}
-                _ = poll.tick() => {}
-            }
-            if let Err(error) = self.broadcast_new().await {
-                tracing::warn!(%error, "cannot read new revocation events; retrying at the next poll");
+                () = self.inner.wake.notified() => false,
+                _ = poll.tick() => true,
+            };
+            match self.read_new(polled).await {
+                Ok(()) => {
+                    let now =
+                        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    self.inner.last_read_ms.store(now, Ordering::Release);
+                    self.set_failure(None);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read new revocation events; this replica's revocation streams end until it can");
+                    self.set_failure(Some(error.to_string()));
+                }
             }
         }
     }
 
-    /// Reads and broadcasts every event after the tail.
-    async fn broadcast_new(&self) -> Result<(), ReadError> {
+    /// Checks that the log is still the one followed (its epoch, when `check_epoch`), then reads
+    /// and broadcasts every event after the tail.
+    async fn read_new(&self, check_epoch: bool) -> Result<(), ReadError> {
+        if check_epoch {
+            let position = self.position().await?;
+            if *self.state().epoch != position.epoch {
+                self.restart("epoch", Some(position.epoch)).await?;
+            }
+        }
         loop {
-            let events = self.read_after(self.tail(), PAGE).await?;
-            let full_page = events.len() == usize::try_from(PAGE).unwrap_or(usize::MAX);
+            let tail = self.tail();
+            // From the tail itself: its event must still be there as it was broadcast.
+            let from = tail.saturating_sub(1);
+            let mut events = self.read_after(from, PAGE + 1).await?;
+            if tail > 0 {
+                let known = self.inner.tail_fingerprint.lock().expect("tail").clone();
+                match events.first() {
+                    Some(first) if first.sequence == tail => {
+                        if known.is_some_and(|known| known != first.fingerprint) {
+                            self.restart("diverged", None).await?;
+                            continue;
+                        }
+                        events.remove(0);
+                    }
+                    // Our last event is gone: expired and pruned, or the log went back.
+                    _ => {
+                        let position = self.position().await?;
+                        if position.head < tail {
+                            self.restart("behind", None).await?;
+                            continue;
+                        }
+                    }
+                }
+            }
+            let full_page = events.len() >= usize::try_from(PAGE).unwrap_or(usize::MAX);
             for event in events {
                 let sequence = event.sequence;
+                *self.inner.tail_fingerprint.lock().expect("tail") =
+                    Some(event.fingerprint.clone());
                 // No receiver is not an error: nobody is watching.
                 let _ = self.inner.live.send(Arc::new(event));
                 self.inner.tail.send_replace(sequence);
             }
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("auth_revocation_log_head").set(self.tail() as f64);
             if !full_page {
                 return Ok(());
             }
         }
     }
 
-    async fn prune_loop(self, mut stop: watch::Receiver<bool>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stopped(&mut stop) => return,
-                _ = tick.tick() => {}
+    /// The log went back under the tailer (`reason`), or another replica said so by changing the
+    /// epoch (`new_epoch`, read from the database): writes a new epoch in the first case, moves
+    /// the tail to the current head, and starts a new generation, which makes every open stream
+    /// reset its verifier and deliver the log from its oldest retained event.
+    async fn restart(
+        &self,
+        reason: &'static str,
+        new_epoch: Option<String>,
+    ) -> Result<(), ReadError> {
+        let old = self.state().epoch;
+        let epoch = if let Some(epoch) = new_epoch {
+            epoch
+        } else {
+            // Only if the database still has the epoch this replica followed: when another
+            // replica found the same restore first, its new epoch stands (one reset, not two).
+            sqlx::query(
+                "UPDATE revocation_sequence SET epoch = $1 \
+                 WHERE id = 1 AND (epoch = $2 OR epoch IS NULL)",
+            )
+            .bind(crate::crypto::random_id())
+            .bind(old.as_ref())
+            .execute(&self.inner.pool)
+            .await?;
+            self.position().await?.epoch
+        };
+        let head = self.position().await?.head;
+        tracing::warn!(
+            reason,
+            tail = self.tail(),
+            head,
+            old_epoch = %old,
+            epoch = %epoch,
+            "the revocation log went back (restored from a backup, or a failover lost writes): \
+             resetting every revocation stream of this replica"
+        );
+        metrics::counter!("auth_revocation_log_resets_total", "reason" => reason).increment(1);
+        self.report(&epoch, Some(&old));
+        // The new generation first: a stream that sees the lower tail has seen it too.
+        self.inner.state.send_modify(|state| {
+            state.epoch = epoch.into();
+            state.generation += 1;
+            state.reason = reason;
+        });
+        self.set_tail(head).await;
+        Ok(())
+    }
+
+    /// Moves the tail to `sequence`, remembering the fingerprint of its event if it is retained.
+    async fn set_tail(&self, sequence: u64) {
+        let fingerprint = match self.event_at(sequence).await {
+            Ok(event) => event.map(|event| event.fingerprint),
+            Err(error) => {
+                tracing::warn!(%error, sequence, "cannot read the last revocation event");
+                None
             }
-            match self.prune(crate::db::now()).await {
-                Ok(0) => {}
-                Ok(pruned) => tracing::debug!(pruned, "pruned expired revocation events"),
-                Err(error) => tracing::warn!(%error, "cannot prune revocation events"),
-            }
+        };
+        *self.inner.tail_fingerprint.lock().expect("tail") = fingerprint;
+        self.inner.tail.send_replace(sequence);
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("auth_revocation_log_head").set(sequence as f64);
+    }
+
+    /// Publishes the epoch as `auth_revocation_log_epoch{epoch} 1` (the previous one at 0).
+    fn report(&self, epoch: &str, previous: Option<&str>) {
+        if let Some(previous) = previous {
+            metrics::gauge!("auth_revocation_log_epoch", "epoch" => previous.to_owned()).set(0.0);
         }
+        metrics::gauge!("auth_revocation_log_epoch", "epoch" => epoch.to_owned()).set(1.0);
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        let failing = failure.is_some();
+        self.inner.state.send_if_modified(|state| {
+            if state.failure.is_none() && failure.is_none() {
+                return false;
+            }
+            state.failure = failure.map(Into::into);
+            true
+        });
+        metrics::gauge!("auth_revocation_log_failing").set(if failing { 1.0 } else { 0.0 });
     }
 
     /// Listens on [`REDIS_CHANNEL`] and wakes the tailer for every message, reconnecting with a
@@ -441,12 +710,15 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-async fn head(pool: &AnyPool) -> Result<u64, sqlx::Error> {
-    let head: i64 =
-        sqlx::query_scalar("SELECT last_sequence FROM revocation_sequence WHERE id = 1")
+async fn position(pool: &AnyPool) -> Result<Position, sqlx::Error> {
+    let (head, epoch): (i64, Option<String>) =
+        sqlx::query_as("SELECT last_sequence, epoch FROM revocation_sequence WHERE id = 1")
             .fetch_one(pool)
             .await?;
-    Ok(u64::try_from(head).unwrap_or(0))
+    Ok(Position {
+        head: u64::try_from(head).unwrap_or(0),
+        epoch: epoch.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

@@ -316,7 +316,9 @@ async fn open_redis_store(
     url: &str,
     db: &Db,
 ) -> (RedisStore, RevocationLog, redis::aio::ConnectionManager) {
-    let (client, manager) = sessions::redis::connect(url).await.expect("Redis connects");
+    let (client, manager) = sessions::redis::connect(url, None)
+        .await
+        .expect("Redis connects");
     let log = RevocationLog::new(
         db.pool.clone(),
         ACCESS_TTL,

@@ -96,8 +96,13 @@ pub struct VerifierConfig {
     )]
     pub client_secret: Option<SecretString>,
     /// The shared session store: `stateful` verifiers read sessions from it directly.
+    /// `rediss://` connects over TLS.
     #[arg(long = "redis-url", env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// PEM file of the CA(s) that sign the Redis server's certificate, for a `rediss://`
+    /// `REDIS_URL`; replaces the public roots. Unset: the public roots (webpki-roots).
+    #[arg(long = "redis-ca-file", env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// `hybrid`: how long the revocation stream may stay silent before requests fall back to
     /// `stateful` checks (or fail closed).
     #[arg(long = "auth-max-staleness", env = "AUTH_MAX_STALENESS", value_parser = humantime::parse_duration, default_value = "5s")]
@@ -146,6 +151,7 @@ impl Default for VerifierConfig {
             client_id: None,
             client_secret: None,
             redis_url: None,
+            redis_ca_file: None,
             max_staleness: Duration::from_secs(5),
             session_cache_ttl: Duration::ZERO,
             session_timeout: Duration::from_secs(2),
@@ -264,7 +270,11 @@ impl VerifierConfig {
     /// issuer over gRPC with the client credentials.
     fn stateful_check(&self) -> Result<Option<StatefulCheck>, ConfigError> {
         let lookup: Arc<dyn SessionLookup> = if let Some(url) = &self.redis_url {
-            Arc::new(RedisSessionLookup::new(url, self.session_timeout)?)
+            Arc::new(RedisSessionLookup::new(
+                url,
+                self.redis_ca_file.as_deref(),
+                self.session_timeout,
+            )?)
         } else if let Some(token) = self.service_token()? {
             Arc::new(GrpcSessionLookup::new(
                 &self.grpc_url,

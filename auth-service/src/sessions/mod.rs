@@ -19,12 +19,14 @@
 //! The modules, each using only those listed before it: `model` (what a session is and why it
 //! ends), `family` (the family row), [`refresh_tokens`] (the family's tokens and their
 //! rotation), [`revocation`] (the feed of ends, and of disabled users and revoked keys), `store`
-//! (the [`SessionStore`] contract and the session cap), [`sql`] and [`redis`] (the stores), and
-//! `lookup` (the store as `authn`'s session lookup).
+//! (the [`SessionStore`] contract and the session cap), [`sql`] and [`redis`] (the stores),
+//! `lookup` (the store as `authn`'s session lookup), and [`purge`] (the deletion of expired
+//! families and events: what is kept how long).
 
 mod family;
 mod lookup;
 mod model;
+pub mod purge;
 pub mod redis;
 pub mod refresh_tokens;
 pub mod revocation;
@@ -34,6 +36,7 @@ mod store;
 pub use self::family::find;
 pub use self::lookup::StoreLookup;
 pub use self::model::{EndReason, NewSession, Session, new_session};
+pub use self::purge::Purger;
 pub use self::redis::RedisStore;
 pub use self::refresh_tokens::create_family;
 pub use self::sql::SqlStore;

@@ -17,6 +17,7 @@
 //! actually ended). If that write fails the operation reports an error although the session has
 //! ended: `stateful` verifiers refuse its tokens at once, `hybrid` ones when they expire.
 
+use std::path::Path;
 use std::time::Duration;
 
 use authn::session::redis_session_key;
@@ -39,10 +40,15 @@ pub fn user_sessions_key(user_id: &str) -> String {
     format!("auth:user-sessions:{user_id}")
 }
 
-/// Connects to `url`: a client (for subscriptions) and a connection manager that reconnects on
-/// its own. Fails if Redis does not answer now.
-pub async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager), redis::RedisError> {
-    let client = redis::Client::open(url)?;
+/// Connects to `url` (`rediss://`: over TLS, the server's certificate checked against
+/// `ca_file` or the public roots, see [`authn::session::redis::client`]): a client (for
+/// subscriptions) and a connection manager that reconnects on its own. Fails if Redis does not
+/// answer now.
+pub async fn connect(
+    url: &str,
+    ca_file: Option<&Path>,
+) -> Result<(redis::Client, ConnectionManager), redis::RedisError> {
+    let client = authn::session::redis::client(url, ca_file)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(REDIS_TIMEOUT))
         .set_response_timeout(Some(REDIS_TIMEOUT))

@@ -240,7 +240,7 @@ def metric_names_in(expr: str) -> set[str]:
     promql = {
         "sum", "max", "min", "avg", "count", "rate", "increase", "irate", "absent", "by", "without",
         "and", "or", "unless", "offset", "histogram_quantile", "label_values", "on", "ignoring",
-        "group_left", "group_right", "bool", "topk", "bottomk", "clamp_min", "clamp_max",
+        "group_left", "group_right", "bool", "topk", "bottomk", "clamp_min", "clamp_max", "time",
         "namespace", "job", "pod", "outcome", "status", "code", "route", "grant", "error",
         "reason", "kind", "mode", "quantile", "le", "rpc", "method", "state", "scope", "action",
     }

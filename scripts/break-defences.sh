@@ -60,6 +60,11 @@ MUTATIONS=(
   "15|15|system-tests:attacks|of two \`Authorization\` headers the first wins"
   "22a|22|auth-service:token|an unknown username skips the dummy Argon2 hash (answers faster)"
   "22b|22|auth-service:throttle|the login throttle never refuses"
+  "22c|22|auth-service:client_auth_throttle|client authentication is not throttled (every bad secret runs Argon2)"
+  "22d|22|auth-service:argon2_queue auth-service:lib|the Argon2 queue is unbounded (waiters queue until the request times out)"
+  "22e|22|auth-service:client_auth_throttle|the password grant authenticates the client before the login throttle"
+  "22f|22|auth-service:client_auth_throttle auth-service:lib|recognised addresses are ignored (failures elsewhere lock a client out)"
+  "22g|22|auth-service:lib|suspect callers (failures on record, back before Retry-After) wait in the Argon2 queue like clean ones"
   "23|23|auth-service:token|a repeated form parameter is accepted (the last one wins)"
   "24|24|auth-service:token|refresh tokens are stored in clear (no SHA-256)"
 )
@@ -196,7 +201,7 @@ m_22a() {
 }
 
 m_22b() {
-  replace_once auth-service/src/throttle.rs \
+  replace_once auth-service/src/throttle/memory.rs \
     '        self.expire(policy, now);
         if let Some(until) = self.locked_until {' \
     '        self.expire(policy, now);
@@ -205,6 +210,43 @@ m_22b() {
             return Ok(());
         }
         if let Some(until) = self.locked_until {'
+}
+
+m_22c() {
+  replace_once auth-service/src/throttle/mod.rs \
+    '        if self.subject.is_off() && self.address.is_off() {' \
+    '        if self.kind == Kind::ClientAuth || (self.subject.is_off() && self.address.is_off()) {'
+}
+
+m_22d() {
+  replace_once auth-service/src/passwords.rs \
+    '            Priority::Clean => self.max_waiting,' \
+    '            Priority::Clean => usize::MAX,'
+}
+
+m_22g() {
+  replace_once auth-service/src/passwords.rs \
+    '            Priority::Suspect => 0,' \
+    '            Priority::Suspect => self.max_waiting,'
+}
+
+m_22e() {
+  replace_once auth-service/src/http/token.rs \
+    '            let attempt = grants::password::reserve(state, username, client_ip).await?;
+            let client = authenticate_client(state, &parts, &credentials).await?;' \
+    '            let client = authenticate_client(state, &parts, &credentials).await?;
+            let attempt = grants::password::reserve(state, username, client_ip).await?;'
+}
+
+m_22f() {
+  replace_once auth-service/src/throttle/mod.rs \
+    '        if self.recognises
+            && let Some(ip) = address
+            && self' \
+    '        if false
+            && self.recognises
+            && let Some(ip) = address
+            && self'
 }
 
 m_23() {

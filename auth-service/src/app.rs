@@ -21,15 +21,15 @@ use tonic::transport::server::TcpIncoming;
 use tower::ServiceBuilder;
 
 use crate::clients::ClientRows;
-use crate::config::{Config, RevocationConfig, redact_url};
+use crate::config::{Config, PurgeConfig, RevocationConfig, redact_url};
 use crate::db::{self, DbError};
 use crate::grpc::{self, SessionChecker};
 use crate::keys::{KeyManager, KeySettings, KeyStoreError};
 use crate::passwords::{PasswordError, Passwords};
 use crate::sessions::revocation::{RedisFanout, RevocationLog};
-use crate::sessions::{self, RedisStore, SharedStore, SqlStore, StoreLookup};
+use crate::sessions::{self, Purger, RedisStore, SharedStore, SqlStore, StoreLookup};
 use crate::state::AppState;
-use crate::throttle::LoginThrottle;
+use crate::throttle::{RedisCounters, Throttle};
 use crate::tokens::TokenIssuer;
 
 /// Longest time one RPC may take.
@@ -44,7 +44,7 @@ pub async fn session_backend(
     match &config.redis_url {
         Some(url) => {
             tracing::info!(redis = %redact_url(url), "sessions in Redis");
-            let (client, manager) = sessions::redis::connect(url)
+            let (client, manager) = sessions::redis::connect(url, config.redis_ca_file.as_deref())
                 .await
                 .map_err(BuildError::Redis)?;
             let log = RevocationLog::new(
@@ -105,6 +105,8 @@ pub struct App {
     state: AppState,
     /// The revocation feed's intervals.
     feed: RevocationConfig,
+    /// The purge of expired rows.
+    purge: PurgeConfig,
     http_listener: TcpListener,
     grpc_listener: TcpListener,
     http_addr: SocketAddr,
@@ -135,8 +137,9 @@ impl App {
         describe_metrics();
         let pool =
             db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
-        let passwords = Passwords::new().await?;
+        let passwords = Passwords::with_limits(&config.argon2).await?;
         let (sessions, revocations) = session_backend(&pool, &config).await?;
+        let (login_throttle, client_throttle) = throttles(&config).await?;
         let keys = KeyManager::open(
             pool.clone(),
             &KeySettings::from_config(&config),
@@ -171,7 +174,8 @@ impl App {
             session_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
             keys,
             lifecycle: Lifecycle::new(),
-            login_throttle: Arc::new(LoginThrottle::from_config(&config.login_throttle)),
+            login_throttle: Arc::new(login_throttle),
+            client_throttle: Arc::new(client_throttle),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
         let http_listener = bind(config.http_addr).await?;
@@ -181,6 +185,7 @@ impl App {
             grpc_addr: local_addr(&grpc_listener, config.grpc_addr)?,
             state,
             feed: config.revocation,
+            purge: config.purge,
             http_listener,
             grpc_listener,
             drain: Drain {
@@ -219,8 +224,9 @@ impl App {
     /// `/readyz` answers 503 at once while both listeners (and the open `WatchRevocations`
     /// streams) keep serving for `AUTH_SHUTDOWN_DELAY`; then the listeners close, the streams
     /// end, and in-flight requests have up to `AUTH_SHUTDOWN_GRACE` to finish. The revocation
-    /// feed's background tasks (tailer, pruner, Redis subscriber) and the signing-key schedule
-    /// run until the servers are done, so the streams get live events for as long as they last.
+    /// feed's background tasks (tailer, Redis subscriber), the purge of expired rows and the
+    /// signing-key schedule run until the servers are done, so the streams get live events for
+    /// as long as they last.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -233,8 +239,13 @@ impl App {
             &mut background,
             &background_stop,
             self.feed.poll_interval,
-            self.feed.prune_interval,
         );
+        Purger::new(
+            self.state.pool.clone(),
+            self.state.revocations.clone(),
+            self.purge,
+        )
+        .spawn(&mut background, background_stop.clone());
         self.state.keys.spawn(&mut background, background_stop);
 
         let router = crate::http::router(self.state.clone());
@@ -265,6 +276,10 @@ impl App {
                 SessionChecker::new(
                     self.state.sessions.clone(),
                     self.state.revocations.clone(),
+                    grpc::Callers {
+                        verifier: self.state.verifier.clone(),
+                        clients: self.state.clients.clone(),
+                    },
                     self.feed.heartbeat,
                     lifecycle.clone(),
                 )
@@ -289,8 +304,27 @@ impl App {
     }
 }
 
+/// The login and client-authentication throttles of `config`: counting in Redis (shared by the
+/// replicas) when `REDIS_URL` is set, else in memory.
+async fn throttles(config: &Config) -> Result<(Throttle, Throttle), BuildError> {
+    let login = Throttle::login(&config.login_throttle);
+    let client = Throttle::client_auth(&config.client_auth_throttle);
+    match &config.redis_url {
+        Some(url) => {
+            let redis = RedisCounters::connect(url, config.redis_ca_file.as_deref())
+                .await
+                .map_err(BuildError::Redis)?;
+            tracing::info!("failed logins and client authentications counted in Redis");
+            Ok((login.with_redis(redis.clone()), client.with_redis(redis)))
+        }
+        None => Ok((login, client)),
+    }
+}
+
 fn describe_metrics() {
     crate::throttle::describe_metrics();
+    crate::passwords::describe_metrics();
+    sessions::purge::describe_metrics();
     metrics::describe_counter!(
         "auth_tokens_issued_total",
         "Access tokens issued by the token endpoint, by grant type"
@@ -310,6 +344,26 @@ fn describe_metrics() {
     metrics::describe_gauge!(
         "auth_revocation_watchers",
         "Open WatchRevocations streams on this replica"
+    );
+    metrics::describe_gauge!(
+        "auth_revocation_log_head",
+        "The last revocation event this replica's tailer has read and pushed"
+    );
+    metrics::describe_gauge!(
+        "auth_revocation_log_epoch",
+        "The epoch (identity) of the revocation log this replica follows: 1 for the current one"
+    );
+    metrics::describe_gauge!(
+        "auth_revocation_log_failing",
+        "1 while this replica cannot read its revocation log (its streams end, verifiers go stale)"
+    );
+    metrics::describe_counter!(
+        "auth_revocation_log_resets_total",
+        "Times this replica found its revocation log went back (behind, diverged) or changed epoch"
+    );
+    metrics::describe_counter!(
+        "auth_revocation_stream_resets_total",
+        "Resets sent to WatchRevocations callers, by reason (epoch, behind, diverged, restored)"
     );
     metrics::describe_gauge!(
         "auth_signing_keys",

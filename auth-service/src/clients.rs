@@ -7,7 +7,7 @@ use sqlx::AnyPool;
 
 use crate::crypto;
 use crate::db;
-use crate::passwords::{PasswordError, Passwords, SecretString};
+use crate::passwords::{PasswordError, Passwords, Priority, SecretString};
 use crate::scope::{self, ScopeSet};
 use crate::users::{self, LookupError};
 
@@ -171,6 +171,12 @@ impl ClientRows {
         }
         Ok(found)
     }
+
+    /// The client `id`, from memory if read within the TTL (how a `WatchRevocations` stream
+    /// learns that its client was removed or lost its scope).
+    pub async fn find(&self, id: &str) -> Result<Option<Client>, LookupError> {
+        Ok(self.find_with_hash(id).await?.map(|(client, _)| client))
+    }
 }
 
 /// The client `id` if `secret` is its secret. An unknown or malformed id costs an Argon2
@@ -181,19 +187,63 @@ pub async fn authenticate(
     id: &str,
     secret: &SecretString,
 ) -> Result<Option<Client>, LookupError> {
-    let found = if validate_client_id(id) {
-        clients.find_with_hash(id).await?
-    } else {
-        None
-    };
-    let (client, hash) = match found {
-        Some((client, hash)) => (Some(client), Some(hash)),
-        None => (None, None),
-    };
-    let matches = passwords
-        .verify_client_secret(hash.as_deref(), secret)
-        .await?;
-    Ok(client.filter(|_| matches))
+    let presented = Presented::look_up(clients, id).await?;
+    if let Some(client) = presented.remembered(passwords, secret) {
+        return Ok(Some(client));
+    }
+    presented.verify(passwords, secret, Priority::Clean).await
+}
+
+/// A client id as presented, looked up: the first half of [`authenticate`], so that a caller
+/// can decide between the two halves (the client-authentication throttle sits between them).
+#[derive(Debug)]
+pub struct Presented {
+    /// The client and its secret hash; `None` for an unknown or malformed id.
+    found: Option<(Client, String)>,
+}
+
+impl Presented {
+    /// Looks `id` up (its row reused for `AUTH_CLIENT_CACHE_TTL`); an invalid id is not looked
+    /// up and is unknown.
+    pub async fn look_up(clients: &ClientRows, id: &str) -> Result<Self, LookupError> {
+        let found = if validate_client_id(id) {
+            clients.find_with_hash(id).await?
+        } else {
+            None
+        };
+        Ok(Self { found })
+    }
+
+    /// The registered client, if the id is one (whatever the secret).
+    pub fn client(&self) -> Option<&Client> {
+        self.found.as_ref().map(|(client, _)| client)
+    }
+
+    /// The client, if `secret` is one Argon2 accepted for it within the last minute: no Argon2.
+    pub fn remembered(&self, passwords: &Passwords, secret: &SecretString) -> Option<Client> {
+        let (client, hash) = self.found.as_ref()?;
+        passwords
+            .is_remembered_client_secret(hash, secret)
+            .then(|| client.clone())
+    }
+
+    /// The client if `secret` is its secret: one Argon2 verification, against a dummy hash for
+    /// an unknown id (waiting for Argon2 only if `priority` allows).
+    pub async fn verify(
+        self,
+        passwords: &Passwords,
+        secret: &SecretString,
+        priority: Priority,
+    ) -> Result<Option<Client>, LookupError> {
+        let (client, hash) = match self.found {
+            Some((client, hash)) => (Some(client), Some(hash)),
+            None => (None, None),
+        };
+        let matches = passwords
+            .verify_client_secret(hash.as_deref(), secret, priority)
+            .await?;
+        Ok(client.filter(|_| matches))
+    }
 }
 
 #[cfg(test)]

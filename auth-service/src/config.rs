@@ -25,10 +25,13 @@ pub const ENV_ACCESS_TOKEN_TTL: &str = "AUTH_ACCESS_TOKEN_TTL";
 pub const ENV_REFRESH_TOKEN_TTL: &str = "AUTH_REFRESH_TOKEN_TTL";
 pub const ENV_JWKS_MAX_AGE: &str = "AUTH_JWKS_MAX_AGE";
 pub const ENV_REDIS_URL: &str = "REDIS_URL";
+pub const ENV_REDIS_CA_FILE: &str = "REDIS_CA_FILE";
 pub const ENV_MAX_SESSIONS_PER_USER: &str = "AUTH_MAX_SESSIONS_PER_USER";
 pub const ENV_REVOCATION_HEARTBEAT: &str = "AUTH_REVOCATION_HEARTBEAT";
 pub const ENV_REVOCATION_POLL_INTERVAL: &str = "AUTH_REVOCATION_POLL_INTERVAL";
-pub const ENV_REVOCATION_PRUNE_INTERVAL: &str = "AUTH_REVOCATION_PRUNE_INTERVAL";
+pub const ENV_PURGE_INTERVAL: &str = "AUTH_PURGE_INTERVAL";
+pub const ENV_PURGE_BATCH: &str = "AUTH_PURGE_BATCH";
+pub const ENV_PURGE_GRACE: &str = "AUTH_PURGE_GRACE";
 pub const ENV_KEY_STORE: &str = "AUTH_KEY_STORE";
 pub const ENV_KEY_ENCRYPTION_KEY: &str = "AUTH_KEY_ENCRYPTION_KEY";
 pub const ENV_KEY_ENCRYPTION_KEY_FILE: &str = "AUTH_KEY_ENCRYPTION_KEY_FILE";
@@ -44,6 +47,15 @@ pub const ENV_LOGIN_BASE_DELAY: &str = "AUTH_LOGIN_BASE_DELAY";
 pub const ENV_LOGIN_MAX_DELAY: &str = "AUTH_LOGIN_MAX_DELAY";
 pub const ENV_LOGIN_LOCK_DURATION: &str = "AUTH_LOGIN_LOCK_DURATION";
 pub const ENV_TRUSTED_PROXIES: &str = "AUTH_TRUSTED_PROXIES";
+pub const ENV_CLIENT_AUTH_THROTTLE_AFTER: &str = "AUTH_CLIENT_AUTH_THROTTLE_AFTER";
+pub const ENV_CLIENT_AUTH_LOCK_AFTER: &str = "AUTH_CLIENT_AUTH_LOCK_AFTER";
+pub const ENV_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER: &str = "AUTH_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER";
+pub const ENV_CLIENT_AUTH_ADDRESS_LOCK_AFTER: &str = "AUTH_CLIENT_AUTH_ADDRESS_LOCK_AFTER";
+pub const ENV_CLIENT_AUTH_BASE_DELAY: &str = "AUTH_CLIENT_AUTH_BASE_DELAY";
+pub const ENV_CLIENT_AUTH_MAX_DELAY: &str = "AUTH_CLIENT_AUTH_MAX_DELAY";
+pub const ENV_CLIENT_AUTH_LOCK_DURATION: &str = "AUTH_CLIENT_AUTH_LOCK_DURATION";
+pub const ENV_ARGON2_PERMITS: &str = "AUTH_ARGON2_PERMITS";
+pub const ENV_ARGON2_MAX_WAITING: &str = "AUTH_ARGON2_MAX_WAITING";
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -58,7 +70,11 @@ pub const DEFAULT_JWKS_MAX_AGE: &str = "5m";
 pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 0;
 pub const DEFAULT_REVOCATION_HEARTBEAT: &str = "1s";
 pub const DEFAULT_REVOCATION_POLL_INTERVAL: &str = "2s";
-pub const DEFAULT_REVOCATION_PRUNE_INTERVAL: &str = "1m";
+pub const DEFAULT_PURGE_INTERVAL: &str = "1m";
+pub const DEFAULT_PURGE_BATCH: u32 = 1000;
+pub const DEFAULT_PURGE_GRACE: &str = "1h";
+/// The pause between two batches of the purge (not a setting).
+pub const DEFAULT_PURGE_PAUSE: Duration = Duration::from_millis(50);
 pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "30d";
 pub const DEFAULT_KEY_RELOAD_INTERVAL: &str = "10s";
 pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
@@ -71,6 +87,19 @@ pub const DEFAULT_LOGIN_ADDRESS_LOCK_AFTER: u32 = 100;
 pub const DEFAULT_LOGIN_BASE_DELAY: &str = "1s";
 pub const DEFAULT_LOGIN_MAX_DELAY: &str = "30s";
 pub const DEFAULT_LOGIN_LOCK_DURATION: &str = "15m";
+pub const DEFAULT_CLIENT_AUTH_THROTTLE_AFTER: u32 = 5;
+pub const DEFAULT_CLIENT_AUTH_LOCK_AFTER: u32 = 10;
+pub const DEFAULT_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER: u32 = 20;
+pub const DEFAULT_CLIENT_AUTH_ADDRESS_LOCK_AFTER: u32 = 100;
+pub const DEFAULT_CLIENT_AUTH_BASE_DELAY: &str = "1s";
+pub const DEFAULT_CLIENT_AUTH_MAX_DELAY: &str = "30s";
+pub const DEFAULT_CLIENT_AUTH_LOCK_DURATION: &str = "15m";
+/// `AUTH_ARGON2_PERMITS` 0: one Argon2 run at a time per CPU, at least two.
+pub const DEFAULT_ARGON2_PERMITS: usize = 0;
+/// Without `AUTH_ARGON2_MAX_WAITING`: this many waiters per permit. A full queue drains in
+/// about this many Argon2 runs' time (some 30 ms each), far within a login's patience and the
+/// verifiers' 2 s deadline on their service-token requests.
+pub const DEFAULT_ARGON2_WAITING_PER_PERMIT: usize = 8;
 
 /// Where the signing keys live (`AUTH_KEY_STORE`). See `docs/KEYS.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -148,10 +177,15 @@ pub struct Config {
     pub jwks_max_age: Duration,
 
     /// `redis://...`: keep sessions in Redis (shared by several replicas, readable by `stateful`
-    /// verifiers) and fan revocation events out to every replica. Unset: sessions in SQL. May
-    /// carry a password: never printed in full.
+    /// verifiers) and fan revocation events out to every replica. Unset: sessions in SQL.
+    /// `rediss://` connects over TLS. May carry a password: never printed in full.
     #[arg(long, env = ENV_REDIS_URL, global = true, hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// PEM file of the CA(s) that sign the Redis server's certificate, for a `rediss://`
+    /// `REDIS_URL`; replaces the public roots. Unset: the public roots (webpki-roots).
+    #[arg(long, env = ENV_REDIS_CA_FILE, global = true)]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Most active sessions per user; a login beyond it ends the user's oldest sessions. 0:
     /// unlimited.
@@ -161,6 +195,10 @@ pub struct Config {
     /// The revocation feed: `AUTH_REVOCATION_*`.
     #[command(flatten)]
     pub revocation: RevocationConfig,
+
+    /// The purge of expired rows: `AUTH_PURGE_*`.
+    #[command(flatten)]
+    pub purge: PurgeConfig,
 
     /// The signing keys: `AUTH_KEY_*` (with `AUTH_KEYS_DIR` and `AUTH_JWKS_MAX_AGE` above).
     #[command(flatten)]
@@ -187,6 +225,14 @@ pub struct Config {
     #[command(flatten)]
     pub login_throttle: LoginThrottleConfig,
 
+    /// Client-authentication throttling: `AUTH_CLIENT_AUTH_*`.
+    #[command(flatten)]
+    pub client_auth_throttle: ClientAuthThrottleConfig,
+
+    /// The Argon2 runs and their queue: `AUTH_ARGON2_*`.
+    #[command(flatten)]
+    pub argon2: Argon2Config,
+
     /// Comma-separated addresses or networks (`10.0.0.0/8,fd00::/8`) of the reverse proxies
     /// (the gateway) whose `X-Forwarded-For` names the client for login throttling. Empty: the
     /// TCP peer is the client.
@@ -205,10 +251,6 @@ pub struct RevocationConfig {
     /// the CLI), in case their notification was missed.
     #[arg(long = "revocation-poll-interval", value_name = "REVOCATION_POLL_INTERVAL", env = ENV_REVOCATION_POLL_INTERVAL, default_value = DEFAULT_REVOCATION_POLL_INTERVAL, value_parser = parse_positive_duration, global = true)]
     pub poll_interval: Duration,
-
-    /// How often expired revocation events are deleted.
-    #[arg(long = "revocation-prune-interval", value_name = "REVOCATION_PRUNE_INTERVAL", env = ENV_REVOCATION_PRUNE_INTERVAL, default_value = DEFAULT_REVOCATION_PRUNE_INTERVAL, value_parser = parse_positive_duration, global = true)]
-    pub prune_interval: Duration,
 }
 
 impl Default for RevocationConfig {
@@ -216,7 +258,42 @@ impl Default for RevocationConfig {
         Self {
             heartbeat: default_duration(DEFAULT_REVOCATION_HEARTBEAT),
             poll_interval: default_duration(DEFAULT_REVOCATION_POLL_INTERVAL),
-            prune_interval: default_duration(DEFAULT_REVOCATION_PRUNE_INTERVAL),
+        }
+    }
+}
+
+/// The purge of expired sessions, refresh tokens and revocation events (`AUTH_PURGE_*`; what is
+/// kept how long: `sessions::purge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct PurgeConfig {
+    /// How often each replica deletes what has expired (sessions and refresh tokens past
+    /// `AUTH_PURGE_GRACE`, revocation events no verifier needs). `0s`: never (another replica,
+    /// or a job, purges).
+    #[arg(id = "purge_interval", long = "purge-interval", value_name = "PURGE_INTERVAL", env = ENV_PURGE_INTERVAL, default_value = DEFAULT_PURGE_INTERVAL, value_parser = humantime::parse_duration, global = true)]
+    pub interval: Duration,
+
+    /// Rows deleted per statement; the purge pauses between batches and goes on until a batch
+    /// comes back short, so no statement holds its locks for long.
+    #[arg(id = "purge_batch", long = "purge-batch", value_name = "PURGE_BATCH", env = ENV_PURGE_BATCH, default_value_t = DEFAULT_PURGE_BATCH, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub batch: u32,
+
+    /// How long a session's family (its row and refresh tokens) is kept after the session's
+    /// absolute end (`AUTH_REFRESH_TOKEN_TTL` after the login, whether or not it ended earlier).
+    #[arg(id = "purge_grace", long = "purge-grace", value_name = "PURGE_GRACE", env = ENV_PURGE_GRACE, default_value = DEFAULT_PURGE_GRACE, value_parser = humantime::parse_duration, global = true)]
+    pub grace: Duration,
+
+    /// The pause between two batches.
+    #[arg(skip = DEFAULT_PURGE_PAUSE)]
+    pub pause: Duration,
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_duration(DEFAULT_PURGE_INTERVAL),
+            batch: DEFAULT_PURGE_BATCH,
+            grace: default_duration(DEFAULT_PURGE_GRACE),
+            pause: DEFAULT_PURGE_PAUSE,
         }
     }
 }
@@ -314,6 +391,94 @@ impl Default for LoginThrottleConfig {
     }
 }
 
+/// The client-authentication throttle's limits (`AUTH_CLIENT_AUTH_*`): failed client
+/// authentications (token, revocation, introspection) per client id and per client address,
+/// checked before Argon2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Args)]
+pub struct ClientAuthThrottleConfig {
+    /// Failed authentications of one client id (registered or not) after which each further
+    /// attempt must wait a growing delay. 0: never delayed.
+    #[arg(id = "client_auth_throttle_after", long = "client-auth-throttle-after", value_name = "CLIENT_AUTH_THROTTLE_AFTER", env = ENV_CLIENT_AUTH_THROTTLE_AFTER, default_value_t = DEFAULT_CLIENT_AUTH_THROTTLE_AFTER, global = true)]
+    pub throttle_after: u32,
+
+    /// Failed authentications of one client id after which it is locked for
+    /// `AUTH_CLIENT_AUTH_LOCK_DURATION` (except from the addresses it authenticated from
+    /// before). 0: never locked.
+    #[arg(id = "client_auth_lock_after", long = "client-auth-lock-after", value_name = "CLIENT_AUTH_LOCK_AFTER", env = ENV_CLIENT_AUTH_LOCK_AFTER, default_value_t = DEFAULT_CLIENT_AUTH_LOCK_AFTER, global = true)]
+    pub lock_after: u32,
+
+    /// As `AUTH_CLIENT_AUTH_THROTTLE_AFTER`, for the failures from one client address (any
+    /// client id).
+    #[arg(id = "client_auth_address_throttle_after", long = "client-auth-address-throttle-after", value_name = "CLIENT_AUTH_ADDRESS_THROTTLE_AFTER", env = ENV_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER, default_value_t = DEFAULT_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER, global = true)]
+    pub address_throttle_after: u32,
+
+    /// As `AUTH_CLIENT_AUTH_LOCK_AFTER`, for the failures from one client address (any client
+    /// id).
+    #[arg(id = "client_auth_address_lock_after", long = "client-auth-address-lock-after", value_name = "CLIENT_AUTH_ADDRESS_LOCK_AFTER", env = ENV_CLIENT_AUTH_ADDRESS_LOCK_AFTER, default_value_t = DEFAULT_CLIENT_AUTH_ADDRESS_LOCK_AFTER, global = true)]
+    pub address_lock_after: u32,
+
+    /// The first delay; it doubles with each further failure.
+    #[arg(id = "client_auth_base_delay", long = "client-auth-base-delay", value_name = "CLIENT_AUTH_BASE_DELAY", env = ENV_CLIENT_AUTH_BASE_DELAY, default_value = DEFAULT_CLIENT_AUTH_BASE_DELAY, value_parser = parse_positive_duration, global = true)]
+    pub base_delay: Duration,
+
+    /// The longest delay.
+    #[arg(id = "client_auth_max_delay", long = "client-auth-max-delay", value_name = "CLIENT_AUTH_MAX_DELAY", env = ENV_CLIENT_AUTH_MAX_DELAY, default_value = DEFAULT_CLIENT_AUTH_MAX_DELAY, value_parser = parse_positive_duration, global = true)]
+    pub max_delay: Duration,
+
+    /// How long a lock lasts; failures are also forgotten this long after the last one.
+    #[arg(id = "client_auth_lock_duration", long = "client-auth-lock-duration", value_name = "CLIENT_AUTH_LOCK_DURATION", env = ENV_CLIENT_AUTH_LOCK_DURATION, default_value = DEFAULT_CLIENT_AUTH_LOCK_DURATION, value_parser = parse_positive_duration, global = true)]
+    pub lock_duration: Duration,
+}
+
+impl Default for ClientAuthThrottleConfig {
+    fn default() -> Self {
+        Self {
+            throttle_after: DEFAULT_CLIENT_AUTH_THROTTLE_AFTER,
+            lock_after: DEFAULT_CLIENT_AUTH_LOCK_AFTER,
+            address_throttle_after: DEFAULT_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER,
+            address_lock_after: DEFAULT_CLIENT_AUTH_ADDRESS_LOCK_AFTER,
+            base_delay: default_duration(DEFAULT_CLIENT_AUTH_BASE_DELAY),
+            max_delay: default_duration(DEFAULT_CLIENT_AUTH_MAX_DELAY),
+            lock_duration: default_duration(DEFAULT_CLIENT_AUTH_LOCK_DURATION),
+        }
+    }
+}
+
+/// How many Argon2 runs at once, and how many may wait (`AUTH_ARGON2_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Args)]
+pub struct Argon2Config {
+    /// Argon2 runs at once (each holds 19 MiB while it runs). 0: one per CPU, at least two.
+    #[arg(id = "argon2_permits", long = "argon2-permits", value_name = "ARGON2_PERMITS", env = ENV_ARGON2_PERMITS, default_value_t = DEFAULT_ARGON2_PERMITS, global = true)]
+    pub permits: usize,
+
+    /// Verifications (logins, client authentications) that may wait for a running Argon2 to
+    /// finish; one more is answered 503 with `Retry-After` at once instead of waiting. Default:
+    /// 8 per permit. 0: none waits.
+    #[arg(id = "argon2_max_waiting", long = "argon2-max-waiting", value_name = "ARGON2_MAX_WAITING", env = ENV_ARGON2_MAX_WAITING, global = true)]
+    pub max_waiting: Option<usize>,
+}
+
+impl Argon2Config {
+    /// The permits in effect: `permits`, or one per CPU (at least two) for 0.
+    pub fn effective_permits(&self) -> usize {
+        if self.permits > 0 {
+            return self.permits;
+        }
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZero::get)
+            .max(2)
+    }
+
+    /// The waiting room in effect: `max_waiting`, or [`DEFAULT_ARGON2_WAITING_PER_PERMIT`] per
+    /// permit.
+    pub fn effective_max_waiting(&self) -> usize {
+        self.max_waiting.unwrap_or_else(|| {
+            self.effective_permits()
+                .saturating_mul(DEFAULT_ARGON2_WAITING_PER_PERMIT)
+        })
+    }
+}
+
 /// A humantime duration greater than zero (an interval of zero would spin).
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {
     match humantime::parse_duration(value) {
@@ -348,13 +513,17 @@ impl Default for Config {
             refresh_token_ttl: default_duration(DEFAULT_REFRESH_TOKEN_TTL),
             jwks_max_age: default_duration(DEFAULT_JWKS_MAX_AGE),
             redis_url: None,
+            redis_ca_file: None,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             revocation: RevocationConfig::default(),
+            purge: PurgeConfig::default(),
             keys: KeysConfig::default(),
             client_cache_ttl: default_duration(DEFAULT_CLIENT_CACHE_TTL),
             shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
             shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
             login_throttle: LoginThrottleConfig::default(),
+            client_auth_throttle: ClientAuthThrottleConfig::default(),
+            argon2: Argon2Config::default(),
             trusted_proxies: TrustedProxies::default(),
         }
     }
@@ -374,13 +543,17 @@ impl fmt::Debug for Config {
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("jwks_max_age", &self.jwks_max_age)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("max_sessions_per_user", &self.max_sessions_per_user)
             .field("revocation", &self.revocation)
+            .field("purge", &self.purge)
             .field("keys", &self.keys)
             .field("shutdown_delay", &self.shutdown_delay)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("client_cache_ttl", &self.client_cache_ttl)
             .field("login_throttle", &self.login_throttle)
+            .field("client_auth_throttle", &self.client_auth_throttle)
+            .field("argon2", &self.argon2)
             .field("trusted_proxies", &self.trusted_proxies.to_string())
             .finish()
     }
@@ -463,7 +636,9 @@ mod tests {
         assert_eq!(config.max_sessions_per_user, 0);
         assert_eq!(config.revocation.heartbeat, Duration::from_secs(1));
         assert_eq!(config.revocation.poll_interval, Duration::from_secs(2));
-        assert_eq!(config.revocation.prune_interval, Duration::from_secs(60));
+        assert_eq!(config.purge.interval, Duration::from_secs(60));
+        assert_eq!(config.purge.batch, 1000);
+        assert_eq!(config.purge.grace, Duration::from_secs(3600));
         assert_eq!(config.keys.store, KeyStoreKind::Auto);
         assert_eq!(
             config.keys.rotation_interval,
@@ -493,6 +668,49 @@ mod tests {
             Duration::from_secs(900)
         );
         assert!(config.trusted_proxies.is_empty());
+        let client = config.client_auth_throttle;
+        assert_eq!((client.throttle_after, client.lock_after), (5, 10));
+        assert_eq!(
+            (client.address_throttle_after, client.address_lock_after),
+            (20, 100)
+        );
+        assert_eq!(client.base_delay, Duration::from_secs(1));
+        assert_eq!(client.max_delay, Duration::from_secs(30));
+        assert_eq!(client.lock_duration, Duration::from_secs(900));
+        assert_eq!(config.argon2.permits, 0);
+        assert_eq!(config.argon2.max_waiting, None);
+        let permits = config.argon2.effective_permits();
+        assert!(permits >= 2);
+        assert_eq!(config.argon2.effective_max_waiting(), 8 * permits);
+    }
+
+    #[test]
+    fn client_auth_throttle_and_argon2_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "--client-auth-lock-after",
+            "3",
+            "--client-auth-lock-duration",
+            "2s",
+            "--argon2-permits",
+            "1",
+            "--argon2-max-waiting",
+            "0",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.config.client_auth_throttle.lock_after, 3);
+        assert_eq!(
+            cli.config.client_auth_throttle.lock_duration,
+            Duration::from_secs(2)
+        );
+        assert_eq!(cli.config.argon2.effective_permits(), 1);
+        assert_eq!(cli.config.argon2.effective_max_waiting(), 0);
+        let derived = Argon2Config {
+            permits: 3,
+            max_waiting: None,
+        };
+        assert_eq!(derived.effective_max_waiting(), 24);
+        assert!(Cli::try_parse_from(["auth-service", "--client-auth-base-delay", "0s"]).is_err());
     }
 
     #[test]
@@ -550,6 +768,33 @@ mod tests {
         assert!(!debug.contains("r3dis"), "{debug}");
         assert!(debug.contains("postgres://app:***@db:5432/auth?sslmode=require"));
         assert_eq!(redact_url("sqlite://data/auth.db"), "sqlite://data/auth.db");
+    }
+
+    #[test]
+    fn purge_and_redis_tls_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "auth-service",
+            "--purge-interval",
+            "0s",
+            "--purge-batch",
+            "50",
+            "--purge-grace",
+            "10m",
+            "--redis-url",
+            "rediss://cache:6380",
+            "--redis-ca-file",
+            "/etc/platform/tls/redis-ca.pem",
+        ])
+        .expect("flags parse");
+        assert_eq!(cli.config.purge.interval, Duration::ZERO);
+        assert_eq!(cli.config.purge.batch, 50);
+        assert_eq!(cli.config.purge.grace, Duration::from_secs(600));
+        assert_eq!(cli.config.purge.pause, DEFAULT_PURGE_PAUSE);
+        assert_eq!(
+            cli.config.redis_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/platform/tls/redis-ca.pem"))
+        );
+        assert!(Cli::try_parse_from(["auth-service", "--purge-batch", "0"]).is_err());
     }
 
     #[test]

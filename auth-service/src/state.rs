@@ -13,7 +13,7 @@ use crate::keys::KeyManager;
 use crate::passwords::Passwords;
 use crate::sessions::SharedStore;
 use crate::sessions::revocation::RevocationLog;
-use crate::throttle::LoginThrottle;
+use crate::throttle::Throttle;
 use crate::tokens::TokenIssuer;
 
 /// Everything the handlers share. Cheap to clone.
@@ -39,8 +39,12 @@ pub struct AppState {
     pub max_sessions_per_user: u32,
     /// The service's shutdown phase: `/readyz` answers 503 once it is not serving.
     pub lifecycle: Lifecycle,
-    /// Failed-login delays and locks, per account and client address (this replica's).
-    pub login_throttle: Arc<LoginThrottle>,
+    /// Failed-login delays and locks, per account and client address (in Redis with
+    /// `REDIS_URL`, else this replica's).
+    pub login_throttle: Arc<Throttle>,
+    /// Failed-client-authentication delays and locks, per client id and client address,
+    /// checked before Argon2 (in Redis with `REDIS_URL`, else this replica's).
+    pub client_throttle: Arc<Throttle>,
     /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` names the client of a login.
     pub trusted_proxies: Arc<TrustedProxies>,
 }

@@ -3,7 +3,7 @@
 use sqlx::{Any, AnyPool};
 
 use crate::db;
-use crate::passwords::{ExposeSecret as _, PasswordError, Passwords, SecretString};
+use crate::passwords::{ExposeSecret as _, PasswordError, Passwords, Priority, SecretString};
 use crate::scope::{self, ScopeSet};
 
 /// Shortest accepted password, in characters.
@@ -195,12 +195,14 @@ async fn find_with_hash(
 }
 
 /// Checks a username and password. An unknown or malformed username is verified against a dummy
-/// hash, so it takes as long as a wrong password and gives the same answer.
+/// hash, so it takes as long as a wrong password and gives the same answer. `priority`: whether
+/// the check may wait for Argon2.
 pub async fn authenticate(
     pool: &AnyPool,
     passwords: &Passwords,
     username: &str,
     password: &SecretString,
+    priority: Priority,
 ) -> Result<Login, LookupError> {
     let found = if validate_username(username).is_ok() {
         find_with_hash(pool, username).await?
@@ -211,7 +213,9 @@ pub async fn authenticate(
         Some((user, hash)) => (Some(user), Some(hash)),
         None => (None, None),
     };
-    let matches = passwords.verify(hash.as_deref(), password).await?;
+    let matches = passwords
+        .verify_as(hash.as_deref(), password, priority)
+        .await?;
     Ok(match user {
         Some(user) if matches && user.is_disabled() => Login::Disabled(user),
         Some(user) if matches => Login::Valid(user),

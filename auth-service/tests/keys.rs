@@ -604,7 +604,6 @@ fn replica_config(config: Config) -> Config {
         revocation: RevocationConfig {
             poll_interval: Duration::from_millis(100),
             heartbeat: Duration::from_millis(100),
-            ..config.revocation
         },
         ..config
     }

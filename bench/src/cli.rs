@@ -39,7 +39,9 @@ pub const QUICK_OPENSSL_SECONDS: Duration = Duration::from_secs(1);
         benchmark-only feature:\n\n    cargo build --release -p auth-service -p orders-service \
         -p gateway -p bench --features gateway/bench-auth-off,orders-service/bench-auth-off\n\n\
         Without it the services refuse AUTH_INSECURE_SKIP_VERIFY, and the mode is reported as \
-        skipped."
+        skipped.\n\n\
+        `loadgen flood` (see `loadgen flood --help`) measures instead what a flood of bad client \
+        credentials through the gateway costs legitimate logins and client_credentials grants."
 )]
 pub struct Args {
     /// Verifier modes to run, comma separated. Default: all: off, stateless,

@@ -12,13 +12,16 @@
 //!
 //! and, on a stack of its own, token issuance at auth-service against `openssl speed`
 //! ([`issuance`]); then prints a Markdown report ([`report`]) that ends with the verdict on
-//! each target of issue 7 ([`targets`]). Timing is never part of the test suite; the unit
+//! each target of issue 7 ([`targets`]). `loadgen flood` ([`flood`]) measures instead what a
+//! flood of bad client credentials through the gateway costs legitimate logins and
+//! `client_credentials` grants. Timing is never part of the test suite; the unit
 //! tests here cover the pure parts (statistics, parsing, formatting).
 
 pub mod cli;
 pub mod client;
 pub mod cpu;
 pub mod cpubench;
+pub mod flood;
 pub mod issuance;
 pub mod load;
 pub mod machine;
@@ -190,6 +193,7 @@ async fn run_mode(
             redis_url: redis_url.clone(),
             log_level: settings.service_log.clone(),
             verifier_env: settings.verifier_env.clone(),
+            auth_env: Vec::new(),
         },
     )
     .await
@@ -428,6 +432,7 @@ async fn run_issuance(
             redis_url: None,
             log_level: settings.service_log.clone(),
             verifier_env: Vec::new(),
+            auth_env: Vec::new(),
         },
     )
     .await?;

@@ -1,4 +1,5 @@
-//! `loadgen`: see `loadgen --help` and the `bench` library documentation.
+//! `loadgen`: see `loadgen --help`, `loadgen flood --help` and the `bench` library
+//! documentation.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,9 @@ use clap::Parser as _;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("flood") {
+        return flood().await;
+    }
     let args = Args::parse();
     let settings = match Settings::resolve(args) {
         Ok(settings) => settings,
@@ -35,6 +39,29 @@ async fn main() -> ExitCode {
         },
         () = interrupted() => {
             eprintln!("\nloadgen: interrupted; stopping the services");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// `loadgen flood ...`: its own options and report (see `bench::flood`).
+async fn flood() -> ExitCode {
+    // `flood` stands where clap expects the program's name.
+    let args = bench::flood::FloodArgs::parse_from(std::env::args().skip(1));
+    let command = command_line(std::env::args());
+    tokio::select! {
+        result = bench::flood::run(args, command) => match result {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("loadgen flood: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        () = interrupted() => {
+            eprintln!("\nloadgen flood: interrupted; stopping the services");
             ExitCode::from(130)
         }
     }

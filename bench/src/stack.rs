@@ -81,6 +81,8 @@ pub struct StackOptions {
     pub log_level: String,
     /// Extra environment of both verifiers, applied last.
     pub verifier_env: Vec<(String, String)>,
+    /// Extra environment of auth-service (server and CLI), applied last.
+    pub auth_env: Vec<(String, String)>,
 }
 
 /// A running service.
@@ -108,6 +110,7 @@ pub struct Stack {
     /// The secret of the seeded client [`CLIENT_ID`] (scope `orders:read`).
     pub client_secret: String,
     services: Vec<Service>,
+    options: StackOptions,
     // Dropped after the services are stopped (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
 }
@@ -134,6 +137,7 @@ impl Stack {
             password,
             client_secret: String::new(),
             services: Vec::new(),
+            options: options.clone(),
             dir,
         };
         let env = Env::new(stack.dir.path(), &addrs, options);
@@ -196,14 +200,7 @@ impl Stack {
                     None,
                 )
                 .await?;
-            let secret = out
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|line| !line.is_empty())
-                .with_context(|| format!("`client add --id {id}` printed no secret"))?
-                .to_owned();
-            secrets.push(secret);
+            secrets.push(printed_secret(&out, id)?);
         }
         let [gateway, orders, loadgen] =
             <[String; 3]>::try_from(secrets).expect("BUG: one secret per client above");
@@ -212,6 +209,26 @@ impl Stack {
             orders,
             loadgen,
         })
+    }
+
+    /// Registers the client `id` with `scopes` (the auth-service CLI, next to the running
+    /// service); returns its secret.
+    pub async fn add_client(
+        &self,
+        binaries: &Binaries,
+        id: &str,
+        scopes: &str,
+    ) -> anyhow::Result<String> {
+        let env = Env::new(self.dir.path(), &self.addrs, &self.options);
+        let out = self
+            .auth_cli(
+                binaries,
+                &env,
+                &["client", "add", "--id", id, "--scopes", scopes],
+                None,
+            )
+            .await?;
+        printed_secret(&out, id)
     }
 
     /// Runs `auth-service <args>` with the issuer's configuration; returns its standard output.
@@ -367,6 +384,17 @@ impl Drop for Stack {
     }
 }
 
+/// The secret `client add --id {id}` printed: its last non-empty line.
+fn printed_secret(out: &str, id: &str) -> anyhow::Result<String> {
+    Ok(out
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .with_context(|| format!("`client add --id {id}` printed no secret"))?
+        .to_owned())
+}
+
 /// The verifiers' client secrets, printed by `client add` while seeding.
 #[derive(Debug)]
 struct ClientSecrets {
@@ -424,7 +452,9 @@ impl Env {
         }
         command.env("RUST_LOG", &self.options.log_level);
         command.envs(vars.iter().map(|(k, v)| (k, v)));
-        if name != AUTH {
+        if name == AUTH {
+            command.envs(self.options.auth_env.iter().map(|(k, v)| (k, v)));
+        } else {
             command.envs(self.options.verifier_env.iter().map(|(k, v)| (k, v)));
         }
         command
@@ -589,6 +619,7 @@ mod tests {
                     redis_url: Some("redis://r".into()),
                     log_level: "info".into(),
                     verifier_env: vec![],
+                    auth_env: vec![],
                 },
             )
         };
@@ -644,6 +675,7 @@ mod tests {
                 redis_url: None,
                 log_level: "warn".into(),
                 verifier_env: vec![("AUTH_TOKEN_CACHE_SIZE".into(), "0".into())],
+                auth_env: vec![("AUTH_TRUSTED_PROXIES".into(), "127.0.0.1/32".into())],
             },
         );
         let value = |name: &str| {
@@ -660,5 +692,12 @@ mod tests {
         );
         assert_eq!(value(ORDERS).0.as_deref(), Some("0"));
         assert_eq!(value(AUTH).0, None);
+        let proxies = |name: &str| {
+            env.command(Path::new("/bin/true"), name, &[])
+                .get_envs()
+                .any(|(k, _)| k == "AUTH_TRUSTED_PROXIES")
+        };
+        assert!(proxies(AUTH), "the issuer's own environment");
+        assert!(!proxies(GATEWAY));
     }
 }

@@ -75,6 +75,8 @@ pub struct Stack {
     pub gateway: String,
     pub orders_grpc: String,
     pub auth_http: String,
+    /// auth-service's gRPC endpoint (`SessionService`).
+    pub auth_grpc: String,
     pub auth_state: auth_service::AppState,
     pub http: reqwest::Client,
     /// The JWKS taps of the gateway and of orders-service, with [`Options::jwks_taps`].
@@ -122,7 +124,7 @@ impl Stack {
             audience: AUDIENCE.into(),
             jwks_url: format!("{auth_http}/.well-known/jwks.json"),
             mode: options.mode,
-            grpc_url: auth_grpc,
+            grpc_url: auth_grpc.clone(),
             token_url: format!("{auth_http}/oauth/token"),
             redis_url: options
                 .verifier_redis_url
@@ -187,6 +189,7 @@ impl Stack {
             gateway: gateway_url,
             orders_grpc,
             auth_http,
+            auth_grpc,
             auth_state,
             http: platform::http::client_builder().build().unwrap(),
             jwks_taps,
@@ -259,6 +262,54 @@ impl Stack {
             .expect("auth-service restarts");
         self.auth_state = app.state().clone();
         self.auth = Some(run(|stopped| app.run(stopped)));
+    }
+
+    /// Registers a client `id` with scope `sessions:check` and returns a `client_credentials`
+    /// token of it: what a verifier presents to watch revocations.
+    pub async fn service_token(&self, id: &str) -> String {
+        let secret = create_client(&self.auth_state, id, "sessions:check").await;
+        let response = self
+            .http
+            .post(self.auth_url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The issuer's SQLite database file.
+    pub fn auth_db_path(&self) -> std::path::PathBuf {
+        self.data_dir().join("auth.db")
+    }
+
+    /// A consistent copy of the issuer's database, taken while it runs (SQLite `VACUUM INTO`),
+    /// as a backup would be; returns its path.
+    pub async fn backup_auth_db(&self, name: &str) -> std::path::PathBuf {
+        let path = self.data_dir().join(name);
+        sqlx::query(&format!("VACUUM INTO '{}'", path.display()))
+            .execute(&self.auth_state.pool)
+            .await
+            .expect("VACUUM INTO");
+        path
+    }
+
+    /// Restores the issuer's database from `backup` the way an operator would: auth-service
+    /// stopped, the file (and its WAL) replaced, auth-service started again. The verifiers keep
+    /// running throughout.
+    pub async fn restore_auth_db(&mut self, backup: &std::path::Path) {
+        self.stop_auth().await;
+        let db = self.auth_db_path();
+        for suffix in ["-wal", "-shm"] {
+            let mut side = db.clone().into_os_string();
+            side.push(suffix);
+            let _ = std::fs::remove_file(side);
+        }
+        std::fs::copy(backup, &db).expect("backup copied over the database");
+        self.restart_auth().await;
     }
 
     pub async fn add_user(&self, username: &str, roles: &str, scopes: &str) -> String {

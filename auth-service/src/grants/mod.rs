@@ -60,6 +60,9 @@ pub enum GrantError {
     /// A password login refused unchecked by the login throttle.
     #[error("invalid_grant: login throttled")]
     LoginThrottled { retry_after: Duration },
+    /// Argon2's waiting room is full: try again in a moment.
+    #[error("too many credential checks waiting")]
+    Busy,
     /// `invalid_scope`: more than the user, the session or the client may have.
     #[error("invalid_scope: {0}")]
     InvalidScope(&'static str),
@@ -71,6 +74,16 @@ pub enum GrantError {
 impl GrantError {
     pub fn internal(e: impl Into<BoxError>) -> Self {
         Self::Internal(e.into())
+    }
+
+    /// A failed credentials check: [`GrantError::Busy`] when Argon2's queue is full.
+    pub fn lookup(error: crate::users::LookupError) -> Self {
+        match error {
+            crate::users::LookupError::Password(crate::passwords::PasswordError::Busy) => {
+                Self::Busy
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

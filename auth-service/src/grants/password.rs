@@ -1,14 +1,14 @@
 //! The `password` grant: a user's login. Throttled per account and client address before the
-//! password is checked ([`crate::throttle`]); a success starts a session (its family row and
-//! first refresh token, then the session store) under the per-user session cap.
+//! password is checked ([`crate::throttle`]), and before the client's credentials too
+//! ([`reserve`]): a throttled login costs no Argon2 run at all. A success starts a session (its
+//! family row and first refresh token, then the session store) under the per-user session cap.
 
 use std::net::IpAddr;
-use std::time::Instant;
 
 use super::{GrantError, Issued};
 use crate::clients::Client;
 use crate::db;
-use crate::passwords::SecretString;
+use crate::passwords::{Priority, SecretString};
 use crate::scope::ScopeSet;
 use crate::sessions::{self, EndReason, NewSession, Session};
 use crate::state::AppState;
@@ -26,8 +26,27 @@ pub struct ClientMeta {
     pub ip: Option<String>,
 }
 
-/// A password login, its parameters read and its client (if it sent credentials)
-/// authenticated.
+/// Reserves a check of `username`'s password from `client_ip` with the login throttle, or
+/// refuses it unchecked. The first step of a login, before its client (if any) is
+/// authenticated: a throttled login then costs no Argon2 run, neither for the password nor for
+/// the client secret, and is answered alike for every username, existing or not. Sound because
+/// the answer does not depend on the client: a first-party login (no client) gets the same.
+pub async fn reserve(
+    state: &AppState,
+    username: &str,
+    client_ip: Option<IpAddr>,
+) -> Result<Attempt, GrantError> {
+    state
+        .login_throttle
+        .begin(username, client_ip)
+        .await
+        .map_err(|refused| GrantError::LoginThrottled {
+            retry_after: refused.retry_after,
+        })
+}
+
+/// A password login, its parameters read, its check reserved ([`reserve`]) and its client (if
+/// it sent credentials) authenticated.
 #[derive(Debug)]
 pub struct PasswordRequest<'a> {
     pub username: &'a str,
@@ -38,6 +57,8 @@ pub struct PasswordRequest<'a> {
     /// The client's address as the throttle counts it (`None`: unknown, not counted).
     pub client_ip: Option<IpAddr>,
     pub meta: ClientMeta,
+    /// The check reserved by [`reserve`].
+    pub attempt: Attempt,
 }
 
 /// Checks the password (unless the throttle refuses the attempt unchecked), starts a session
@@ -50,35 +71,43 @@ pub async fn grant(state: &AppState, request: PasswordRequest<'_>) -> Result<Iss
         client,
         client_ip,
         meta,
+        attempt,
     } = request;
 
-    // Before the password is looked at: a throttled attempt checks nothing (the right password
-    // is refused too) and is answered alike for every username, existing or not.
-    let attempt = state
-        .login_throttle
-        .begin(username, client_ip, Instant::now())
-        .map_err(|refused| GrantError::LoginThrottled {
-            retry_after: refused.retry_after,
-        })?;
     // An error here drops `attempt`: counted neither as a failure nor as a success.
-    let user = match users::authenticate(&state.pool, &state.passwords, username, &password)
-        .await
-        .map_err(GrantError::internal)?
-    {
-        Login::Valid(user) => {
-            state.login_throttle.succeeded(username, attempt);
-            user
-        }
-        Login::Disabled(user) => {
-            tracing::info!(user_id = %user.id, "login of a disabled user refused");
-            login_failed(state, attempt, username).await;
-            return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
-        }
-        Login::Invalid => {
-            login_failed(state, attempt, username).await;
-            return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
-        }
+    let priority = if attempt.is_suspect() {
+        Priority::Suspect
+    } else {
+        Priority::Clean
     };
+    let user =
+        match users::authenticate(&state.pool, &state.passwords, username, &password, priority)
+            .await
+            .map_err(GrantError::lookup)
+            .inspect_err(|error| {
+                if matches!(error, GrantError::Busy) {
+                    state
+                        .login_throttle
+                        .shed(client_ip, crate::passwords::BUSY_RETRY_AFTER);
+                }
+            })? {
+            Login::Valid(user) => {
+                state
+                    .login_throttle
+                    .succeeded(username, client_ip, attempt)
+                    .await;
+                user
+            }
+            Login::Disabled(user) => {
+                tracing::info!(user_id = %user.id, "login of a disabled user refused");
+                login_failed(state, attempt, username).await;
+                return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
+            }
+            Login::Invalid => {
+                login_failed(state, attempt, username).await;
+                return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
+            }
+        };
 
     // No `scope`: everything the user has, now and at every refresh (stored as NULL).
     let (scope, session_scope) = match requested {
@@ -130,8 +159,8 @@ pub async fn grant(state: &AppState, request: PasswordRequest<'_>) -> Result<Iss
 /// account is named by its user id like in every other log line (never by the username, which
 /// may be a mistyped password), and only if such a user exists; the address is the client's.
 async fn login_failed(state: &AppState, attempt: Attempt, username: &str) {
-    let locked = attempt.failed(Instant::now());
-    if let Some(failures) = locked.account {
+    let locked = attempt.failed().await;
+    if let Some((_, failures)) = locked.subject {
         // Looked up for unknown usernames too, so a lock takes as long either way.
         let user_id = users::find_by_username(&state.pool, username)
             .await

@@ -1,6 +1,13 @@
 //! What the OAuth endpoints (`/oauth/token`, `/oauth/revoke`, `/oauth/introspect`) share: the
 //! form body, the client credentials and the client authentication, each refusal in the
 //! RFC 6749 §5.2 shape ([`TokenError`]).
+//!
+//! Client authentication, in this order: the client id is looked up; a secret Argon2 accepted
+//! for it within the last minute is accepted at once (an HMAC, no Argon2, no throttle: it is
+//! exactly right); otherwise the client-authentication throttle reserves the attempt *before*
+//! Argon2 (per client id and client address, [`crate::throttle`]) or refuses it unchecked with
+//! 429, the same for a registered and an unknown id; then Argon2 decides, and the throttle
+//! learns the outcome. A full Argon2 queue answers 503 at once.
 
 use std::error::Error as _;
 
@@ -11,9 +18,12 @@ use http::request::Parts;
 
 use super::error::TokenError;
 use super::form::{self, ClientCredentials, CredentialsError, Form, FormError};
-use crate::clients::{self, Client};
+use crate::clients::{Client, Presented};
+use crate::passwords::{PasswordError, Priority};
 use crate::scope::ScopeSet;
 use crate::state::AppState;
+use crate::throttle::{Attempt, Scope};
+use crate::users::LookupError;
 
 /// Largest accepted token request body. Real requests are a few hundred bytes.
 pub const TOKEN_BODY_LIMIT: usize = 16 * 1024;
@@ -86,9 +96,11 @@ pub(super) fn client_credentials(
     })
 }
 
-/// The authenticated client, `None` when the request carries no client credentials.
+/// The authenticated client, `None` when the request carries no client credentials. `parts`
+/// name the client's address (see `AUTH_TRUSTED_PROXIES`) for the throttle.
 pub(super) async fn authenticate_client(
     state: &AppState,
+    parts: &Parts,
     credentials: &ClientCredentials,
 ) -> Result<Option<Client>, TokenError> {
     let (id, secret) = match credentials {
@@ -104,14 +116,95 @@ pub(super) async fn authenticate_client(
             (id, secret)
         }
     };
-    clients::authenticate(&state.clients, &state.passwords, id, secret)
+    let failed = TokenError::InvalidClient {
+        description: "client authentication failed",
+        basic: credentials.used_basic(),
+    };
+    let presented = Presented::look_up(&state.clients, id)
         .await
-        .map_err(TokenError::internal)?
-        .map(Some)
-        .ok_or(TokenError::InvalidClient {
-            description: "client authentication failed",
-            basic: credentials.used_basic(),
-        })
+        .map_err(lookup_failed)?;
+    if let Some(client) = presented.remembered(&state.passwords, secret) {
+        return Ok(Some(client));
+    }
+    // Before Argon2: a refused attempt runs none, and is answered alike for every client id.
+    let client_ip = state.trusted_proxies.client_ip_of(parts);
+    let attempt = state
+        .client_throttle
+        .begin(id, client_ip)
+        .await
+        .map_err(|refused| TokenError::ClientThrottled {
+            retry_after: refused.retry_after,
+        })?;
+    let registered = presented.client().map(|client| client.id.clone());
+    // An error here drops `attempt`: counted neither as a failure nor as a success.
+    let verified = presented
+        .verify(&state.passwords, secret, priority_of(&attempt))
+        .await
+        .map_err(lookup_failed);
+    if matches!(verified, Err(TokenError::Busy)) {
+        state
+            .client_throttle
+            .shed(client_ip, crate::passwords::BUSY_RETRY_AFTER);
+    }
+    match verified? {
+        Some(client) => {
+            state
+                .client_throttle
+                .succeeded(id, client_ip, attempt)
+                .await;
+            Ok(Some(client))
+        }
+        None => {
+            client_auth_failed(attempt, registered.as_deref()).await;
+            Err(failed)
+        }
+    }
+}
+
+/// Records a failed client authentication with the throttle. A lock it starts is an audit
+/// event naming the client id only if it is registered (an unknown one is whatever the caller
+/// sent), and the address.
+async fn client_auth_failed(attempt: Attempt, registered: Option<&str>) {
+    let locked = attempt.failed().await;
+    if let Some((scope, failures)) = locked.subject {
+        tracing::warn!(
+            audit = "client_auth_locked",
+            scope = scope.as_str(),
+            client_id = registered,
+            failures,
+            locked_for = ?locked.duration,
+            "client authentications of a client id locked after repeated failures{}",
+            if scope == Scope::Recognised { " at one of its recognised addresses" } else { "" }
+        );
+    }
+    if let Some((client_ip, failures)) = locked.address {
+        tracing::warn!(
+            audit = "client_auth_locked",
+            scope = "address",
+            %client_ip,
+            failures,
+            locked_for = ?locked.duration,
+            "client authentications from a client address locked after repeated failures"
+        );
+    }
+}
+
+/// Whether an attempt may wait for Argon2: not once it is suspect (see
+/// [`Attempt::is_suspect`]).
+pub(super) fn priority_of(attempt: &Attempt) -> Priority {
+    if attempt.is_suspect() {
+        Priority::Suspect
+    } else {
+        Priority::Clean
+    }
+}
+
+/// A failed lookup or verification: 503 when Argon2's queue is full, else a 500.
+fn lookup_failed(error: LookupError) -> TokenError {
+    match error {
+        LookupError::Password(PasswordError::Busy) => TokenError::Busy,
+        other => TokenError::internal(other),
+    }
 }
 
 #[cfg(test)]

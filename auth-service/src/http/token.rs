@@ -93,7 +93,10 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
             let username = required(&form, "username", "username is required")?;
             let password = SecretString::from(required(&form, "password", "password is required")?);
             let scope = requested_scope(&form)?;
-            let client = authenticate_client(state, &credentials).await?;
+            // The login throttle first: a throttled login costs no Argon2, not even the
+            // client's. A failed client authentication then drops (releases) the reservation.
+            let attempt = grants::password::reserve(state, username, client_ip).await?;
+            let client = authenticate_client(state, &parts, &credentials).await?;
             let request = PasswordRequest {
                 username,
                 password,
@@ -101,13 +104,14 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
                 client,
                 client_ip,
                 meta: client_meta(&parts, client_ip),
+                attempt,
             };
             grants::password::grant(state, request).await?
         }
         GrantType::RefreshToken => {
             let refresh_token = required(&form, "refresh_token", "refresh_token is required")?;
             let scope = requested_scope(&form)?;
-            let client = authenticate_client(state, &credentials).await?;
+            let client = authenticate_client(state, &parts, &credentials).await?;
             let request = RefreshRequest {
                 refresh_token,
                 scope,
@@ -124,7 +128,7 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
             if matches!(credentials, ClientCredentials::None) {
                 return Err(required_client);
             }
-            let client = authenticate_client(state, &credentials)
+            let client = authenticate_client(state, &parts, &credentials)
                 .await?
                 .ok_or(required_client)?;
             grants::client_credentials::grant(state, client, scope)?

@@ -78,7 +78,7 @@ struct TokenRequest {
 async fn read(state: &AppState, request: Request) -> Result<TokenRequest, TokenError> {
     let (parts, form) = read_form(request).await?;
     let credentials = client_credentials(&parts.headers, &form)?;
-    let client = authenticate_client(state, &credentials).await?;
+    let client = authenticate_client(state, &parts, &credentials).await?;
     let token = required(&form, "token", "token is required")?.to_owned();
     Ok(TokenRequest {
         token,

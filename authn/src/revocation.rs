@@ -16,7 +16,9 @@
 //!   (the backlog then starts from the oldest retained event) and makes the feed stale until the
 //!   next heartbeat, so requests go to the fallback meanwhile. It keeps the entries: they are
 //!   revocations that happened, in whatever history, and a restore must not bring back a session
-//!   that was logged out or a key that was revoked (they expire as usual). Counted in
+//!   that was logged out or a key that was revoked (they expire as usual). An entry only grows:
+//!   an older event replayed from the restored log (an earlier logout everywhere of the same
+//!   user) never replaces a newer one. Counted in
 //!   `auth_revocation_feed_resets_total{reason}`.
 //! - Revoked keys: a `KeyRevoked` entry is held for the event's lifetime (25 h), through resets
 //!   and staleness alike, and is consulted before the fallback, which knows sessions only. What
@@ -42,19 +44,58 @@ use crate::service_token::ServiceToken;
 use crate::session::StatefulCheck;
 
 /// An entry of the revocation set: when it stops mattering, and (for users) when it happened.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     occurred_at: i64,
     expires_at: i64,
+}
+
+impl Entry {
+    /// Both revocations at once: tokens issued up to the later one, until the later expiry. An
+    /// entry only ever grows, so an older event (replayed after a reset, from a log restored to
+    /// an earlier copy) never weakens what a newer one revoked.
+    fn union(self, other: Entry) -> Entry {
+        Entry {
+            occurred_at: self.occurred_at.max(other.occurred_at),
+            expires_at: self.expires_at.max(other.expires_at),
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        let remaining = self.expires_at.saturating_sub(crate::unix_now()).max(0);
+        Duration::from_secs(u64::try_from(remaining).unwrap_or(0))
+    }
 }
 
 struct UntilExpiresAt;
 
 impl<K> Expiry<K, Entry> for UntilExpiresAt {
     fn expire_after_create(&self, _key: &K, entry: &Entry, _now: Instant) -> Option<Duration> {
-        let remaining = entry.expires_at.saturating_sub(crate::unix_now()).max(0);
-        Some(Duration::from_secs(u64::try_from(remaining).unwrap_or(0)))
+        Some(entry.remaining())
     }
+
+    fn expire_after_update(
+        &self,
+        _key: &K,
+        entry: &Entry,
+        _now: Instant,
+        _until_now: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(entry.remaining())
+    }
+}
+
+/// Records `entry` for `key`, united with what is already there.
+fn revoke(cache: &moka::sync::Cache<String, Entry>, key: &str, entry: Entry) {
+    cache
+        .entry_by_ref(key)
+        .and_compute_with(|existing| match existing {
+            Some(existing) if existing.value().union(entry) == *existing.value() => {
+                moka::ops::compute::Op::Nop
+            }
+            Some(existing) => moka::ops::compute::Op::Put(existing.value().union(entry)),
+            None => moka::ops::compute::Op::Put(entry),
+        });
 }
 
 fn revocation_cache() -> moka::sync::Cache<String, Entry> {
@@ -280,11 +321,11 @@ impl RevocationFeed {
             match &event.target {
                 Some(Target::SessionsEnded(ended)) => {
                     for sid in &ended.session_ids {
-                        inner.sessions.insert(sid.clone(), entry);
+                        revoke(&inner.sessions, sid, entry);
                     }
                 }
-                Some(Target::UserDisabled(user)) => inner.users.insert(user.user_id.clone(), entry),
-                Some(Target::KeyRevoked(key)) => inner.kids.insert(key.kid.clone(), entry),
+                Some(Target::UserDisabled(user)) => revoke(&inner.users, &user.user_id, entry),
+                Some(Target::KeyRevoked(key)) => revoke(&inner.kids, &key.kid, entry),
                 None => {
                     tracing::warn!(sequence = event.sequence, "revocation event without target")
                 }
@@ -670,6 +711,49 @@ mod tests {
             feed.check("leaked", &service_claims("svc", now)).await,
             revoked
         );
+    }
+
+    #[tokio::test]
+    async fn an_older_event_replayed_after_a_reset_never_weakens_a_newer_one() {
+        // A user logged out everywhere at `now`; the log is then restored to a copy holding an
+        // earlier logout-all of theirs, which the feed replays after its reset.
+        let feed = with_lenient_fallback(Duration::from_secs(5));
+        let now = crate::unix_now();
+        let mallory = || {
+            Target::UserDisabled(UserDisabled {
+                user_id: "mallory".into(),
+            })
+        };
+        feed.receive(Message::Event(event(7, mallory())));
+        feed.receive(Message::Event(event(8, ended("s1"))));
+        assert_eq!(feed.receive(heartbeat(8, "e1")), Flow::Continue);
+        feed.receive(reset("behind", "e2"));
+        let earlier = RevocationEvent {
+            occurred_at: now - 100,
+            expires_at: now + 10,
+            ..event(1, mallory())
+        };
+        feed.receive(Message::Event(earlier));
+        let earlier_end = RevocationEvent {
+            expires_at: now + 1,
+            ..event(2, ended("s1"))
+        };
+        feed.receive(Message::Event(earlier_end));
+        assert_eq!(feed.receive(heartbeat(2, "e2")), Flow::Continue);
+        assert!(feed.is_fresh());
+
+        // A token issued between the two logouts-everywhere is still refused...
+        let revoked = Err(AuthError::Unauthenticated(RejectReason::Revoked));
+        assert_eq!(
+            feed.check("k", &claims("mallory", "s2", now - 50)).await,
+            revoked
+        );
+        // ...and both entries keep the later expiry.
+        let users = feed.inner.users.get("mallory").expect("user entry");
+        assert_eq!((users.occurred_at, users.expires_at), (now, now + 360));
+        let session = feed.inner.sessions.get("s1").expect("session entry");
+        assert_eq!(session.expires_at, now + 360);
+        assert_eq!(feed.check("k", &claims("u", "s1", now)).await, revoked);
     }
 
     #[tokio::test]

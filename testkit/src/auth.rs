@@ -20,7 +20,7 @@ use authn::jwk::{JwkSet, KeySet};
 use authn::verifier::{Keys, Policy, Verifier};
 use proto::auth::v1::session_service_client::SessionServiceClient;
 use proto::auth::v1::{
-    CheckSessionRequest, RevocationEvent, WatchRevocationsRequest, WatchRevocationsResponse,
+    CheckSessionRequest, Reset, RevocationEvent, WatchRevocationsRequest, WatchRevocationsResponse,
     watch_revocations_response::Message,
 };
 use serde::Deserialize;
@@ -303,16 +303,20 @@ impl TestAuth {
 
     /// Opens `WatchRevocations(after_sequence)` with `token`.
     pub async fn watch(&self, token: &str, after_sequence: u64) -> Watcher {
-        let mut request = tonic::Request::new(WatchRevocationsRequest { after_sequence });
-        authn::grpc::with_bearer(&mut request, token).expect("bearer metadata");
-        let stream = self
-            .grpc_client()
-            .await
-            .watch_revocations(request)
-            .await
-            .expect("WatchRevocations opens")
-            .into_inner();
-        Watcher { stream }
+        self.watch_from(
+            token,
+            WatchRevocationsRequest {
+                after_sequence,
+                ..WatchRevocationsRequest::default()
+            },
+        )
+        .await
+    }
+
+    /// Opens `WatchRevocations` with `token` and a whole resume request (sequence, epoch,
+    /// fingerprint).
+    pub async fn watch_from(&self, token: &str, resume: WatchRevocationsRequest) -> Watcher {
+        watch_revocations(&self.grpc_url, token, resume).await
     }
 
     /// Sends the shutdown signal (SIGTERM, in production) without waiting for the drain;
@@ -357,6 +361,61 @@ impl Drop for TestAuth {
     }
 }
 
+/// An auth-service running on a runtime of its own, on a thread of its own, so that a test can
+/// kill it the way SIGKILL kills a process: [`CrashableAuth::crash`] drops the runtime, and with
+/// it every task, connection and stream of the service at once, without any shutdown.
+pub struct CrashableAuth {
+    pub http_addr: std::net::SocketAddr,
+    pub grpc_addr: std::net::SocketAddr,
+    crash: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CrashableAuth {
+    /// Builds and starts auth-service with `config` on a new runtime; returns once it listens.
+    pub async fn start(config: Config) -> Self {
+        let (started, addresses) = oneshot::channel();
+        let (crash, crashed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let app = App::build(config).await.expect("auth-service builds");
+                let _ = started.send((app.http_addr(), app.grpc_addr()));
+                // Never signalled: the service runs until its runtime is dropped.
+                tokio::spawn(app.run(std::future::pending::<()>()));
+            });
+            // Blocks this thread (not a runtime worker) until the crash or the drop.
+            let _ = crashed.recv();
+            runtime.shutdown_background();
+        });
+        let (http_addr, grpc_addr) = addresses.await.expect("auth-service started");
+        Self {
+            http_addr,
+            grpc_addr,
+            crash: Some(crash),
+            thread: Some(thread),
+        }
+    }
+
+    /// Kills the service: every task ends where it is, every socket closes.
+    pub fn crash(&mut self) {
+        drop(self.crash.take());
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("the service thread ends");
+        }
+    }
+}
+
+impl Drop for CrashableAuth {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
 /// The tokens of a 200 response; panics with the body otherwise.
 pub async fn expect_tokens(response: reqwest::Response) -> TokenResponse {
     let status = response.status();
@@ -391,6 +450,24 @@ pub fn claims_of(access_token: &str) -> serde_json::Value {
     serde_json::from_slice(&bytes).expect("JSON payload")
 }
 
+/// Opens `WatchRevocations` at the issuer `grpc_url` with `token` and `resume`.
+pub async fn watch_revocations(
+    grpc_url: &str,
+    token: &str,
+    resume: WatchRevocationsRequest,
+) -> Watcher {
+    let mut request = tonic::Request::new(resume);
+    authn::grpc::with_bearer(&mut request, token).expect("bearer metadata");
+    let stream = SessionServiceClient::connect(grpc_url.to_owned())
+        .await
+        .expect("gRPC connects")
+        .watch_revocations(request)
+        .await
+        .expect("WatchRevocations opens")
+        .into_inner();
+    Watcher { stream }
+}
+
 /// An open `WatchRevocations` stream.
 pub struct Watcher {
     pub stream: tonic::Streaming<WatchRevocationsResponse>,
@@ -400,7 +477,12 @@ pub struct Watcher {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Said {
     Event(RevocationEvent),
-    Heartbeat { head_sequence: u64, sent_at_ms: i64 },
+    Heartbeat {
+        head_sequence: u64,
+        sent_at_ms: i64,
+        log_epoch: String,
+    },
+    Reset(Reset),
 }
 
 impl Said {
@@ -416,19 +498,26 @@ impl Said {
 pub const STREAM_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Watcher {
-    /// The next message; panics after [`STREAM_DEADLINE`], on an error or on the end.
-    pub async fn next(&mut self) -> Said {
+    /// The next message as sent; panics after [`STREAM_DEADLINE`], on an error or on the end.
+    pub async fn next_message(&mut self) -> Message {
         let message = tokio::time::timeout(STREAM_DEADLINE, self.stream.message())
             .await
             .expect("a message within the deadline")
             .expect("the stream is healthy")
             .expect("the stream goes on");
-        match message.message.expect("a message has content") {
+        message.message.expect("a message has content")
+    }
+
+    /// The next message; panics after [`STREAM_DEADLINE`], on an error or on the end.
+    pub async fn next(&mut self) -> Said {
+        match self.next_message().await {
             Message::Event(event) => Said::Event(event),
             Message::Heartbeat(h) => Said::Heartbeat {
                 head_sequence: h.head_sequence,
                 sent_at_ms: h.sent_at_ms,
+                log_epoch: h.log_epoch,
             },
+            Message::Reset(reset) => Said::Reset(reset),
         }
     }
 
@@ -441,13 +530,30 @@ impl Watcher {
         }
     }
 
-    /// Every event up to the next heartbeat, and that heartbeat's head.
+    /// Reads until the stream ends: `Ok` for a clean end, the status it ended with otherwise;
+    /// panics if it is still open after `within`.
+    pub async fn end_within(&mut self, within: Duration) -> Result<(), tonic::Status> {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.stream.message().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Ok(()),
+                    Err(status) => return Err(status),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the stream is still open after {within:?}"))
+    }
+
+    /// Every event up to the next heartbeat, and that heartbeat's head; panics on a reset.
     pub async fn until_heartbeat(&mut self) -> (Vec<RevocationEvent>, u64) {
         let mut events = Vec::new();
         loop {
             match self.next().await {
                 Said::Event(event) => events.push(event),
                 Said::Heartbeat { head_sequence, .. } => return (events, head_sequence),
+                Said::Reset(reset) => panic!("unexpected reset {reset:?} after {events:?}"),
             }
         }
     }

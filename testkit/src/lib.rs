@@ -6,6 +6,7 @@
 //! - [`attacks`]: the catalogue of malicious tokens every edge must refuse.
 //! - [`logs`]: log lines captured in memory.
 //! - [`PgDatabase`]: a PostgreSQL database of one's own for a test.
+//! - [`TcpProxy`]: a proxy that can cut or refuse connections, for fault tests.
 //! - [`Issuer`]: a [`TestIssuer`] whose JWKS is served over HTTP.
 //! - Builders that start each real service in process on port 0: `auth` (feature `auth`),
 //!   `orders` (feature `orders`), `gateway` (feature `gateway`, with a stub auth-service), and
@@ -13,6 +14,8 @@
 //!   suites enable only its own feature, so no service dev-depends on another; the suites that
 //!   span services live in `system-tests`.
 //! - [`eventually`]: polling for a condition, never sleeping on one.
+//! - [`tls`]: a throwaway certificate authority, and Redis and PostgreSQL servers of a test's
+//!   own that speak TLS with its certificate.
 
 pub mod attacks;
 #[cfg(feature = "auth")]
@@ -25,8 +28,10 @@ pub mod logs;
 #[cfg(feature = "orders")]
 pub mod orders;
 mod postgres;
+mod proxy;
 #[cfg(all(feature = "auth", feature = "orders", feature = "gateway"))]
 pub mod stack;
+pub mod tls;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -34,6 +39,7 @@ use std::time::{Duration, Instant};
 pub use forger::{JwksServer, TestIssuer};
 pub use issuer::{Issuer, READ, READ_WRITE, WRITE};
 pub use postgres::PgDatabase;
+pub use proxy::TcpProxy;
 
 /// `bytes` random bytes from the system CSPRNG, base64url-encoded (ids in forged claims).
 pub fn random_token(bytes: usize) -> String {

@@ -17,7 +17,7 @@ use secrecy::zeroize::Zeroize as _;
 
 use crate::accounts;
 use crate::app::{self, App};
-use crate::clients::{self, NewClient};
+use crate::clients::{self, Registration};
 use crate::config::Config;
 use crate::db;
 use crate::keys::{KeyListing, KeyManager, KeySettings, KeyState, KeyStoreError, Outcome};
@@ -52,7 +52,7 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Manage service clients (`client_credentials`).
+    /// Manage clients (service clients, and clients of the authorization code flow).
     Client {
         #[command(subcommand)]
         command: ClientCommand,
@@ -121,7 +121,8 @@ pub struct UserAdd {
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
-    /// Register a client and print its generated secret (once) on standard output.
+    /// Register a client. A confidential client's generated secret is printed once, alone on
+    /// the last line of standard output; a public client (`--public`) gets none.
     Add(ClientAdd),
 }
 
@@ -136,6 +137,17 @@ pub struct ClientAdd {
     /// Roles, separated by commas or spaces.
     #[arg(long, default_value = "")]
     pub roles: String,
+    /// A redirect URI of the authorization code flow (repeatable), matched as an exact string:
+    /// absolute, https (or http://localhost, http://127.0.0.1), no fragment.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back (repeatable), same rules.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A public client (a browser or native app): no secret, PKCE required. Needs at least one
+    /// `--redirect-uri`.
+    #[arg(long)]
+    pub public: bool,
 }
 
 /// Runs the parsed command line. `stdin` and `stdout` are the operator's terminal (tests pass
@@ -285,28 +297,39 @@ async fn client_add(
     add: ClientAdd,
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let roles = scope::parse_roles(&add.roles)?;
-    let scopes = ScopeSet::parse(&add.scopes)?;
+    let registration = Registration {
+        id: add.id,
+        scopes: ScopeSet::parse(&add.scopes)?,
+        roles: scope::parse_roles(&add.roles)?,
+        public: add.public,
+        redirect_uris: add.redirect_uris,
+        post_logout_redirect_uris: add.post_logout_redirect_uris,
+    };
+    // Refused before the database is opened: a typo never leaves a half-made data directory.
+    clients::validate_registration(&registration)?;
     let pool =
         db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
     let passwords = Passwords::new().await?;
-    let (client, secret) = clients::create(
-        &pool,
-        &passwords,
-        NewClient {
-            id: add.id,
-            scopes,
-            roles,
-        },
-    )
-    .await?;
+    let (client, secret) = clients::register(&pool, &passwords, registration).await?;
     // The secret alone on stdout, so that `SECRET=$(auth-service client add ...)` works; the
     // explanation for a person goes to stderr.
-    eprintln!(
-        "created client {} with scopes [{}]; its secret follows, shown this once",
-        client.id, client.scopes
-    );
-    writeln!(stdout, "{}", secret.expose_secret())?;
+    match secret {
+        Some(secret) => {
+            eprintln!(
+                "created client {} with scopes [{}] and {} redirect URI(s); its secret follows, shown this once",
+                client.id,
+                client.scopes,
+                client.redirect_uris.len()
+            );
+            writeln!(stdout, "{}", secret.expose_secret())?;
+        }
+        None => eprintln!(
+            "created public client {} with scopes [{}] and {} redirect URI(s); it has no secret and must use PKCE",
+            client.id,
+            client.scopes,
+            client.redirect_uris.len()
+        ),
+    }
     pool.close().await;
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Service clients: the callers of the `client_credentials` grant, and optionally the
-//! authenticated client of a `password` grant.
+//! Clients: the callers of the `client_credentials` grant, the authenticated client of a
+//! `password` grant, and the clients of the authorization code flow, with their registered
+//! redirect URIs ([`crate::redirect_uris`]). A *confidential* client has a secret; a *public*
+//! one (a single-page or native app) has none and proves itself with PKCE alone.
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use sqlx::AnyPool;
 use crate::crypto;
 use crate::db;
 use crate::passwords::{PasswordError, Passwords, Priority, SecretString};
+use crate::redirect_uris::{self, RedirectUriError};
 use crate::scope::{self, ScopeSet};
 use crate::users::{self, LookupError};
 
@@ -19,13 +22,54 @@ pub struct Client {
     pub scopes: ScopeSet,
     pub roles: Vec<String>,
     pub created_at: i64,
+    /// A public client: no secret, PKCE only.
+    pub public: bool,
+    /// Where the authorization endpoint may send its answers (compared as exact strings).
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser back.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
+impl Client {
+    /// Whether `uri` is one of the client's redirect URIs, byte for byte.
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        redirect_uris::is_registered(&self.redirect_uris, uri)
+    }
+
+    /// Whether `uri` is one of the client's post-logout redirect URIs, byte for byte.
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        redirect_uris::is_registered(&self.post_logout_redirect_uris, uri)
+    }
+}
+
+/// A confidential client without redirect URIs: a service client ([`register`] for the rest).
 #[derive(Clone, Debug)]
 pub struct NewClient {
     pub id: String,
     pub scopes: ScopeSet,
     pub roles: Vec<String>,
+}
+
+/// Any client: [`NewClient`] plus its kind and its URIs.
+#[derive(Clone, Debug, Default)]
+pub struct Registration {
+    pub id: String,
+    pub scopes: ScopeSet,
+    pub roles: Vec<String>,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+}
+
+impl From<NewClient> for Registration {
+    fn from(new: NewClient) -> Self {
+        Self {
+            id: new.id,
+            scopes: new.scopes,
+            roles: new.roles,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +78,20 @@ pub enum CreateClientError {
     InvalidId,
     #[error("a client with id {0:?} already exists")]
     Duplicate(String),
+    #[error("redirect URI {uri:?} {reason}")]
+    RedirectUri {
+        uri: String,
+        #[source]
+        reason: RedirectUriError,
+    },
+    #[error("post-logout redirect URI {uri:?} {reason}")]
+    PostLogoutRedirectUri {
+        uri: String,
+        #[source]
+        reason: RedirectUriError,
+    },
+    #[error("a public client needs at least one redirect URI (it has no other use)")]
+    PublicWithoutRedirectUri,
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error("database error: {0}")]
@@ -46,32 +104,84 @@ pub fn validate_client_id(id: &str) -> bool {
     users::validate_username(id).is_ok()
 }
 
-/// Registers a client with a fresh 256-bit secret, returned once and stored only as a hash.
+/// Registers a confidential client with a fresh 256-bit secret, returned once and stored only as
+/// a hash.
 pub async fn create(
     pool: &AnyPool,
     passwords: &Passwords,
     new: NewClient,
 ) -> Result<(Client, SecretString), CreateClientError> {
+    let (client, secret) = register(pool, passwords, new.into()).await?;
+    let secret = secret.expect("BUG: a confidential client always gets a secret");
+    Ok((client, secret))
+}
+
+/// Checks a registration: the id, every URI ([`redirect_uris::validate`]), and that a public
+/// client has somewhere to send its codes.
+pub fn validate_registration(new: &Registration) -> Result<(), CreateClientError> {
     if !validate_client_id(&new.id) {
         return Err(CreateClientError::InvalidId);
     }
-    let secret = SecretString::from(crypto::random_secret());
-    let secret_hash = passwords.hash(&secret).await?;
+    for uri in &new.redirect_uris {
+        redirect_uris::validate(uri).map_err(|reason| CreateClientError::RedirectUri {
+            uri: uri.clone(),
+            reason,
+        })?;
+    }
+    for uri in &new.post_logout_redirect_uris {
+        redirect_uris::validate(uri).map_err(|reason| {
+            CreateClientError::PostLogoutRedirectUri {
+                uri: uri.clone(),
+                reason,
+            }
+        })?;
+    }
+    if new.public && new.redirect_uris.is_empty() {
+        return Err(CreateClientError::PublicWithoutRedirectUri);
+    }
+    Ok(())
+}
+
+/// Registers a client: a confidential one with a fresh 256-bit secret, returned once and stored
+/// only as a hash; a public one with none (its `secret_hash` is empty).
+pub async fn register(
+    pool: &AnyPool,
+    passwords: &Passwords,
+    new: Registration,
+) -> Result<(Client, Option<SecretString>), CreateClientError> {
+    validate_registration(&new)?;
+    let (secret, secret_hash) = if new.public {
+        (None, String::new())
+    } else {
+        let secret = SecretString::from(crypto::random_secret());
+        let hash = passwords.hash(&secret).await?;
+        (Some(secret), hash)
+    };
+    let mut redirect_uris = new.redirect_uris;
+    redirect_uris.dedup();
+    let mut post_logout_redirect_uris = new.post_logout_redirect_uris;
+    post_logout_redirect_uris.dedup();
     let client = Client {
         id: new.id,
         scopes: new.scopes,
         roles: new.roles,
         created_at: db::now(),
+        public: new.public,
+        redirect_uris,
+        post_logout_redirect_uris,
     };
     sqlx::query(
-        "INSERT INTO clients (id, secret_hash, scopes, roles, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO clients (id, secret_hash, scopes, roles, created_at, redirect_uris, \
+         post_logout_redirect_uris, client_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&client.id)
     .bind(&secret_hash)
     .bind(client.scopes.to_string())
     .bind(scope::roles_to_string(&client.roles))
     .bind(client.created_at)
+    .bind(redirect_uris::join(&client.redirect_uris))
+    .bind(redirect_uris::join(&client.post_logout_redirect_uris))
+    .bind(if client.public { PUBLIC } else { CONFIDENTIAL })
     .execute(pool)
     .await
     .map_err(|e| {
@@ -84,6 +194,11 @@ pub async fn create(
     Ok((client, secret))
 }
 
+/// `clients.client_type` of a client without a secret.
+const PUBLIC: &str = "public";
+/// `clients.client_type` of a client with a secret.
+const CONFIDENTIAL: &str = "confidential";
+
 #[derive(sqlx::FromRow)]
 struct ClientRow {
     id: String,
@@ -91,29 +206,45 @@ struct ClientRow {
     scopes: String,
     roles: String,
     created_at: i64,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    client_type: String,
 }
 
+/// A client and its secret hash (`None` for a public client, which has no secret).
+type ClientWithHash = (Client, Option<String>);
+
 impl ClientRow {
-    fn into_client(self) -> Result<(Client, String), LookupError> {
-        let roles = scope::parse_roles(&self.roles)
-            .map_err(|e| LookupError::Corrupt(format!("client {}: {e}", self.id)))?;
-        let scopes = ScopeSet::parse(&self.scopes)
-            .map_err(|e| LookupError::Corrupt(format!("client {}: {e}", self.id)))?;
+    fn into_client(self) -> Result<ClientWithHash, LookupError> {
+        let corrupt =
+            |e: &dyn std::fmt::Display| LookupError::Corrupt(format!("client {}: {e}", self.id));
+        let roles = scope::parse_roles(&self.roles).map_err(|e| corrupt(&e))?;
+        let scopes = ScopeSet::parse(&self.scopes).map_err(|e| corrupt(&e))?;
+        let public = match self.client_type.as_str() {
+            PUBLIC => true,
+            CONFIDENTIAL => false,
+            other => return Err(corrupt(&format!("unknown client type {other:?}"))),
+        };
+        let hash = (!public).then_some(self.secret_hash);
         Ok((
             Client {
                 id: self.id,
                 scopes,
                 roles,
                 created_at: self.created_at,
+                public,
+                redirect_uris: redirect_uris::split(&self.redirect_uris),
+                post_logout_redirect_uris: redirect_uris::split(&self.post_logout_redirect_uris),
             },
-            self.secret_hash,
+            hash,
         ))
     }
 }
 
-async fn find_with_hash(pool: &AnyPool, id: &str) -> Result<Option<(Client, String)>, LookupError> {
+async fn find_with_hash(pool: &AnyPool, id: &str) -> Result<Option<ClientWithHash>, LookupError> {
     let row: Option<ClientRow> = sqlx::query_as(
-        "SELECT id, secret_hash, scopes, roles, created_at FROM clients WHERE id = $1",
+        "SELECT id, secret_hash, scopes, roles, created_at, redirect_uris, \
+         post_logout_redirect_uris, client_type FROM clients WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)
@@ -139,7 +270,7 @@ const CLIENT_ROW_CAPACITY: u64 = 1024;
 pub struct ClientRows {
     pool: AnyPool,
     /// `None` with a TTL of zero: every request reads the row.
-    recent: Option<moka::sync::Cache<String, (Client, String)>>,
+    recent: Option<moka::sync::Cache<String, ClientWithHash>>,
 }
 
 impl std::fmt::Debug for ClientRows {
@@ -161,7 +292,7 @@ impl ClientRows {
     }
 
     /// The client `id` and its secret hash, from memory if read within the TTL.
-    async fn find_with_hash(&self, id: &str) -> Result<Option<(Client, String)>, LookupError> {
+    async fn find_with_hash(&self, id: &str) -> Result<Option<ClientWithHash>, LookupError> {
         if let Some(row) = self.recent.as_ref().and_then(|recent| recent.get(id)) {
             return Ok(Some(row));
         }
@@ -199,7 +330,7 @@ pub async fn authenticate(
 #[derive(Debug)]
 pub struct Presented {
     /// The client and its secret hash; `None` for an unknown or malformed id.
-    found: Option<(Client, String)>,
+    found: Option<ClientWithHash>,
 }
 
 impl Presented {
@@ -223,12 +354,13 @@ impl Presented {
     pub fn remembered(&self, passwords: &Passwords, secret: &SecretString) -> Option<Client> {
         let (client, hash) = self.found.as_ref()?;
         passwords
-            .is_remembered_client_secret(hash, secret)
+            .is_remembered_client_secret(hash.as_deref()?, secret)
             .then(|| client.clone())
     }
 
     /// The client if `secret` is its secret: one Argon2 verification, against a dummy hash for
-    /// an unknown id (waiting for Argon2 only if `priority` allows).
+    /// an unknown id or a public client, which has no secret and so never authenticates with
+    /// one (waiting for Argon2 only if `priority` allows).
     pub async fn verify(
         self,
         passwords: &Passwords,
@@ -236,13 +368,13 @@ impl Presented {
         priority: Priority,
     ) -> Result<Option<Client>, LookupError> {
         let (client, hash) = match self.found {
-            Some((client, hash)) => (Some(client), Some(hash)),
+            Some((client, hash)) => (Some(client), hash),
             None => (None, None),
         };
         let matches = passwords
             .verify_client_secret(hash.as_deref(), secret, priority)
             .await?;
-        Ok(client.filter(|_| matches))
+        Ok(client.filter(|client| matches && !client.public))
     }
 }
 
@@ -291,5 +423,82 @@ mod tests {
                 .expect("lookup"),
             None
         );
+    }
+
+    /// A public client is stored with its URIs, and no secret ever authenticates it: not an
+    /// empty one, not the empty hash it is stored with.
+    #[tokio::test]
+    async fn a_public_client_keeps_its_uris_and_never_authenticates_with_a_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = pool(&dir).await;
+        let passwords = Passwords::new().await.expect("passwords");
+        let registration = Registration {
+            id: "spa".into(),
+            scopes: ScopeSet::parse("openid orders:read").expect("scopes"),
+            public: true,
+            redirect_uris: vec![
+                "https://app.example.com/cb".into(),
+                "http://localhost:3000/cb".into(),
+            ],
+            post_logout_redirect_uris: vec!["https://app.example.com/".into()],
+            ..Registration::default()
+        };
+        let (client, secret) = register(&pool, &passwords, registration)
+            .await
+            .expect("registered");
+        assert!(secret.is_none(), "a public client has no secret");
+        let rows = ClientRows::new(pool.clone(), Duration::ZERO);
+        let found = rows.find("spa").await.expect("lookup").expect("found");
+        assert_eq!(found, client);
+        assert!(found.public);
+        assert!(found.has_redirect_uri("http://localhost:3000/cb"));
+        assert!(!found.has_redirect_uri("http://localhost:3000/cb/"));
+        assert!(found.has_post_logout_redirect_uri("https://app.example.com/"));
+        for candidate in ["", "anything"] {
+            let candidate = SecretString::from(candidate.to_owned());
+            let found = authenticate(&rows, &passwords, "spa", &candidate).await;
+            assert_eq!(found.expect("lookup"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn registrations_with_bad_uris_are_refused_before_anything_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = pool(&dir).await;
+        let passwords = Passwords::new().await.expect("passwords");
+        let refused = |registration: Registration| {
+            let (pool, passwords) = (pool.clone(), passwords.clone());
+            async move {
+                register(&pool, &passwords, registration)
+                    .await
+                    .expect_err("refused")
+                    .to_string()
+            }
+        };
+        let error = refused(Registration {
+            id: "web".into(),
+            redirect_uris: vec!["http://web.example.com/cb".into()],
+            ..Registration::default()
+        })
+        .await;
+        assert!(
+            error.contains("http://web.example.com/cb") && error.contains("https"),
+            "{error}"
+        );
+        let error = refused(Registration {
+            id: "web".into(),
+            post_logout_redirect_uris: vec!["https://web.example.com/#x".into()],
+            ..Registration::default()
+        })
+        .await;
+        assert!(error.starts_with("post-logout redirect URI"), "{error}");
+        let error = refused(Registration {
+            id: "web".into(),
+            public: true,
+            ..Registration::default()
+        })
+        .await;
+        assert!(error.contains("at least one redirect URI"), "{error}");
+        assert_eq!(find(&pool, "web").await.expect("lookup"), None);
     }
 }

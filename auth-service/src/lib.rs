@@ -13,7 +13,7 @@
 //! - [`sessions`]: sessions, their refresh-token families and the revocation feed of their
 //!   ends.
 //! - [`keys`]: the signing keys: settings, schedule, storage, publication, background task.
-//! - [`users`], [`clients`], [`passwords`], [`scope`], [`accounts`], [`throttle`], [`tokens`],
+//! - [`users`], [`clients`], [`redirect_uris`], [`passwords`], [`scope`], [`accounts`], [`throttle`], [`tokens`],
 //!   [`db`], [`crypto`]: one concern each.
 
 pub mod accounts;
@@ -28,6 +28,7 @@ pub mod grpc;
 pub mod http;
 pub mod keys;
 pub mod passwords;
+pub mod redirect_uris;
 pub mod scope;
 pub mod sessions;
 pub mod state;

@@ -180,6 +180,110 @@ async fn client_add_prints_a_secret_that_works_with_client_credentials() {
     );
 }
 
+/// A public client of the code flow: registered with its redirect URIs, no secret printed, and
+/// no secret (not even an empty one) ever authenticates it at the token endpoint.
+#[tokio::test]
+async fn client_add_public_prints_no_secret_and_keeps_its_redirect_uris() {
+    let auth = spawn_auth().await;
+    let output = auth_cli(
+        auth.dir(),
+        &[
+            "client",
+            "add",
+            "--id",
+            "spa",
+            "--public",
+            "--scopes",
+            "openid orders:read",
+            "--redirect-uri",
+            "https://app.example.com/callback",
+            "--redirect-uri",
+            "http://localhost:3000/callback",
+            "--post-logout-redirect-uri",
+            "https://app.example.com/",
+        ],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).is_empty(), "no secret: {}", stdout(&output));
+    assert!(
+        stderr(&output).contains("public client spa"),
+        "{}",
+        stderr(&output)
+    );
+
+    let client = auth_service::clients::find(&auth.state.pool, "spa")
+        .await
+        .expect("lookup")
+        .expect("registered");
+    assert!(client.public);
+    assert_eq!(
+        client.redirect_uris,
+        [
+            "https://app.example.com/callback",
+            "http://localhost:3000/callback"
+        ]
+    );
+    assert_eq!(
+        client.post_logout_redirect_uris,
+        ["https://app.example.com/"]
+    );
+
+    for secret in ["", "x"] {
+        let response = reqwest::Client::new()
+            .post(auth.url("/oauth/token"))
+            .basic_auth("spa", Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token endpoint answers");
+        assert_eq!(response.status(), 401, "secret {secret:?}");
+    }
+}
+
+/// Each invalid URI is refused with its reason, before the data directory is even created.
+#[tokio::test]
+async fn client_add_refuses_unsafe_redirect_uris_with_a_clear_error() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--redirect-uri", "http://app.example.com/cb"],
+            "must use https",
+        ),
+        (
+            &["--redirect-uri", "https://app.example.com/cb#x"],
+            "fragment",
+        ),
+        (&["--redirect-uri", "/callback"], "not an absolute URI"),
+        (
+            &["--redirect-uri", "https://u:p@app.example.com/cb"],
+            "user name",
+        ),
+        (
+            &["--post-logout-redirect-uri", "javascript:alert(1)"],
+            "post-logout redirect URI",
+        ),
+        (&["--public"], "at least one redirect URI"),
+    ];
+    for (extra, reason) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args = vec!["client", "add", "--id", "web"];
+        args.extend_from_slice(extra);
+        let output = auth_cli(dir.path(), &args, "").await;
+        assert!(!output.status.success(), "{extra:?} accepted");
+        assert!(stdout(&output).is_empty(), "{extra:?}: nothing on stdout");
+        assert!(
+            stderr(&output).contains(reason),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            !dir.path().join("auth.db").exists(),
+            "{extra:?}: no database created"
+        );
+    }
+}
+
 #[tokio::test]
 async fn user_disable_next_to_a_running_server_ends_its_sessions_and_tells_watchers() {
     let auth = spawn_auth().await;

@@ -33,6 +33,8 @@
 //!   verifiers ask beyond the signature.
 //! - [`authz`] and [`scope`]: typed authorization from claims
 //!   (`principal.require(Scope::OrdersWrite)?`).
+//! - [`id_token`]: OpenID Connect ID tokens, for a relying party (the gateway's browser
+//!   sign-in): the same keys and issuer, the client as audience, the `nonce` of the request.
 //! - [`bearer`]: the one token of a request (header, cookie or gRPC metadata); `http`
 //!   (feature `axum`) and `grpc` (feature `tonic`): the axum extractors and the tonic layer.
 //! - `config` (feature `config`): the `AUTH_*` settings every verifier service shares.
@@ -51,6 +53,7 @@ pub mod error;
 pub mod grpc;
 #[cfg(feature = "axum")]
 pub mod http;
+pub mod id_token;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;

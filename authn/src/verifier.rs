@@ -282,6 +282,12 @@ impl Verifier {
         &self.inner.policy
     }
 
+    /// The key named `kid`, from the same key set access tokens are verified with (fetched on
+    /// an unknown `kid` like theirs): what [`crate::id_token`] checks ID tokens against.
+    pub(crate) async fn key(&self, kid: &str) -> Result<Arc<VerifyingKey>, AuthError> {
+        self.inner.keys.key(kid).await
+    }
+
     /// Whether a usable key set is loaded: a verifier that cannot verify is not ready.
     pub fn is_ready(&self) -> bool {
         self.inner.keys.is_ready() && self.inner.sessions.is_ready()

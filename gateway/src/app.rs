@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{ApiError, error_response};
 use crate::proxy::{self, Proxy, ProxyError};
 use crate::state::AppState;
+use crate::web::{self, Browser, BrowserConfigError, WebState};
 use crate::{cookie, ops, orders};
 
 /// How often the orders-service host name is re-resolved for client-side balancing.
@@ -47,6 +48,8 @@ pub enum BuildError {
     Proxy(#[from] ProxyError),
     #[error("cannot set up token verification: {0}")]
     Verifier(String),
+    #[error("browser sign-in: {0}")]
+    Browser(#[from] BrowserConfigError),
 }
 
 /// Bounds applied to every request.
@@ -56,13 +59,16 @@ pub struct Limits {
     pub request_timeout: Duration,
 }
 
-/// The whole HTTP surface: REST orders, the auth proxy, operations endpoints, and the middleware
-/// (sensitive headers, trace context and request id, metrics, timeout, body limit).
-pub fn router(state: AppState, proxy: Arc<Proxy>, limits: Limits) -> Router {
+/// The whole HTTP surface: REST orders, the web app and its sign-in, the auth proxy,
+/// operations endpoints, and the middleware (sensitive headers, trace context and request id,
+/// metrics, timeout, body limit).
+pub fn router(web: WebState, limits: Limits) -> Router {
+    let (state, proxy) = (web.app.clone(), web.proxy.clone());
     Router::new()
         .merge(orders::router())
         .merge(ops::router())
         .with_state(state)
+        .merge(web::router(web))
         .merge(cookie::router(proxy.clone()))
         .merge(proxy::router(proxy))
         .fallback(not_found)
@@ -123,6 +129,7 @@ impl App {
             source,
         })?;
 
+        let browser = Browser::from_config(&config)?.map(Arc::new);
         let verifier = config
             .auth
             .build_verifier()
@@ -168,7 +175,15 @@ impl App {
         Ok(Self {
             listener,
             addr,
-            router: router(state, Arc::new(proxy), limits),
+            router: router(
+                WebState {
+                    app: state,
+                    proxy: Arc::new(proxy),
+                    browser,
+                    mode: config.auth.mode,
+                },
+                limits,
+            ),
             drain: config.drain(),
             lifecycle,
         })

@@ -6,6 +6,7 @@ use std::time::Duration;
 use authn::config::VerifierConfig;
 use platform::client_addr::TrustedProxies;
 use platform::config::default_duration;
+use secrecy::SecretString;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_AUTH_HTTP_URL: &str = "http://127.0.0.1:8081";
@@ -61,6 +62,31 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
     pub trusted_proxies: TrustedProxies,
 
+    /// The gateway's external base URL, as browsers reach it (`https://shop.example`): browser
+    /// sign-in redirects to `{GATEWAY_PUBLIC_URL}/oauth/authorize` and registers
+    /// `{GATEWAY_PUBLIC_URL}/callback` as its redirect URI. Unset: browser sign-in is off.
+    #[arg(long, env = "GATEWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The gateway's own confidential client at the issuer, for browser sign-in (registered with
+    /// `auth-service client add --id ID --redirect-uri {GATEWAY_PUBLIC_URL}/callback ...`).
+    #[arg(
+        id = "gateway_client_id",
+        long = "client-id",
+        env = "GATEWAY_CLIENT_ID"
+    )]
+    pub client_id: Option<String>,
+
+    /// The secret of `GATEWAY_CLIENT_ID`. Also the root of the keys that seal the sign-in
+    /// cookie and sign CSRF tokens, so every replica with the same secret accepts them.
+    #[arg(
+        id = "gateway_client_secret",
+        long = "client-secret",
+        env = "GATEWAY_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<SecretString>,
+
     /// How tokens are verified at the edge (issuer, audience, JWKS, mode).
     #[command(flatten)]
     pub auth: VerifierConfig,
@@ -95,6 +121,9 @@ impl Default for Config {
             shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
             shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
             trusted_proxies: TrustedProxies::default(),
+            public_url: None,
+            client_id: None,
+            client_secret: None,
             auth: VerifierConfig::default(),
         }
     }
@@ -134,5 +163,28 @@ mod tests {
         assert_eq!(parsed.addr, "0.0.0.0:80".parse().unwrap());
         assert_eq!(parsed.auth_http_url, "http://auth:8081");
         assert_eq!(parsed.request_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn browser_sign_in_flags_are_apart_from_the_verifiers_client() {
+        let parsed = Config::try_parse_from([
+            "gateway",
+            "--public-url",
+            "https://shop.example",
+            "--client-id",
+            "web",
+            "--client-secret",
+            "s3cret",
+            "--auth-client-id",
+            "gateway",
+        ])
+        .unwrap();
+        assert_eq!(parsed.public_url.as_deref(), Some("https://shop.example"));
+        assert_eq!(parsed.client_id.as_deref(), Some("web"));
+        assert_eq!(parsed.auth.client_id.as_deref(), Some("gateway"));
+        assert!(
+            !format!("{parsed:?}").contains("s3cret"),
+            "the secret is redacted"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!   `__Host-` cookies: `HttpOnly` (no script reads them), `Secure`, `SameSite=Strict` (no
 //!   cross-site request carries them), `Path=/`.
 //! - `POST /v1/cookie/refresh` rotates the refresh token and renews both cookies.
-//! - `POST /v1/cookie/logout` ends the session at the issuer and clears both cookies.
+//! - `POST /v1/cookie/logout` ends the session at the issuer (revoking the refresh token, so it
+//!   ends even when the access cookie has expired) and clears both cookies.
 //!
 //! Every route here, and every state-changing route authenticated by the cookie, also passes
 //! [`authn::bearer::check_same_origin`] (fetch metadata and `Origin`): the CSRF defence does not
@@ -64,7 +65,7 @@ fn cookie(name: &str, value: &str, max_age: Option<u64>) -> Option<HeaderValue> 
     .ok()
 }
 
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -182,6 +183,31 @@ async fn logout(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_same_origin(&Method::POST, &headers)?;
+    // The refresh token is revoked (RFC 7009; these first-party tokens need no client
+    // credentials), which ends its session at the issuer: with an expired access cookie, the
+    // usual case after a pause, the access token alone could not end it, and the session would
+    // outlive the logout by the refresh token's lifetime.
+    if let Some(token) = cookie_value(&headers, REFRESH_TOKEN_COOKIE) {
+        let url = proxy
+            .target("/oauth/revoke", None)
+            .ok_or_else(|| ApiError::Internal("revocation URL".into()))?;
+        match proxy
+            .client()
+            .post(url)
+            .headers(context.headers())
+            .form(&[("token", token)])
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), "refresh token revocation refused; clearing the cookies anyway");
+            }
+            Err(error) => {
+                tracing::warn!(%error, "refresh token revocation failed; clearing the cookies anyway");
+            }
+        }
+    }
     if let Some(token) = cookie_value(&headers, ACCESS_TOKEN_COOKIE) {
         let url = proxy
             .target("/v1/logout", None)

@@ -5,6 +5,9 @@
 //!   checked, and the original token passed on to the orders service, which verifies it again.
 //! - A reverse proxy to the auth-service ([`proxy`]) for `/oauth/*`, `/.well-known/*`,
 //!   `/v1/sessions*` and `/v1/logout*`.
+//! - The web app and its backend ([`web`]): `/`, `GET /login`, `GET /callback`, `POST /logout`
+//!   and the app's forms; the gateway signs browsers in as a confidential client of the issuer
+//!   and keeps their tokens in `HttpOnly` cookies (see docs/BROWSER.md).
 //! - `/healthz`, `/readyz` (the JWKS is loaded and no shutdown has begun), `/metrics` ([`ops`]):
 //!   `gateway_requests_total` and the `gateway_request_duration_seconds` histogram by method,
 //!   route template and status.
@@ -28,6 +31,7 @@ pub mod ops;
 pub mod orders;
 pub mod proxy;
 pub mod state;
+pub mod web;
 
 pub use app::{App, BuildError, router};
 pub use config::Config;

@@ -1,0 +1,465 @@
+//! The web app: one page (`GET /`) and the forms it posts, each answered with a redirect back
+//! to it (POST, redirect, GET), so that reloading never re-submits.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use authn::Scope;
+use authn::bearer::BearerToken;
+use authn::config::AuthMode;
+use authn::http::Authenticated;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use platform::trace::TraceContext;
+use proto::orders::v1 as pb;
+use serde::Deserialize;
+
+use super::flow::{CsrfForm, signed_out_redirect};
+use super::html::{self, escape};
+use super::issuer::{OnBehalf, SessionApi, SessionView};
+use super::session::{self, Resolved, Signed};
+use super::{Browser, WebError, WebState, html_response};
+use crate::error::ApiError;
+use crate::orders::OrderJson;
+
+/// Longest path parameter (order or session id) passed on.
+const MAX_ID_LEN: usize = 128;
+
+/// The request context every web handler passes around.
+struct Visit<'a> {
+    state: &'a WebState,
+    browser: &'a Browser,
+    headers: &'a HeaderMap,
+    on_behalf: OnBehalf<'a>,
+}
+
+impl<'a> Visit<'a> {
+    fn new(
+        state: &'a WebState,
+        peer: SocketAddr,
+        headers: &'a HeaderMap,
+        context: &'a TraceContext,
+    ) -> Result<Self, WebError> {
+        Ok(Self {
+            browser: state.browser()?,
+            on_behalf: OnBehalf {
+                client_ip: state.proxy.client_ip(peer, headers),
+                headers,
+                context,
+            },
+            state,
+            headers,
+        })
+    }
+
+    /// The signed-in session behind a form, its CSRF token checked first.
+    async fn signed_form(&self, csrf: &str) -> Result<Signed, WebError> {
+        session::check_csrf(self.browser, self.headers, csrf)?;
+        match session::resolve(self.state, self.browser, self.headers, &self.on_behalf).await? {
+            Resolved::Signed(signed) => Ok(*signed),
+            Resolved::Anonymous | Resolved::Ended => Err(WebError::SignedOut),
+        }
+    }
+
+    fn sessions<'s>(&'s self, signed: &'s Signed) -> SessionApi<'s> {
+        SessionApi {
+            proxy: &self.state.proxy,
+            on_behalf: OnBehalf {
+                client_ip: self.on_behalf.client_ip,
+                headers: self.headers,
+                context: self.on_behalf.context,
+            },
+            access_token: &signed.token,
+        }
+    }
+
+    fn authenticated(signed: &Signed) -> Authenticated {
+        Authenticated {
+            principal: signed.principal.clone(),
+            token: BearerToken::new(signed.token.clone()),
+        }
+    }
+
+    fn orders_request<T>(
+        &self,
+        signed: &Signed,
+        message: T,
+    ) -> Result<tonic::Request<T>, WebError> {
+        let auth = Self::authenticated(signed);
+        let mut request = tonic::Request::new(message);
+        authn::grpc::with_bearer(&mut request, auth.token.as_str())
+            .map_err(|_| WebError::Internal("cannot attach the token".into()))?;
+        platform::grpc::with_trace(&mut request, self.on_behalf.context);
+        request.set_timeout(self.state.app.request_timeout);
+        Ok(request)
+    }
+}
+
+/// An orders-service refusal, as the web app answers it.
+fn orders_error(status: tonic::Status) -> WebError {
+    match ApiError::from(status) {
+        ApiError::InvalidToken => WebError::SignedOut,
+        ApiError::InvalidRequest(detail) => WebError::BadRequest(detail.into_owned()),
+        ApiError::NotFound(_) | ApiError::Conflict(_) => {
+            WebError::BadRequest("the order cannot be changed".into())
+        }
+        ApiError::Unavailable(detail) => WebError::Upstream(detail),
+        error => WebError::Upstream(error.to_string()),
+    }
+}
+
+/// `GET /`.
+#[tracing::instrument(name = "web.home", skip_all)]
+pub async fn home(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    if state.browser.is_none() {
+        return Ok(html_response(
+            StatusCode::OK,
+            html::page(
+                "Orders",
+                "<h1>Orders</h1>\n<p>Browser sign-in is not configured on this gateway. \
+                 The REST API is at <code>/v1/orders</code>.</p>",
+            ),
+        ));
+    }
+    let visit = Visit::new(&state, peer, &headers, &context)?;
+    let signed = match session::resolve(&state, visit.browser, &headers, &visit.on_behalf).await? {
+        Resolved::Anonymous => return Ok(signed_out_page()),
+        Resolved::Ended => return Err(WebError::SignedOut),
+        Resolved::Signed(signed) => *signed,
+    };
+    let orders = async {
+        if !signed.principal.has_scope(Scope::OrdersRead) {
+            return Ok(None);
+        }
+        let request = visit.orders_request(&signed, pb::ListOrdersRequest::default())?;
+        let page = state
+            .app
+            .orders
+            .clone()
+            .list_orders(request)
+            .await
+            .map_err(orders_error)?
+            .into_inner();
+        let orders = page
+            .orders
+            .into_iter()
+            .map(OrderJson::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| WebError::Upstream(e.to_string()))?;
+        Ok::<_, WebError>(Some(orders))
+    };
+    let api = visit.sessions(&signed);
+    let (orders, sessions) = tokio::join!(orders, api.list());
+    let (orders, sessions) = (orders?, sessions?);
+    let body = home_body(&signed, state.mode, orders.as_deref(), &sessions);
+    Ok(signed.finish(html_response(StatusCode::OK, html::page("Orders", &body))))
+}
+
+fn signed_out_page() -> Response {
+    html_response(
+        StatusCode::OK,
+        html::page(
+            "Orders",
+            "<h1>Orders</h1>\n<p>You are signed out.</p>\n\
+             <p><a class=\"button\" href=\"/login\">Sign in</a></p>",
+        ),
+    )
+}
+
+fn csrf_field(signed: &Signed) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(&signed.csrf)
+    )
+}
+
+/// A form of one button posting to `action`.
+fn button_form(signed: &Signed, action: &str, label: &str, class: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{}\" class=\"inline\">{}<button type=\"submit\" class=\"{class}\">{}</button></form>",
+        escape(action),
+        csrf_field(signed),
+        escape(label)
+    )
+}
+
+/// What the verifier mode means for the sessions the user ends.
+fn mode_notice(mode: AuthMode, signed: &Signed) -> String {
+    let claims = signed.principal.claims();
+    match mode {
+        AuthMode::Stateless => {
+            let lifetime = claims.exp.saturating_sub(claims.iat).max(0);
+            let until = authn::unix_now().saturating_add(lifetime);
+            format!(
+                "Sign-in checks run in <strong>stateless</strong> mode: a device you log out \
+                 stays signed in until its access token expires, at most {} minutes (by {}). \
+                 It cannot renew it.",
+                (lifetime + 59) / 60,
+                escape(&html::time(until))
+            )
+        }
+        AuthMode::Stateful => "Sign-in checks run in <strong>stateful</strong> mode: a device you \
+                               log out is refused at its next request."
+            .to_owned(),
+        AuthMode::Hybrid => "Sign-in checks run in <strong>hybrid</strong> mode: a device you log \
+                             out is refused within about a second."
+            .to_owned(),
+    }
+}
+
+fn home_body(
+    signed: &Signed,
+    mode: AuthMode,
+    orders: Option<&[OrderJson]>,
+    sessions: &[SessionView],
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<header class=\"top\"><h1>Orders</h1>{}</header>",
+        button_form(signed, "/logout", "Log out", "secondary")
+    );
+
+    out.push_str("<section aria-labelledby=\"orders-heading\">\n<h2 id=\"orders-heading\">Your orders</h2>\n");
+    if signed.principal.has_scope(Scope::OrdersWrite) {
+        let _ = writeln!(
+            out,
+            "<form method=\"post\" action=\"/orders\" class=\"create\">{}\
+             <label for=\"item\">Item</label>\
+             <input id=\"item\" name=\"item\" type=\"text\" required maxlength=\"200\" autocomplete=\"off\">\
+             <label for=\"quantity\">Quantity</label>\
+             <input id=\"quantity\" name=\"quantity\" type=\"number\" required min=\"1\" max=\"1000\" value=\"1\" inputmode=\"numeric\">\
+             <button type=\"submit\">Place order</button></form>",
+            csrf_field(signed)
+        );
+    }
+    match orders {
+        None => out.push_str("<p>You may not see orders.</p>\n"),
+        Some([]) => out.push_str("<p>No orders yet.</p>\n"),
+        Some(orders) => {
+            out.push_str(
+                "<table class=\"orders\">\n<thead><tr><th scope=\"col\">Item</th><th scope=\"col\">Quantity</th>\
+                 <th scope=\"col\">Status</th><th scope=\"col\">Placed</th><th scope=\"col\"><span class=\"visually-hidden\">Actions</span></th></tr></thead>\n<tbody>\n",
+            );
+            for order in orders {
+                let action = if order.status == "placed"
+                    && signed.principal.has_scope(Scope::OrdersWrite)
+                {
+                    format!(
+                        "<form method=\"post\" action=\"/orders/{}/cancel\" class=\"inline\">{}\
+                         <button type=\"submit\" class=\"secondary\" aria-label=\"Cancel the order of {}\">Cancel</button></form>",
+                        escape(&order.id),
+                        csrf_field(signed),
+                        escape(&order.item)
+                    )
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "<tr><td data-label=\"Item\">{}</td><td data-label=\"Quantity\">{}</td>\
+                     <td data-label=\"Status\">{}</td><td data-label=\"Placed\">{}</td><td>{action}</td></tr>",
+                    escape(&order.item),
+                    order.quantity,
+                    escape(order.status),
+                    escape(&order.created_at.replace('T', " ").replace('Z', " UTC")),
+                );
+            }
+            out.push_str("</tbody>\n</table>\n");
+        }
+    }
+    out.push_str("</section>\n");
+
+    out.push_str("<section aria-labelledby=\"sessions-heading\">\n<h2 id=\"sessions-heading\">Your sessions</h2>\n");
+    let _ = writeln!(out, "<p class=\"notice\">{}</p>", mode_notice(mode, signed));
+    out.push_str("<ul class=\"sessions\">\n");
+    for session in sessions {
+        let device = html::device_label(session.user_agent.as_deref());
+        let this = if session.current {
+            " <span class=\"badge\">This device</span>"
+        } else {
+            ""
+        };
+        let end = if session.current {
+            String::new()
+        } else {
+            button_form(
+                signed,
+                &format!("/sessions/{}/end", session.id),
+                "End this session",
+                "secondary",
+            )
+        };
+        let _ = writeln!(
+            out,
+            "<li><strong>{}</strong>{this}<br>\
+             <span>Address {}</span> · <span>Started {}</span> · <span>Last used {}</span> {end}</li>",
+            escape(&device),
+            escape(session.ip.as_deref().unwrap_or("unknown")),
+            escape(&html::time(session.created_at)),
+            escape(&html::time(session.last_seen_at)),
+        );
+    }
+    out.push_str("</ul>\n<div class=\"actions\">");
+    if sessions.iter().any(|s| !s.current) {
+        out.push_str(&button_form(
+            signed,
+            "/sessions/end-others",
+            "Log out other devices",
+            "secondary",
+        ));
+    }
+    out.push_str(&button_form(
+        signed,
+        "/logout-everywhere",
+        "Log out everywhere",
+        "danger",
+    ));
+    out.push_str("</div>\n</section>");
+    out
+}
+
+fn back_home(signed: Signed) -> Response {
+    signed.finish(Redirect::to("/").into_response())
+}
+
+fn form<T>(form: Result<Form<T>, FormRejection>) -> Result<T, WebError> {
+    form.map(|Form(form)| form)
+        .map_err(|_| WebError::BadRequest("the form is not valid".into()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateOrderForm {
+    csrf: String,
+    item: String,
+    quantity: String,
+}
+
+/// `POST /orders`.
+#[tracing::instrument(name = "web.create_order", skip_all)]
+pub async fn create_order(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
+    headers: HeaderMap,
+    body: Result<Form<CreateOrderForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let visit = Visit::new(&state, peer, &headers, &context)?;
+    let body = form(body).map_err(|_| WebError::Forbidden)?;
+    let signed = visit.signed_form(&body.csrf).await?;
+    let quantity: i32 = body
+        .quantity
+        .trim()
+        .parse()
+        .map_err(|_| WebError::BadRequest("quantity".into()))?;
+    let message = pb::CreateOrderRequest {
+        item: body.item.trim().to_owned(),
+        quantity,
+    };
+    let request = visit.orders_request(&signed, message)?;
+    state
+        .app
+        .orders
+        .clone()
+        .create_order(request)
+        .await
+        .map_err(orders_error)?;
+    Ok(back_home(signed))
+}
+
+/// `POST /orders/{id}/cancel`.
+#[tracing::instrument(name = "web.cancel_order", skip_all)]
+pub async fn cancel_order(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let visit = Visit::new(&state, peer, &headers, &context)?;
+    let body = form(body).map_err(|_| WebError::Forbidden)?;
+    let signed = visit.signed_form(&body.csrf).await?;
+    if id.len() > MAX_ID_LEN {
+        return Err(WebError::BadRequest("order id".into()));
+    }
+    let request = visit.orders_request(&signed, pb::CancelOrderRequest { id })?;
+    state
+        .app
+        .orders
+        .clone()
+        .cancel_order(request)
+        .await
+        .map_err(orders_error)?;
+    Ok(back_home(signed))
+}
+
+/// `POST /sessions/{sid}/end`.
+#[tracing::instrument(name = "web.end_session", skip_all)]
+pub async fn end_session(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let visit = Visit::new(&state, peer, &headers, &context)?;
+    let body = form(body).map_err(|_| WebError::Forbidden)?;
+    let signed = visit.signed_form(&body.csrf).await?;
+    if sid.len() > MAX_ID_LEN {
+        return Err(WebError::BadRequest("session id".into()));
+    }
+    let ends_this_one = signed.principal.sid() == Some(sid.as_str());
+    visit.sessions(&signed).end(&sid).await?;
+    if ends_this_one {
+        return Ok(signed_out_redirect());
+    }
+    Ok(back_home(signed))
+}
+
+/// `POST /sessions/end-others`: the issuer has no "all but this one" call, so each other
+/// session is ended by id.
+#[tracing::instrument(name = "web.end_other_sessions", skip_all)]
+pub async fn end_other_sessions(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
+    headers: HeaderMap,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let visit = Visit::new(&state, peer, &headers, &context)?;
+    let body = form(body).map_err(|_| WebError::Forbidden)?;
+    let signed = visit.signed_form(&body.csrf).await?;
+    let api = visit.sessions(&signed);
+    for session in api.list().await? {
+        if !session.current {
+            api.end(&session.id).await?;
+        }
+    }
+    Ok(back_home(signed))
+}
+
+/// `POST /logout-everywhere`: every session of the user ends, this one included.
+#[tracing::instrument(name = "web.logout_everywhere", skip_all)]
+pub async fn logout_everywhere(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    context: TraceContext,
+    headers: HeaderMap,
+    body: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let visit = Visit::new(&state, peer, &headers, &context)?;
+    let body = form(body).map_err(|_| WebError::Forbidden)?;
+    let signed = visit.signed_form(&body.csrf).await?;
+    visit.sessions(&signed).logout_all().await?;
+    Ok(signed_out_redirect())
+}

@@ -1,0 +1,280 @@
+//! A browser's session as the web routes see it: the access token cookie verified, or renewed
+//! from the refresh token cookie when it has expired (transparent refresh), and the cookies
+//! that carry them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authn::bearer::{ACCESS_TOKEN_COOKIE, check_same_origin};
+use authn::{AuthError, Principal};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::Response;
+
+use super::issuer::{GrantError, OnBehalf, Tokens};
+use super::seal::random_token;
+use super::{Browser, CSRF_COOKIE, WebError, WebState};
+use crate::cookie::{REFRESH_TOKEN_COOKIE, cookie_value};
+use crate::proxy::Proxy;
+
+/// How long the outcome of one refresh is reused for the same refresh token.
+const REFRESH_REUSE: Duration = Duration::from_secs(30);
+
+/// `SameSite` of a cookie.
+#[derive(Debug, Clone, Copy)]
+pub enum SameSite {
+    /// Token and CSRF cookies: never sent with a request another site started.
+    Strict,
+    /// The sign-in cookie: it must come back on the top-level redirect from the issuer to
+    /// `/callback`, which may be cross-site when the issuer has another origin.
+    Lax,
+}
+
+/// A `Set-Cookie` value for a `__Host-` cookie: `HttpOnly`, `Secure`, `Path=/`, no `Domain`.
+/// `max_age` `None` is a session cookie, `Some(0)` deletes it.
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    same_site: SameSite,
+    max_age: Option<u64>,
+) -> Option<HeaderValue> {
+    let same_site = match same_site {
+        SameSite::Strict => "Strict",
+        SameSite::Lax => "Lax",
+    };
+    let max_age = max_age
+        .map(|secs| format!("; Max-Age={secs}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; Secure; SameSite={same_site}; Path=/{max_age}"
+    ))
+    .ok()
+}
+
+/// The cookies carrying freshly issued tokens: the access token for its lifetime, the refresh
+/// token for the browser session.
+pub fn token_cookies(tokens: &Tokens) -> Vec<HeaderValue> {
+    let mut cookies = Vec::new();
+    cookies.extend(set_cookie(
+        ACCESS_TOKEN_COOKIE,
+        &tokens.access_token,
+        SameSite::Strict,
+        Some(tokens.expires_in),
+    ));
+    if let Some(refresh) = &tokens.refresh_token {
+        cookies.extend(set_cookie(
+            REFRESH_TOKEN_COOKIE,
+            refresh,
+            SameSite::Strict,
+            None,
+        ));
+    }
+    cookies
+}
+
+/// Deletes the token and CSRF cookies.
+pub fn clear_cookies(response: &mut Response) {
+    for name in [ACCESS_TOKEN_COOKIE, REFRESH_TOKEN_COOKIE, CSRF_COOKIE] {
+        if let Some(value) = set_cookie(name, "", SameSite::Strict, Some(0)) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+}
+
+/// A signed-in browser.
+pub struct Signed {
+    /// The access token (from the cookie, or just refreshed).
+    pub token: String,
+    pub principal: Principal,
+    /// The CSRF token the forms of this page carry.
+    pub csrf: String,
+    /// Cookies to set on the answer: rotated tokens, a new CSRF cookie.
+    pub set_cookies: Vec<HeaderValue>,
+}
+
+impl Signed {
+    /// Adds the cookies of this session's renewal to `response`.
+    pub fn finish(self, mut response: Response) -> Response {
+        for cookie in self.set_cookies {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        response
+    }
+}
+
+/// What a browser's cookies amount to.
+pub enum Resolved {
+    /// No token cookies at all.
+    Anonymous,
+    Signed(Box<Signed>),
+    /// Token cookies that no longer work: the access token is expired or revoked and the
+    /// refresh token refused (or absent). The cookies are to be cleared.
+    Ended,
+}
+
+/// Finds the session of a browser, refreshing it when the access token is gone or refused.
+pub async fn resolve(
+    state: &WebState,
+    browser: &Browser,
+    headers: &HeaderMap,
+    on_behalf: &OnBehalf<'_>,
+) -> Result<Resolved, WebError> {
+    let access = cookie_value(headers, ACCESS_TOKEN_COOKIE);
+    let mut set_cookies = Vec::new();
+    let mut verified = None;
+    if let Some(token) = access {
+        match state.app.verifier.verify(token).await {
+            Ok(principal) => verified = Some((token.to_owned(), principal)),
+            Err(AuthError::Unavailable) => return Err(WebError::Unavailable),
+            // Expired, revoked or not ours: the refresh token decides.
+            Err(_) => {}
+        }
+    }
+    if verified.is_none() {
+        let Some(refresh) = cookie_value(headers, REFRESH_TOKEN_COOKIE) else {
+            return Ok(if access.is_some() {
+                Resolved::Ended
+            } else {
+                Resolved::Anonymous
+            });
+        };
+        let tokens = match browser
+            .refreshes
+            .refresh(browser, &state.proxy, on_behalf, refresh)
+            .await
+        {
+            Ok(tokens) => tokens,
+            Err(GrantError::Refused(error)) => {
+                tracing::info!(error, "web: refresh refused; the browser signs in again");
+                return Ok(Resolved::Ended);
+            }
+            Err(GrantError::Failed(detail)) => return Err(WebError::Upstream(detail)),
+        };
+        match state.app.verifier.verify(&tokens.access_token).await {
+            Ok(principal) => {
+                set_cookies = token_cookies(&tokens);
+                verified = Some((tokens.access_token.clone(), principal));
+            }
+            Err(AuthError::Unavailable) => return Err(WebError::Unavailable),
+            Err(error) => {
+                tracing::warn!(%error, "web: a refreshed access token does not verify");
+                return Ok(Resolved::Ended);
+            }
+        }
+    }
+    let Some((token, principal)) = verified else {
+        return Ok(Resolved::Ended);
+    };
+    let csrf_cookie = match cookie_value(headers, CSRF_COOKIE) {
+        Some(cookie) => cookie.to_owned(),
+        // Signed in through the cookie transport: forms need a CSRF cookie too.
+        None => {
+            let cookie = random_token(32);
+            set_cookies.extend(set_cookie(CSRF_COOKIE, &cookie, SameSite::Strict, None));
+            cookie
+        }
+    };
+    Ok(Resolved::Signed(Box::new(Signed {
+        token,
+        principal,
+        csrf: browser.keys().csrf_token(&csrf_cookie),
+        set_cookies,
+    })))
+}
+
+/// The CSRF defence of every POST: the browser says it is same-origin (fetch metadata or
+/// `Origin`), and the form's token is the one bound to this browser's CSRF cookie.
+pub fn check_csrf(browser: &Browser, headers: &HeaderMap, token: &str) -> Result<(), WebError> {
+    check_same_origin(&Method::POST, headers).map_err(|_| WebError::Forbidden)?;
+    let cookie = cookie_value(headers, CSRF_COOKIE).ok_or(WebError::Forbidden)?;
+    if browser.keys().check_csrf(cookie, token) {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden)
+    }
+}
+
+/// Refreshes by refresh token, one at a time per token: concurrent requests of one browser
+/// share one rotation (moka's `try_get_with` runs one call for every waiter), and its outcome
+/// is reused for 30 seconds for requests that still carried the old cookie.
+pub struct Refreshes {
+    done: moka::future::Cache<String, Tokens>,
+}
+
+impl Refreshes {
+    pub fn new() -> Self {
+        Self {
+            done: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(REFRESH_REUSE)
+                .build(),
+        }
+    }
+
+    async fn refresh(
+        &self,
+        browser: &Browser,
+        proxy: &Proxy,
+        on_behalf: &OnBehalf<'_>,
+        refresh_token: &str,
+    ) -> Result<Tokens, GrantError> {
+        // Keyed by a digest: the cache never holds a usable refresh token as a key.
+        let key = authn::base64url::encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes())
+                .as_ref(),
+        );
+        self.done
+            .try_get_with(key, browser.refresh(proxy, on_behalf, refresh_token))
+            .await
+            .map_err(|error: Arc<GrantError>| GrantError::clone(&error))
+    }
+}
+
+impl Default for Refreshes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_host_prefixed_http_only_and_secure() {
+        let cookie = set_cookie("__Host-x", "v", SameSite::Strict, Some(60)).unwrap();
+        assert_eq!(
+            cookie,
+            "__Host-x=v; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=60"
+        );
+        let lax = set_cookie("__Host-login", "v", SameSite::Lax, None).unwrap();
+        assert_eq!(
+            lax,
+            "__Host-login=v; HttpOnly; Secure; SameSite=Lax; Path=/"
+        );
+    }
+
+    #[test]
+    fn token_cookies_carry_both_tokens() {
+        let tokens = Tokens {
+            access_token: "a.b.c".into(),
+            expires_in: 300,
+            refresh_token: Some("r".into()),
+            id_token: None,
+        };
+        let cookies = token_cookies(&tokens);
+        assert_eq!(cookies.len(), 2);
+        assert!(
+            cookies[0]
+                .to_str()
+                .unwrap()
+                .starts_with("__Host-access_token=a.b.c;")
+        );
+        assert!(cookies[0].to_str().unwrap().ends_with("Max-Age=300"));
+        assert!(
+            cookies[1]
+                .to_str()
+                .unwrap()
+                .starts_with("__Host-refresh_token=r;")
+        );
+    }
+}

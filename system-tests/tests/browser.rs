@@ -393,8 +393,10 @@ async fn world() -> World {
 }
 
 /// A browser: a cookie jar, a user agent, and the public URL mapped onto the test gateway.
-struct Browser<'w> {
-    gateway: &'w Gateway,
+struct Browser {
+    /// The gateway's real base URL (`http://127.0.0.1:port`).
+    base: String,
+    http: reqwest::Client,
     jar: BTreeMap<String, String>,
     user_agent: &'static str,
 }
@@ -402,10 +404,19 @@ struct Browser<'w> {
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 
-impl<'w> Browser<'w> {
-    fn new(world: &'w World, user_agent: &'static str) -> Self {
+impl Browser {
+    fn new(world: &World, user_agent: &'static str) -> Self {
+        Self::at(&world.gateway.url(""), user_agent)
+    }
+
+    /// A browser of the gateway at `base`; redirects are never followed.
+    fn at(base: &str, user_agent: &'static str) -> Self {
         Self {
-            gateway: &world.gateway,
+            base: base.to_owned(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             jar: BTreeMap::new(),
             user_agent,
         }
@@ -415,7 +426,7 @@ impl<'w> Browser<'w> {
     fn url(&self, target: &str) -> String {
         let path = target.strip_prefix(PUBLIC_URL).unwrap_or(target);
         assert!(path.starts_with('/'), "off-site navigation to {target}");
-        self.gateway.url(path)
+        format!("{}{path}", self.base)
     }
 
     fn absorb(&mut self, response: &reqwest::Response) {
@@ -457,16 +468,15 @@ impl<'w> Browser<'w> {
     }
 
     async fn get(&mut self, target: &str) -> reqwest::Response {
-        let request = self.gateway.http.get(self.url(target));
+        let request = self.http.get(self.url(target));
         self.send(request).await
     }
 
     async fn post(&mut self, target: &str, form: &[(&str, &str)]) -> reqwest::Response {
         let request = self
-            .gateway
             .http
             .post(self.url(target))
-            .header("origin", format!("http://{}", self.gateway.addr))
+            .header("origin", self.base.clone())
             .header("sec-fetch-site", "same-origin")
             .form(form);
         self.send(request).await
@@ -671,10 +681,9 @@ async fn forms_without_the_csrf_token_or_from_another_site_are_refused() {
 
     let cross_site = browser
         .send(
-            world
-                .gateway
+            browser
                 .http
-                .post(world.gateway.url("/orders"))
+                .post(browser.url("/orders"))
                 .header("sec-fetch-site", "cross-site")
                 .form(&[("csrf", csrf.as_str()), ("item", "x"), ("quantity", "1")]),
         )
@@ -1007,3 +1016,4 @@ async fn cookie_logout_with_an_expired_access_cookie_ends_the_session() {
         "the session is over: {body}"
     );
 }
+

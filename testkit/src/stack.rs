@@ -24,6 +24,11 @@ use crate::eventually;
 pub const ISSUER: &str = "https://auth.e2e.test";
 pub const AUDIENCE: &str = "orders";
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The gateway's external URL with [`Options::web`]: browsers' redirects name it, and a test
+/// maps it onto the gateway's real address.
+pub const WEB_PUBLIC_URL: &str = "https://shop.test";
+/// The gateway's browser client at the issuer, with [`Options::web`].
+pub const WEB_CLIENT_ID: &str = "web";
 
 /// How the stack is put together.
 #[derive(Debug, Clone)]
@@ -41,6 +46,10 @@ pub struct Options {
     /// Route each verifier's JWKS fetches through a [`JwksTap`], so a test can wait until both
     /// hold the issuer's current key set ([`Stack::wait_for_current_jwks`]).
     pub jwks_taps: bool,
+    /// Register the gateway's browser client ([`WEB_CLIENT_ID`], redirect URI
+    /// `{WEB_PUBLIC_URL}/callback`, scopes `openid orders:read orders:write`) and turn the
+    /// gateway's browser sign-in on with it.
+    pub web: bool,
 }
 
 impl Default for Options {
@@ -53,6 +62,7 @@ impl Default for Options {
             jwks_refresh_interval: None,
             jwks_min_refetch_interval: None,
             jwks_taps: false,
+            web: false,
         }
     }
 }
@@ -172,11 +182,24 @@ impl Stack {
             verifier.jwks_url = tap.url();
             jwks_taps.push(tap);
         }
+        let (public_url, client_id, client_secret) = if options.web {
+            let secret = create_web_client(&auth_state).await;
+            (
+                Some(WEB_PUBLIC_URL.to_owned()),
+                Some(WEB_CLIENT_ID.to_owned()),
+                Some(SecretString::from(secret)),
+            )
+        } else {
+            (None, None, None)
+        };
         let gateway = gateway::App::build(gateway::Config {
             addr: any_port,
             auth_http_url: auth_http.clone(),
             orders_grpc_url: orders_grpc.clone(),
             auth: verifier,
+            public_url,
+            client_id,
+            client_secret,
             ..gateway::Config::default()
         })
         .await
@@ -439,6 +462,29 @@ async fn create_client(auth: &auth_service::AppState, id: &str, scopes: &str) ->
     .await
     .expect("client created");
     secret.expose_secret().to_owned()
+}
+
+/// Registers the gateway's browser client, as `auth-service client add --id web --redirect-uri
+/// ... --post-logout-redirect-uri ... --scopes "openid orders:read orders:write"` does; returns
+/// its secret.
+async fn create_web_client(auth: &auth_service::AppState) -> String {
+    let (_, secret) = auth_service::clients::register(
+        &auth.pool,
+        &auth.passwords,
+        auth_service::clients::Registration {
+            id: WEB_CLIENT_ID.into(),
+            scopes: ScopeSet::parse("openid orders:read orders:write").unwrap(),
+            redirect_uris: vec![format!("{WEB_PUBLIC_URL}/callback")],
+            post_logout_redirect_uris: vec![format!("{WEB_PUBLIC_URL}/")],
+            ..auth_service::clients::Registration::default()
+        },
+    )
+    .await
+    .expect("web client registered");
+    secret
+        .expect("a confidential client has a secret")
+        .expose_secret()
+        .to_owned()
 }
 
 /// A gRPC client of orders-service calling with one token.

@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use super::issuer::{GrantError, OnBehalf};
 use super::seal::random_token;
 use super::session::{self, SameSite, set_cookie, token_cookies};
-use super::{Browser, CSRF_COOKIE, LOGIN_COOKIE, LOGIN_TTL, SCOPES, WebError, WebState, html};
+use super::{
+    Browser, CSRF_COOKIE, ID_TOKEN_COOKIE, LOGIN_COOKIE, LOGIN_TTL, SCOPES, WebError, WebState,
+    html,
+};
 use crate::cookie::{REFRESH_TOKEN_COOKIE, cookie_value};
 
 /// The sign-in in progress, sealed in the `__Host-login` cookie.
@@ -285,6 +288,9 @@ async fn finish(
     if let Some(cookie) = set_cookie(CSRF_COOKIE, &random_token(32), SameSite::Strict, None) {
         cookies.append(header::SET_COOKIE, cookie);
     }
+    if let Some(cookie) = set_cookie(ID_TOKEN_COOKIE, id_token, SameSite::Strict, None) {
+        cookies.append(header::SET_COOKIE, cookie);
+    }
     Ok(response)
 }
 
@@ -303,7 +309,8 @@ pub struct CsrfForm {
 
 /// `POST /logout`: revokes the refresh token (the issuer ends its session, whatever the access
 /// token's state: an expired access cookie is the usual case after a pause), clears the cookies
-/// and goes back to `/`.
+/// and goes back to `/`, through the issuer's `end_session_endpoint` when it has one (which
+/// ends the issuer's own sign-in session in this browser, so the next `/login` asks again).
 #[tracing::instrument(name = "web.logout", skip_all)]
 pub async fn logout(
     State(state): State<WebState>,
@@ -315,14 +322,14 @@ pub async fn logout(
     let browser = state.browser()?;
     let refresh = cookie_value(&headers, REFRESH_TOKEN_COOKIE);
     let access = cookie_value(&headers, authn::bearer::ACCESS_TOKEN_COOKIE);
+    let on_behalf = OnBehalf {
+        client_ip: state.proxy.client_ip(peer, &headers),
+        headers: &headers,
+        context: &context,
+    };
     if refresh.is_some() || access.is_some() {
         let Form(form) = form.map_err(|_| WebError::Forbidden)?;
         session::check_csrf(browser, &headers, &form.csrf)?;
-        let on_behalf = OnBehalf {
-            client_ip: state.proxy.client_ip(peer, &headers),
-            headers: &headers,
-            context: &context,
-        };
         // Revoking either token ends the one session both belong to; the refresh token first,
         // since it outlives the access token.
         if let Some(token) = refresh.or(access)
@@ -333,12 +340,47 @@ pub async fn logout(
             tracing::warn!(%error, "web: revocation at the issuer failed; clearing cookies anyway");
         }
     }
-    Ok(signed_out_redirect())
+    Ok(end_session(&state, browser, &on_behalf, &headers).await)
+}
+
+/// Where a signed-out browser goes: the issuer's RP-initiated logout endpoint (OpenID Connect
+/// RP-Initiated Logout 1.0) with `id_token_hint`, `client_id` and
+/// `post_logout_redirect_uri={GATEWAY_PUBLIC_URL}/`, or `/` when the issuer has none; every
+/// session cookie deleted either way.
+pub async fn end_session(
+    state: &WebState,
+    browser: &Browser,
+    on_behalf: &OnBehalf<'_>,
+    headers: &HeaderMap,
+) -> Response {
+    let Some(path) = browser.end_session_path(&state.proxy, on_behalf).await else {
+        return signed_out_redirect();
+    };
+    let Ok(mut url) = Url::parse(&format!("{}{path}", browser.public_url)) else {
+        return signed_out_redirect();
+    };
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(id_token) = cookie_value(headers, ID_TOKEN_COOKIE) {
+            query.append_pair("id_token_hint", id_token);
+        }
+        query
+            .append_pair("client_id", &browser.client_id)
+            .append_pair(
+                "post_logout_redirect_uri",
+                &format!("{}/", browser.public_url),
+            );
+    }
+    signed_out_redirect_to(url.as_str())
 }
 
 /// A redirect to `/` that deletes every session cookie.
 pub fn signed_out_redirect() -> Response {
-    let mut response = Redirect::to("/").into_response();
+    signed_out_redirect_to("/")
+}
+
+fn signed_out_redirect_to(location: &str) -> Response {
+    let mut response = Redirect::to(location).into_response();
     session::clear_cookies(&mut response);
     response
         .headers_mut()

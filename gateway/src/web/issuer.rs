@@ -179,6 +179,29 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// The path of the issuer's RP-initiated logout endpoint (`end_session_endpoint` of its
+    /// discovery document), when it has one. Only the path is kept: browsers reach the issuer
+    /// through the gateway's public URL, like the authorization endpoint.
+    pub async fn end_session_path(
+        &self,
+        proxy: &Proxy,
+        on_behalf: &OnBehalf<'_>,
+    ) -> Option<String> {
+        let url = proxy.target("/.well-known/openid-configuration", None)?;
+        let request = proxy.client().get(url);
+        let response = on_behalf.apply(request).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let discovery: serde_json::Value = response.json().await.ok()?;
+        let endpoint = reqwest::Url::parse(discovery["end_session_endpoint"].as_str()?).ok()?;
+        let path = endpoint.path();
+        // Only a path the gateway forwards to the issuer.
+        (path.starts_with("/oauth/") || path.starts_with("/v1/logout")).then(|| path.to_owned())
+    }
+}
+
 /// The session API, with the browser's access token.
 pub struct SessionApi<'a> {
     pub proxy: &'a Proxy,

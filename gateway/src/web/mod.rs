@@ -47,6 +47,8 @@ use crate::state::AppState;
 pub const LOGIN_COOKIE: &str = "__Host-login";
 /// The cookie the CSRF tokens of the forms are bound to.
 pub const CSRF_COOKIE: &str = "__Host-csrf";
+/// The cookie keeping the ID token, for the `id_token_hint` of RP-initiated logout.
+pub const ID_TOKEN_COOKIE: &str = "__Host-id_token";
 /// How long a sign-in may take, from `/login` to `/callback`.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 /// The scopes the web app asks for.

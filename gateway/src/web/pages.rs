@@ -17,7 +17,7 @@ use platform::trace::TraceContext;
 use proto::orders::v1 as pb;
 use serde::Deserialize;
 
-use super::flow::{CsrfForm, signed_out_redirect};
+use super::flow::{self, CsrfForm, signed_out_redirect};
 use super::html::{self, escape};
 use super::issuer::{OnBehalf, SessionApi, SessionView};
 use super::session::{self, Resolved, Signed};
@@ -461,5 +461,5 @@ pub async fn logout_everywhere(
     let body = form(body).map_err(|_| WebError::Forbidden)?;
     let signed = visit.signed_form(&body.csrf).await?;
     visit.sessions(&signed).logout_all().await?;
-    Ok(signed_out_redirect())
+    Ok(flow::end_session(&state, visit.browser, &visit.on_behalf, &headers).await)
 }

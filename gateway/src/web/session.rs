@@ -12,7 +12,7 @@ use axum::response::Response;
 
 use super::issuer::{GrantError, OnBehalf, Tokens};
 use super::seal::random_token;
-use super::{Browser, CSRF_COOKIE, WebError, WebState};
+use super::{Browser, CSRF_COOKIE, ID_TOKEN_COOKIE, WebError, WebState};
 use crate::cookie::{REFRESH_TOKEN_COOKIE, cookie_value};
 use crate::proxy::Proxy;
 
@@ -73,7 +73,12 @@ pub fn token_cookies(tokens: &Tokens) -> Vec<HeaderValue> {
 
 /// Deletes the token and CSRF cookies.
 pub fn clear_cookies(response: &mut Response) {
-    for name in [ACCESS_TOKEN_COOKIE, REFRESH_TOKEN_COOKIE, CSRF_COOKIE] {
+    for name in [
+        ACCESS_TOKEN_COOKIE,
+        REFRESH_TOKEN_COOKIE,
+        CSRF_COOKIE,
+        ID_TOKEN_COOKIE,
+    ] {
         if let Some(value) = set_cookie(name, "", SameSite::Strict, Some(0)) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }

@@ -660,6 +660,47 @@ async fn sign_in_then_place_and_cancel_an_order() {
 }
 
 #[tokio::test]
+async fn a_link_from_another_site_reloads_once_to_send_the_strict_cookies() {
+    let world = world().await;
+    let mut browser = Browser::new(&world, FIREFOX);
+    browser.sign_in("alice", None).await;
+    // What the browser sends for a link from another site: no SameSite=Strict cookie.
+    let from_mail = browser
+        .http
+        .get(browser.url("/"))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_mail.status(), StatusCode::OK);
+    let page = from_mail.text().await.unwrap();
+    assert!(page.contains(r#"<meta http-equiv="refresh" content="0; url=/?reloaded=1">"#));
+    assert!(!page.contains("signed out"));
+    // The reload starts on the site: the cookies come along, the orders show.
+    let reloaded = browser
+        .send(
+            browser
+                .http
+                .get(browser.url("/?reloaded=1"))
+                .header("sec-fetch-site", "same-origin")
+                .header("sec-fetch-mode", "navigate"),
+        )
+        .await;
+    assert!(reloaded.text().await.unwrap().contains("Your orders"));
+    // And never more than once, whatever the browser says.
+    let again = browser
+        .http
+        .get(browser.url("/?reloaded=1"))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert!(again.text().await.unwrap().contains("You are signed out."));
+}
+
+#[tokio::test]
 async fn forms_without_the_csrf_token_or_from_another_site_are_refused() {
     let world = world().await;
     let mut browser = Browser::new(&world, FIREFOX);

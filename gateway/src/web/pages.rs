@@ -118,7 +118,9 @@ pub async fn home(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     context: TraceContext,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Result<Response, WebError> {
+    let query = uri.query().map(str::to_owned);
     if state.browser.is_none() {
         return Ok(html_response(
             StatusCode::OK,
@@ -131,6 +133,9 @@ pub async fn home(
     }
     let visit = Visit::new(&state, peer, &headers, &context)?;
     let signed = match session::resolve(&state, visit.browser, &headers, &visit.on_behalf).await? {
+        Resolved::Anonymous if arrived_from_another_site(&headers, query.as_deref()) => {
+            return Ok(reload_same_site());
+        }
         Resolved::Anonymous => return Ok(signed_out_page()),
         Resolved::Ended => return Err(WebError::SignedOut),
         Resolved::Signed(signed) => *signed,
@@ -161,6 +166,33 @@ pub async fn home(
     let (orders, sessions) = (orders?, sessions?);
     let body = home_body(&signed, state.mode, orders.as_deref(), &sessions);
     Ok(signed.finish(html_response(StatusCode::OK, html::page("Orders", &body))))
+}
+
+/// The query of the one reload [`reload_same_site`] makes.
+const RELOADED: &str = "reloaded=1";
+
+/// Whether a navigation came from another site's link: the `SameSite=Strict` token cookies
+/// were then left out, and the browser only looks signed out.
+fn arrived_from_another_site(headers: &HeaderMap, query: Option<&str>) -> bool {
+    let is = |name: &str, value: &str| headers.get(name).is_some_and(|v| v == value);
+    is("sec-fetch-site", "cross-site")
+        && is("sec-fetch-mode", "navigate")
+        && query != Some(RELOADED)
+}
+
+/// A page that reloads itself at once: that navigation starts on this origin, so the browser
+/// sends the `SameSite=Strict` cookies with it. A meta refresh, not a script (the CSP allows
+/// none), and only once (the query marks it), whatever the browser then says.
+fn reload_same_site() -> Response {
+    html_response(
+        StatusCode::OK,
+        html::page(
+            "Orders",
+            &format!(
+                "<meta http-equiv=\"refresh\" content=\"0; url=/?{RELOADED}\">\n                 <p><a href=\"/?{RELOADED}\">Continue</a></p>"
+            ),
+        ),
+    )
 }
 
 fn signed_out_page() -> Response {

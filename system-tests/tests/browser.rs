@@ -902,6 +902,50 @@ async fn an_expired_access_token_is_refreshed_without_the_user_noticing() {
 }
 
 #[tokio::test]
+async fn two_tabs_refresh_once_and_a_replay_from_elsewhere_ends_the_session() {
+    let world = world().await;
+    let mut browser = Browser::new(&world, FIREFOX);
+    browser.sign_in("alice", None).await;
+    browser.expire_access_token();
+    let stolen = browser.jar["__Host-refresh_token"].clone();
+
+    // Two tabs load at once with the same expired session: one rotation between them.
+    let tab = || {
+        browser
+            .http
+            .get(browser.url("/"))
+            .header("user-agent", FIREFOX)
+            .header(COOKIE, browser.cookies())
+            .send()
+    };
+    let (first, second) = tokio::join!(tab(), tab());
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(second.status(), StatusCode::OK);
+    let refreshes = world
+        .op
+        .calls()
+        .iter()
+        .filter(|c| *c == "refresh_token")
+        .count();
+    assert_eq!(refreshes, 1, "{:?}", world.op.calls());
+    browser.absorb(&first);
+
+    // The rotated token replayed from another device is not handed the new tokens: it reaches
+    // the issuer, which ends the session.
+    let mut thief = Browser::new(&world, IPHONE);
+    thief.jar.insert("__Host-refresh_token".into(), stolen);
+    assert_eq!(location(&thief.get("/").await), "/login");
+    let sid = world.op.state.lock().unwrap().sessions[0].id.clone();
+    assert!(
+        !world.op.session_active(&sid),
+        "reuse detected at the issuer"
+    );
+    browser.expire_access_token();
+    assert_eq!(location(&browser.get("/").await), "/login");
+}
+
+#[tokio::test]
 async fn logout_revokes_the_refresh_token_even_with_an_expired_access_cookie() {
     let world = world().await;
     let mut browser = Browser::new(&world, FIREFOX);

@@ -16,8 +16,10 @@ use super::{Browser, CSRF_COOKIE, ID_TOKEN_COOKIE, WebError, WebState};
 use crate::cookie::{REFRESH_TOKEN_COOKIE, cookie_value};
 use crate::proxy::Proxy;
 
-/// How long the outcome of one refresh is reused for the same refresh token.
-const REFRESH_REUSE: Duration = Duration::from_secs(30);
+/// How long the outcome of one refresh is reused for the same refresh token from the same
+/// browser: long enough for the requests that were in flight together, short enough that it
+/// is no window for a replay.
+const REFRESH_REUSE: Duration = Duration::from_secs(10);
 
 /// `SameSite` of a cookie.
 #[derive(Debug, Clone, Copy)]
@@ -200,7 +202,8 @@ pub fn check_csrf(browser: &Browser, headers: &HeaderMap, token: &str) -> Result
 
 /// Refreshes by refresh token, one at a time per token: concurrent requests of one browser
 /// share one rotation (moka's `try_get_with` runs one call for every waiter), and its outcome
-/// is reused for 30 seconds for requests that still carried the old cookie.
+/// is reused for 10 seconds for requests of the same browser (address and user agent) that
+/// still carried the old cookie.
 pub struct Refreshes {
     done: moka::future::Cache<String, Tokens>,
 }
@@ -222,11 +225,25 @@ impl Refreshes {
         on_behalf: &OnBehalf<'_>,
         refresh_token: &str,
     ) -> Result<Tokens, GrantError> {
-        // Keyed by a digest: the cache never holds a usable refresh token as a key.
-        let key = authn::base64url::encode(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, refresh_token.as_bytes())
-                .as_ref(),
-        );
+        // Keyed by a digest (the cache never holds a usable refresh token) of the token and of
+        // the browser's address and user agent: a stolen, just-rotated token replayed from
+        // elsewhere misses the cache and reaches the issuer, whose reuse detection ends the
+        // session, instead of being handed the new tokens.
+        let agent = on_behalf
+            .headers
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in [
+            refresh_token.as_bytes(),
+            on_behalf.client_ip.to_string().as_bytes(),
+            agent,
+        ] {
+            digest.update(&(part.len() as u64).to_be_bytes());
+            digest.update(part);
+        }
+        let key = authn::base64url::encode(digest.finish().as_ref());
         self.done
             .try_get_with(key, browser.refresh(proxy, on_behalf, refresh_token))
             .await

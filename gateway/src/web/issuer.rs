@@ -224,6 +224,7 @@ impl SessionApi<'_> {
         match response.status().as_u16() {
             200..=299 => Ok(response),
             401 => Err(WebError::SignedOut),
+            404 => Err(WebError::NotFound),
             status => Err(WebError::Upstream(format!("session API answered {status}"))),
         }
     }
@@ -244,8 +245,8 @@ impl SessionApi<'_> {
             .map_err(|()| WebError::Internal("sessions URL".into()))?
             .push(sid);
         match self.call(reqwest::Method::DELETE, url).await {
-            Err(WebError::Upstream(message)) if message.ends_with("404") => Ok(()),
-            other => other.map(drop),
+            Ok(_) | Err(WebError::NotFound) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 

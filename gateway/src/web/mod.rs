@@ -242,6 +242,9 @@ pub enum WebError {
     SignedOut,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The issuer does not know the session (ended meanwhile, or another user's).
+    #[error("not found")]
+    NotFound,
     #[error("upstream: {0}")]
     Upstream(String),
     #[error("unavailable")]
@@ -272,6 +275,11 @@ impl IntoResponse for WebError {
                 StatusCode::BAD_REQUEST,
                 "Bad request",
                 "The form was not filled in correctly.",
+            ),
+            WebError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "This no longer exists. Go back to the start page and reload it.",
             ),
             WebError::Upstream(detail) => {
                 tracing::warn!(detail, "web: upstream failure");

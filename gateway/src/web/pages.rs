@@ -495,3 +495,104 @@ pub async fn logout_everywhere(
     visit.sessions(&signed).logout_all().await?;
     Ok(flow::end_session(&state, visit.browser, &visit.on_behalf, &headers).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use authn::Principal;
+    use authn::claims::{AccessClaims, Audience};
+
+    fn signed(scope: &str) -> Signed {
+        let now = authn::unix_now();
+        Signed {
+            token: "a.b.c".into(),
+            principal: Principal::from_verified_claims(AccessClaims {
+                iss: "i".into(),
+                sub: "alice".into(),
+                aud: Audience::One("orders".into()),
+                exp: now + 300,
+                iat: now,
+                nbf: None,
+                jti: "j".into(),
+                scope: Some(scope.into()),
+                roles: vec!["user".into()],
+                sid: Some("s1".into()),
+                client_id: None,
+            }),
+            csrf: "csrf-token".into(),
+            set_cookies: Vec::new(),
+        }
+    }
+
+    fn order(item: &str, status: &'static str) -> OrderJson {
+        OrderJson {
+            id: "o1".into(),
+            owner: "alice".into(),
+            item: item.into(),
+            quantity: 1,
+            status,
+            created_at: "2025-01-31T12:00:00Z".into(),
+            cancelled_at: None,
+        }
+    }
+
+    fn session(id: &str, current: bool, ip: &str) -> SessionView {
+        SessionView {
+            id: id.into(),
+            created_at: 1_700_000_000,
+            last_seen_at: 1_700_000_060,
+            user_agent: Some("curl/8.4.0".into()),
+            ip: Some(ip.into()),
+            current,
+        }
+    }
+
+    #[test]
+    fn the_mode_notice_says_what_logging_a_device_out_does() {
+        let signed = signed("orders:read");
+        let stateless = mode_notice(AuthMode::Stateless, &signed);
+        assert!(stateless.contains("stays signed in until its access token expires"));
+        assert!(stateless.contains("at most 5 minutes"), "{stateless}");
+        assert!(stateless.contains("UTC"));
+        assert!(mode_notice(AuthMode::Stateful, &signed).contains("at its next request"));
+        assert!(mode_notice(AuthMode::Hybrid, &signed).contains("within about a second"));
+    }
+
+    #[test]
+    fn every_value_on_the_page_is_escaped_and_every_form_has_its_token() {
+        let signed = signed("orders:read orders:write");
+        let orders = [order("<img src=x onerror=alert(1)>", "placed")];
+        let sessions = [
+            session("s1", true, "127.0.0.1"),
+            session("s2", false, "<b>10.0.0.1</b>"),
+        ];
+        let body = home_body(&signed, AuthMode::Stateless, Some(&orders), &sessions);
+        assert!(!body.contains("<img"));
+        assert!(body.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(body.contains("&lt;b&gt;10.0.0.1&lt;/b&gt;"));
+        assert_eq!(
+            body.matches("<form").count(),
+            body.matches(r#"name="csrf" value="csrf-token""#).count(),
+            "{body}"
+        );
+        assert!(body.contains(r#"action="/orders/o1/cancel""#));
+        assert!(body.contains(r#"action="/sessions/s2/end""#));
+        assert!(
+            !body.contains(r#"action="/sessions/s1/end""#),
+            "this one: log out instead"
+        );
+        assert!(body.contains("This device"));
+        assert!(body.contains(r#"action="/sessions/end-others""#));
+    }
+
+    #[test]
+    fn read_only_users_get_no_forms_to_change_orders() {
+        let signed = signed("orders:read");
+        let orders = [order("tea", "placed")];
+        let body = home_body(&signed, AuthMode::Hybrid, Some(&orders), &[]);
+        assert!(!body.contains(r#"action="/orders""#));
+        assert!(!body.contains("/cancel"));
+        assert!(body.contains("tea"));
+        assert!(!body.contains("end-others"), "no other session to end");
+    }
+}

@@ -177,6 +177,7 @@ impl App {
             login_throttle: Arc::new(login_throttle),
             client_throttle: Arc::new(client_throttle),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            password_grant: config.password_grant,
         };
         let http_listener = bind(config.http_addr).await?;
         let grpc_listener = bind(config.grpc_addr).await?;
@@ -335,7 +336,7 @@ fn describe_metrics() {
     );
     metrics::describe_counter!(
         "auth_sessions_ended_total",
-        "Sessions ended, by reason (logout, logout_all, deleted, revoked, refresh_reuse, session_cap, user_disabled)"
+        "Sessions ended, by reason (logout, logout_all, deleted, revoked, refresh_reuse, session_cap, user_disabled, code_replay)"
     );
     metrics::describe_counter!(
         "auth_revocation_events_total",

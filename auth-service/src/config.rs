@@ -47,6 +47,7 @@ pub const ENV_LOGIN_BASE_DELAY: &str = "AUTH_LOGIN_BASE_DELAY";
 pub const ENV_LOGIN_MAX_DELAY: &str = "AUTH_LOGIN_MAX_DELAY";
 pub const ENV_LOGIN_LOCK_DURATION: &str = "AUTH_LOGIN_LOCK_DURATION";
 pub const ENV_TRUSTED_PROXIES: &str = "AUTH_TRUSTED_PROXIES";
+pub const ENV_PASSWORD_GRANT: &str = "AUTH_PASSWORD_GRANT";
 pub const ENV_CLIENT_AUTH_THROTTLE_AFTER: &str = "AUTH_CLIENT_AUTH_THROTTLE_AFTER";
 pub const ENV_CLIENT_AUTH_LOCK_AFTER: &str = "AUTH_CLIENT_AUTH_LOCK_AFTER";
 pub const ENV_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER: &str = "AUTH_CLIENT_AUTH_ADDRESS_THROTTLE_AFTER";
@@ -238,6 +239,12 @@ pub struct Config {
     /// TCP peer is the client.
     #[arg(long, env = ENV_TRUSTED_PROXIES, default_value = "", value_parser = TrustedProxies::parse, global = true)]
     pub trusted_proxies: TrustedProxies,
+
+    /// Serve the legacy `password` grant (first-party tools). `false` answers it with
+    /// `unsupported_grant_type` and leaves it out of discovery: browsers sign in through
+    /// `/oauth/authorize` instead. Off in the production overlay.
+    #[arg(long, env = ENV_PASSWORD_GRANT, default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub password_grant: bool,
 }
 
 /// The revocation feed's intervals (`AUTH_REVOCATION_*`).
@@ -525,6 +532,7 @@ impl Default for Config {
             client_auth_throttle: ClientAuthThrottleConfig::default(),
             argon2: Argon2Config::default(),
             trusted_proxies: TrustedProxies::default(),
+            password_grant: true,
         }
     }
 }
@@ -555,6 +563,7 @@ impl fmt::Debug for Config {
             .field("client_auth_throttle", &self.client_auth_throttle)
             .field("argon2", &self.argon2)
             .field("trusted_proxies", &self.trusted_proxies.to_string())
+            .field("password_grant", &self.password_grant)
             .finish()
     }
 }

@@ -8,8 +8,9 @@
 //! - [`app`]: start-up and serving ([`App`]); [`state`]: the [`AppState`] the handlers share;
 //!   [`config`]: the settings ([`Config`]); [`cli`]: the command line.
 //! - [`http`]: the HTTP interface ([`http::router`]); [`grpc`]: `auth.v1.SessionService`.
-//! - [`grants`]: the token endpoint's grants (`password`, `refresh_token`,
-//!   `client_credentials`), apart from HTTP.
+//! - [`grants`]: the token endpoint's grants (`authorization_code`, `password`,
+//!   `refresh_token`, `client_credentials`), apart from HTTP; [`oidc`]: the OpenID Provider's
+//!   codes, PKCE, browser sessions and ID tokens.
 //! - [`sessions`]: sessions, their refresh-token families and the revocation feed of their
 //!   ends.
 //! - [`keys`]: the signing keys: settings, schedule, storage, publication, background task.
@@ -27,6 +28,7 @@ pub mod grants;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod oidc;
 pub mod passwords;
 pub mod redirect_uris;
 pub mod scope;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub client_throttle: Arc<Throttle>,
     /// `AUTH_TRUSTED_PROXIES`: whose `X-Forwarded-For` names the client of a login.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// `AUTH_PASSWORD_GRANT`: whether the legacy `password` grant is served.
+    pub password_grant: bool,
 }
 
 impl std::fmt::Debug for AppState {

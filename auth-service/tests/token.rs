@@ -656,8 +656,14 @@ async fn malformed_requests_get_rfc6749_errors_and_write_nothing() {
         (
             "unknown grant",
             Some(form_type),
-            b"grant_type=authorization_code&code=x".to_vec(),
+            b"grant_type=implicit&code=x".to_vec(),
             "unsupported_grant_type",
+        ),
+        (
+            "code without its redirect_uri",
+            Some(form_type),
+            b"grant_type=authorization_code&code=x".to_vec(),
+            "invalid_request",
         ),
         (
             "missing grant_type",

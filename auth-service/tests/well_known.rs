@@ -65,11 +65,20 @@ async fn discovery_document_points_at_the_issuer_endpoints() {
     assert_eq!(doc["token_endpoint"], format!("{TEST_ISSUER}/oauth/token"));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["password", "refresh_token", "client_credentials"])
+        serde_json::json!([
+            "authorization_code",
+            "password",
+            "refresh_token",
+            "client_credentials"
+        ])
     );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(
+        doc["authorization_endpoint"],
+        format!("{TEST_ISSUER}/oauth/authorize")
     );
     assert_eq!(
         doc["access_token_signing_alg_values_supported"],

@@ -36,5 +36,6 @@ pub fn grant(
     Ok(Issued {
         access,
         refresh_token: None,
+        id_token: None,
     })
 }

@@ -1,8 +1,10 @@
 //! The grants of the token endpoint (RFC 6749), apart from HTTP: what each one checks, records
 //! and issues once its parameters are read and its client is authenticated. `POST /oauth/token`
 //! (`crate::http::token`) parses the form, authenticates the client, dispatches to
-//! [`password`], [`refresh`] or [`client_credentials`], and writes the answer.
+//! [`authorization_code`], [`password`], [`refresh`] or [`client_credentials`], and writes
+//! the answer.
 
+pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh;
@@ -17,13 +19,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The grants this issuer supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantType {
+    AuthorizationCode,
     Password,
     RefreshToken,
     ClientCredentials,
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
         GrantType::Password,
         GrantType::RefreshToken,
         GrantType::ClientCredentials,
@@ -31,6 +35,7 @@ impl GrantType {
 
     pub const fn as_str(self) -> &'static str {
         match self {
+            Self::AuthorizationCode => "authorization_code",
             Self::Password => "password",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
@@ -47,6 +52,8 @@ impl GrantType {
 pub struct Issued {
     pub access: AccessToken,
     pub refresh_token: Option<String>,
+    /// The ID token of an `authorization_code` grant with the `openid` scope.
+    pub id_token: Option<String>,
 }
 
 /// Why a grant refused, once its request was well-formed and its client authenticated.
@@ -110,7 +117,7 @@ mod tests {
         for grant in GrantType::ALL {
             assert_eq!(GrantType::parse(grant.as_str()), Some(grant));
         }
-        assert_eq!(GrantType::parse("authorization_code"), None);
+        assert_eq!(GrantType::parse("implicit"), None);
         assert_eq!(GrantType::parse("PASSWORD"), None);
     }
 }

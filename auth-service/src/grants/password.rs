@@ -14,7 +14,7 @@ use crate::sessions::{self, EndReason, NewSession, Session};
 use crate::state::AppState;
 use crate::throttle::Attempt;
 use crate::tokens::Grant;
-use crate::users::{self, Login};
+use crate::users::{self, Login, User};
 
 /// The same answer for an unknown user, a wrong password and a disabled account.
 pub const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -74,40 +74,7 @@ pub async fn grant(state: &AppState, request: PasswordRequest<'_>) -> Result<Iss
         attempt,
     } = request;
 
-    // An error here drops `attempt`: counted neither as a failure nor as a success.
-    let priority = if attempt.is_suspect() {
-        Priority::Suspect
-    } else {
-        Priority::Clean
-    };
-    let user =
-        match users::authenticate(&state.pool, &state.passwords, username, &password, priority)
-            .await
-            .map_err(GrantError::lookup)
-            .inspect_err(|error| {
-                if matches!(error, GrantError::Busy) {
-                    state
-                        .login_throttle
-                        .shed(client_ip, crate::passwords::BUSY_RETRY_AFTER);
-                }
-            })? {
-            Login::Valid(user) => {
-                state
-                    .login_throttle
-                    .succeeded(username, client_ip, attempt)
-                    .await;
-                user
-            }
-            Login::Disabled(user) => {
-                tracing::info!(user_id = %user.id, "login of a disabled user refused");
-                login_failed(state, attempt, username).await;
-                return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
-            }
-            Login::Invalid => {
-                login_failed(state, attempt, username).await;
-                return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
-            }
-        };
+    let user = check_password(state, username, &password, client_ip, attempt).await?;
 
     // No `scope`: everything the user has, now and at every refresh (stored as NULL).
     let (scope, session_scope) = match requested {
@@ -152,7 +119,56 @@ pub async fn grant(state: &AppState, request: PasswordRequest<'_>) -> Result<Iss
     Ok(Issued {
         access,
         refresh_token: Some(refresh_token),
+        id_token: None,
     })
+}
+
+/// Checks `username`'s password under the check `attempt` reserved by [`reserve`] (unless the
+/// throttle refuses it unchecked), records the outcome with the login throttle, and logs the
+/// locks it starts: the one password check of the `password` grant and of the hosted sign-in
+/// page alike. An unknown user, a wrong password and a disabled account answer the same.
+pub async fn check_password(
+    state: &AppState,
+    username: &str,
+    password: &SecretString,
+    client_ip: Option<IpAddr>,
+    attempt: Attempt,
+) -> Result<User, GrantError> {
+    // An error here drops `attempt`: counted neither as a failure nor as a success.
+    let priority = if attempt.is_suspect() {
+        Priority::Suspect
+    } else {
+        Priority::Clean
+    };
+    let user =
+        match users::authenticate(&state.pool, &state.passwords, username, password, priority)
+            .await
+            .map_err(GrantError::lookup)
+            .inspect_err(|error| {
+                if matches!(error, GrantError::Busy) {
+                    state
+                        .login_throttle
+                        .shed(client_ip, crate::passwords::BUSY_RETRY_AFTER);
+                }
+            })? {
+            Login::Valid(user) => {
+                state
+                    .login_throttle
+                    .succeeded(username, client_ip, attempt)
+                    .await;
+                user
+            }
+            Login::Disabled(user) => {
+                tracing::info!(user_id = %user.id, "login of a disabled user refused");
+                login_failed(state, attempt, username).await;
+                return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
+            }
+            Login::Invalid => {
+                login_failed(state, attempt, username).await;
+                return Err(GrantError::InvalidGrant(BAD_CREDENTIALS));
+            }
+        };
+    Ok(user)
 }
 
 /// Records a failed password check with the throttle. A lock it starts is an audit event: the
@@ -190,7 +206,7 @@ async fn login_failed(state: &AppState, attempt: Attempt, username: &str) {
 
 /// Records the session of a login (family row and first refresh token, then the store), applies
 /// the per-user session cap, and returns the refresh token.
-async fn start_session(
+pub(crate) async fn start_session(
     state: &AppState,
     session: &Session,
     now: i64,

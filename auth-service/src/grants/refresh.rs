@@ -111,5 +111,6 @@ pub async fn grant(state: &AppState, request: RefreshRequest<'_>) -> Result<Issu
     Ok(Issued {
         access,
         refresh_token: Some(refresh_token),
+        id_token: None,
     })
 }

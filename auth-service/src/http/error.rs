@@ -118,7 +118,7 @@ impl TokenError {
             Self::Busy => "the server is busy: try again later",
             Self::Internal(e) if is_unavailable(e.as_ref()) => UNAVAILABLE_DESCRIPTION,
             Self::UnsupportedGrantType => {
-                "grant_type must be password, refresh_token or client_credentials"
+                "grant_type must be authorization_code, refresh_token or client_credentials"
             }
             Self::UnsupportedTokenType => {
                 "only user tokens (with a session) and refresh tokens can be revoked"

@@ -1,13 +1,16 @@
 //! The HTTP interface: one module per concern, merged into one [`router`].
 
 pub mod admin;
+pub mod authorize;
 pub mod error;
 pub mod form;
 pub mod health;
+pub mod html;
 pub mod oauth;
 pub mod sessions;
 pub mod token;
 pub mod token_state;
+pub mod userinfo;
 pub mod well_known;
 
 use std::time::Duration;
@@ -45,10 +48,15 @@ pub const HTTP_METRICS: MetricNames = MetricNames::new(
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(token::router())
+        .merge(authorize::router())
+        .merge(userinfo::router())
         .merge(token_state::router())
         .merge(sessions::router())
         .merge(admin::router())
-        .merge(well_known::router(state.tokens.issuer()))
+        .merge(well_known::router(
+            state.tokens.issuer(),
+            state.password_grant,
+        ))
         .merge(health::router())
         .layer(
             ServiceBuilder::new()

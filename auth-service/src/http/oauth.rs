@@ -105,12 +105,19 @@ pub(super) async fn authenticate_client(
 ) -> Result<Option<Client>, TokenError> {
     let (id, secret) = match credentials {
         ClientCredentials::None => return Ok(None),
-        // Every registered client is confidential: an id alone proves nothing.
-        ClientCredentials::IdOnly(_) => {
-            return Err(TokenError::InvalidClient {
-                description: "client authentication failed",
-                basic: false,
-            });
+        // An id alone identifies a public client (RFC 6749 §2.3: it has no secret; the code
+        // flow's PKCE proves it). For a confidential or unknown one it proves nothing.
+        ClientCredentials::IdOnly(id) => {
+            let presented = Presented::look_up(&state.clients, id)
+                .await
+                .map_err(lookup_failed)?;
+            return match presented.client() {
+                Some(client) if client.public => Ok(Some(client.clone())),
+                _ => Err(TokenError::InvalidClient {
+                    description: "client authentication failed",
+                    basic: false,
+                }),
+            };
         }
         ClientCredentials::Basic { id, secret } | ClientCredentials::Post { id, secret } => {
             (id, secret)

@@ -1,6 +1,10 @@
 //! `POST /oauth/token` (RFC 6749): parses the form, authenticates the client, hands the request
-//! to its grant ([`crate::grants`]: `password`, `refresh_token`, `client_credentials`) and
-//! writes the answer.
+//! to its grant ([`crate::grants`]: `authorization_code`, `password`, `refresh_token`,
+//! `client_credentials`) and writes the answer.
+//!
+//! `AUTH_PASSWORD_GRANT=false` turns the `password` grant off: it is then answered
+//! `unsupported_grant_type` (RFC 6749 §5.2: the server does not support the grant type), the
+//! same for every client, and discovery no longer lists it.
 
 use std::net::IpAddr;
 
@@ -15,6 +19,7 @@ use serde::Serialize;
 use super::error::{TokenError, no_store};
 use super::form::ClientCredentials;
 use super::oauth::{authenticate_client, client_credentials, read_form, requested_scope, required};
+use crate::grants::authorization_code::CodeRequest;
 use crate::grants::password::{ClientMeta, PasswordRequest};
 use crate::grants::refresh::RefreshRequest;
 use crate::grants::{self, GrantType, Issued};
@@ -38,6 +43,9 @@ pub struct TokenResponse {
     pub scope: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// OpenID Connect Core §3.1.3.3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl From<Issued> for TokenResponse {
@@ -48,6 +56,7 @@ impl From<Issued> for TokenResponse {
             expires_in: issued.access.expires_in,
             scope: issued.access.claims.scope,
             refresh_token: issued.refresh_token,
+            id_token: issued.id_token,
         }
     }
 }
@@ -84,10 +93,33 @@ async fn token(State(state): State<AppState>, request: Request) -> Response {
 async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued), TokenError> {
     let (parts, form) = read_form(request).await?;
     let grant = required(&form, "grant_type", "grant_type is required")?;
-    let grant = GrantType::parse(grant).ok_or(TokenError::UnsupportedGrantType)?;
+    let grant = GrantType::parse(grant)
+        .filter(|grant| *grant != GrantType::Password || state.password_grant)
+        .ok_or(TokenError::UnsupportedGrantType)?;
     tracing::Span::current().record("grant_type", grant.as_str());
     let credentials = client_credentials(&parts.headers, &form)?;
     let issued = match grant {
+        GrantType::AuthorizationCode => {
+            let code = required(&form, "code", "code is required")?;
+            let redirect_uri = required(&form, "redirect_uri", "redirect_uri is required")?;
+            let code_verifier =
+                required(&form, "code_verifier", "code_verifier is required (PKCE)")?;
+            let client = authenticate_client(state, &parts, &credentials)
+                .await?
+                .ok_or(TokenError::InvalidClient {
+                    description: "client authentication is required",
+                    basic: false,
+                })?;
+            let client_ip = state.trusted_proxies.client_ip_of(&parts);
+            let request = CodeRequest {
+                code,
+                redirect_uri,
+                code_verifier,
+                client,
+                meta: client_meta(&parts, client_ip),
+            };
+            grants::authorization_code::grant(state, request).await?
+        }
         GrantType::Password => {
             let client_ip = state.trusted_proxies.client_ip_of(&parts);
             let username = required(&form, "username", "username is required")?;
@@ -131,6 +163,11 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
             let client = authenticate_client(state, &parts, &credentials)
                 .await?
                 .ok_or(required_client)?;
+            if client.public {
+                return Err(TokenError::UnauthorizedClient(
+                    "a public client cannot use client_credentials",
+                ));
+            }
             grants::client_credentials::grant(state, client, scope)?
         }
     };

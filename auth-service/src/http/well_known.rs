@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::grants::GrantType;
+use crate::oidc::{OPENID, pkce};
 use crate::state::AppState;
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -24,6 +25,8 @@ pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 pub const TOKEN_PATH: &str = "/oauth/token";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 pub const INTROSPECT_PATH: &str = "/oauth/introspect";
+pub use super::authorize::AUTHORIZE_PATH;
+pub use super::userinfo::USERINFO_PATH;
 
 /// The rendered discovery document.
 #[derive(Debug, Clone)]
@@ -32,21 +35,38 @@ pub struct WellKnown {
 }
 
 impl WellKnown {
-    /// Renders the discovery document of `issuer`.
-    pub fn new(issuer: &str) -> Self {
+    /// Renders the discovery document of `issuer` (OpenID Connect Discovery 1.0 §3, RFC 8414);
+    /// the `password` grant is listed only if `password_grant` allows it.
+    pub fn new(issuer: &str, password_grant: bool) -> Self {
         let base = issuer.trim_end_matches('/');
+        let grants: Vec<&str> = GrantType::ALL
+            .into_iter()
+            .filter(|grant| *grant != GrantType::Password || password_grant)
+            .map(GrantType::as_str)
+            .collect();
+        let mut scopes = vec![OPENID];
+        scopes.extend(Scope::ALL.map(Scope::as_str));
         let discovery = json!({
             "issuer": issuer,
+            "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
+            "userinfo_endpoint": format!("{base}{USERINFO_PATH}"),
             "jwks_uri": format!("{base}{JWKS_PATH}"),
             "token_endpoint": format!("{base}{TOKEN_PATH}"),
             "revocation_endpoint": format!("{base}{REVOKE_PATH}"),
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "introspection_endpoint": format!("{base}{INTROSPECT_PATH}"),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "scopes_supported": Scope::ALL.map(Scope::as_str),
+            "grant_types_supported": grants,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": [pkce::S256],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "scopes_supported": scopes,
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "preferred_username", "roles", "scope"],
+            "prompt_values_supported": ["none", "login"],
+            "authorization_response_iss_parameter_supported": true,
             "access_token_signing_alg_values_supported": ["RS256"],
         });
         Self {
@@ -58,8 +78,8 @@ impl WellKnown {
 }
 
 /// The routes of the JWKS and of the discovery document of `issuer`.
-pub fn router(issuer: &str) -> Router<AppState> {
-    let well_known = WellKnown::new(issuer);
+pub fn router(issuer: &str, password_grant: bool) -> Router<AppState> {
+    let well_known = WellKnown::new(issuer, password_grant);
     Router::new()
         .route(JWKS_PATH, get(jwks))
         .route(DISCOVERY_PATH, get(move || discovery(well_known.clone())))

@@ -68,10 +68,12 @@ pub enum EndReason {
     SessionCap,
     /// The user was disabled.
     UserDisabled,
+    /// The authorization code that started the session was presented again.
+    CodeReplay,
 }
 
 impl EndReason {
-    pub const ALL: [EndReason; 7] = [
+    pub const ALL: [EndReason; 8] = [
         EndReason::Logout,
         EndReason::LogoutAll,
         EndReason::Deleted,
@@ -79,6 +81,7 @@ impl EndReason {
         EndReason::RefreshReuse,
         EndReason::SessionCap,
         EndReason::UserDisabled,
+        EndReason::CodeReplay,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -90,6 +93,7 @@ impl EndReason {
             EndReason::RefreshReuse => "refresh_reuse",
             EndReason::SessionCap => "session_cap",
             EndReason::UserDisabled => "user_disabled",
+            EndReason::CodeReplay => "code_replay",
         }
     }
 

@@ -1,0 +1,99 @@
+//! ID tokens (OpenID Connect Core §2): `typ: JWT`, the client as audience, signed by the same
+//! active key as the access tokens. The header differs from an access token's (`typ`), so the
+//! token is assembled here over [`Signer::sign_bytes`]: an ID token can never pass for an
+//! access token (RFC 9068 §4: verifiers require `typ: at+jwt`), nor the reverse.
+
+use authn::sign::{SignError, Signer};
+use aws_lc_rs::digest;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
+/// The claims of an ID token.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The client id.
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// When the user signed in (the browser session's sign-in, not this token's issue).
+    pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// [`at_hash`] of the access token issued with it.
+    pub at_hash: String,
+    /// The token session: what RP-initiated logout ends.
+    pub sid: String,
+}
+
+/// OpenID Connect Core §3.1.3.6: the left half of the hash of the access token's ASCII, with the
+/// hash of the signing algorithm (SHA-256 for RS256, the only one the signer has), base64url.
+pub fn at_hash(access_token: &str) -> String {
+    let hash = digest::digest(&digest::SHA256, access_token.as_bytes());
+    let bytes = hash.as_ref();
+    URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
+}
+
+/// Signs `claims` with `signer` under the header `{"alg":"RS256","typ":"JWT","kid":...}`.
+pub fn sign(signer: &Signer, claims: &IdTokenClaims) -> Result<String, SignError> {
+    let header = serde_json::json!({
+        "alg": authn::jwk::ALGORITHM,
+        "typ": "JWT",
+        "kid": signer.kid(),
+    });
+    let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
+    let signature = signer.sign_bytes(token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of OpenID Connect Core §A.3 (an RS256 ID token with an access token).
+    #[test]
+    fn at_hash_matches_the_specification_example() {
+        assert_eq!(
+            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+    }
+
+    #[test]
+    fn an_id_token_is_typ_jwt_and_verifies_with_the_signing_key() {
+        let signer = Signer::generate().expect("key");
+        let claims = IdTokenClaims {
+            iss: "https://issuer.example".into(),
+            sub: "user-1".into(),
+            aud: "web".into(),
+            exp: 2_000_000_000,
+            iat: 1_999_999_700,
+            auth_time: 1_999_999_600,
+            nonce: Some("n-0S6_WzA2Mj".into()),
+            at_hash: at_hash("token"),
+            sid: "sid-1".into(),
+        };
+        let token = sign(&signer, &claims).expect("signed");
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).expect("b64")).expect("json");
+        assert_eq!(header["typ"], "JWT");
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["kid"], signer.kid());
+        let payload: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+        assert_eq!(payload["aud"], "web");
+        assert_eq!(payload["nonce"], "n-0S6_WzA2Mj");
+        let key = authn::jwk::VerifyingKey::from_jwk(signer.public_jwk()).expect("key");
+        let signature = URL_SAFE_NO_PAD.decode(parts[2]).expect("b64");
+        let signed = &token[..parts[0].len() + 1 + parts[1].len()];
+        assert!(key.verify(signed.as_bytes(), &signature));
+    }
+}

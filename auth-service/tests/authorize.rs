@@ -16,6 +16,7 @@ use testkit::auth::{
 
 const WEB: &str = "web";
 const WEB_CALLBACK: &str = "https://web.example.com/callback";
+const WEB_SIGNED_OUT: &str = "https://web.example.com/";
 const SPA: &str = "spa";
 const SPA_CALLBACK: &str = "http://localhost:3000/cb";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -210,6 +211,7 @@ async fn issuer_with(auth: TestAuth) -> (TestAuth, String) {
             id: WEB.into(),
             scopes: ScopeSet::parse("openid orders:read orders:write").expect("scopes"),
             redirect_uris: vec![WEB_CALLBACK.into()],
+            post_logout_redirect_uris: vec![WEB_SIGNED_OUT.into()],
             ..Registration::default()
         },
     )
@@ -837,4 +839,148 @@ async fn discovery_names_the_code_flow_and_the_password_grant_can_be_turned_off(
     // The code flow still works.
     let code = code_for(&auth, &mut Browser::new(), SPA, SPA_CALLBACK).await;
     expect_tokens(redeem(&auth, &public_redemption(&code, VERIFIER)).await).await;
+}
+
+/// The id_token and access token of a code redeemed by `web`.
+async fn web_tokens(auth: &TestAuth, secret: &str, browser: &mut Browser) -> serde_json::Value {
+    let code = code_for(auth, browser, WEB, WEB_CALLBACK).await;
+    auth.http
+        .post(auth.url("/oauth/token"))
+        .basic_auth(WEB, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", WEB_CALLBACK),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn session_status(auth: &TestAuth, access_token: &str) -> StatusCode {
+    auth.http
+        .get(auth.url("/v1/sessions"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("sent")
+        .status()
+}
+
+fn logout_url(auth: &TestAuth, params: &[(&str, &str)]) -> String {
+    let mut url = Url::parse(&auth.url("/oauth/logout")).expect("url");
+    url.query_pairs_mut().extend_pairs(params);
+    url.to_string()
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_token_session_and_the_browser_session() {
+    let (auth, secret) = issuer().await;
+    let mut browser = Browser::new();
+    let tokens = web_tokens(&auth, &secret, &mut browser).await;
+    let id_token = tokens["id_token"].as_str().expect("id_token");
+    let access_token = tokens["access_token"].as_str().expect("access_token");
+    assert_eq!(session_status(&auth, access_token).await, 200);
+
+    let answer = browser
+        .get(&logout_url(
+            &auth,
+            &[
+                ("id_token_hint", id_token),
+                ("post_logout_redirect_uri", WEB_SIGNED_OUT),
+                ("state", "bye 1"),
+            ],
+        ))
+        .await;
+    assert_eq!(answer.status, 302, "{}", answer.body);
+    let location = answer.location();
+    assert_eq!(&location.as_str()[..WEB_SIGNED_OUT.len()], WEB_SIGNED_OUT);
+    assert_eq!(query(&location)["state"], "bye 1");
+    let cleared = answer
+        .set_cookie("__Host-auth_session")
+        .expect("cookie cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    assert_eq!(
+        session_status(&auth, access_token).await,
+        401,
+        "the token session ended"
+    );
+    // The browser session too: even with the old cookie, the form comes back.
+    let page = browser
+        .get(&authorize_url(&auth, WEB, WEB_CALLBACK, &[]))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("name=\"password\""));
+
+    let discovery: serde_json::Value = auth
+        .http
+        .get(auth.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        discovery["end_session_endpoint"],
+        format!("{}/oauth/logout", auth.config.issuer.trim_end_matches('/'))
+    );
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_redirects_only_to_registered_uris_and_needs_a_real_hint() {
+    let (auth, secret) = issuer().await;
+    let mut browser = Browser::new();
+    let tokens = web_tokens(&auth, &secret, &mut browser).await;
+    let id_token = tokens["id_token"].as_str().expect("id_token");
+    let access_token = tokens["access_token"].as_str().expect("access_token");
+
+    for uri in [
+        "https://web.example.com/x",
+        "https://web.example.com",
+        "https://evil.example/",
+        WEB_CALLBACK,
+    ] {
+        let answer = browser
+            .get(&logout_url(
+                &auth,
+                &[
+                    ("id_token_hint", id_token),
+                    ("post_logout_redirect_uri", uri),
+                ],
+            ))
+            .await;
+        assert_eq!(answer.status, 400, "{uri}");
+        assert!(answer.headers.get(LOCATION).is_none(), "{uri} redirected");
+    }
+    // An access token is no ID token; a client that is not the hint's audience is refused.
+    for params in [
+        vec![("id_token_hint", access_token)],
+        vec![("id_token_hint", id_token), ("client_id", SPA)],
+    ] {
+        let answer = browser.get(&logout_url(&auth, &params)).await;
+        assert_eq!(answer.status, 400);
+    }
+    // Without a hint nothing ends, even with a registered redirect.
+    let answer = browser
+        .get(&logout_url(
+            &auth,
+            &[
+                ("client_id", WEB),
+                ("post_logout_redirect_uri", WEB_SIGNED_OUT),
+            ],
+        ))
+        .await;
+    assert_eq!(answer.status, 302);
+    assert!(answer.set_cookie("__Host-auth_session").is_none());
+    assert_eq!(
+        session_status(&auth, access_token).await,
+        200,
+        "still signed in"
+    );
 }

@@ -274,7 +274,7 @@ fn redirect(
 
 /// The value of the cookie `name` in the request's `Cookie` headers. Parsed by hand: the
 /// workspace has no cookie crate, and this is a split on `;` and `=` (RFC 6265 §5.4).
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(COOKIE)
         .iter()

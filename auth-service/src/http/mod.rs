@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod authorize;
+pub mod end_session;
 pub mod error;
 pub mod form;
 pub mod health;
@@ -49,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(token::router())
         .merge(authorize::router())
+        .merge(end_session::router())
         .merge(userinfo::router())
         .merge(token_state::router())
         .merge(sessions::router())

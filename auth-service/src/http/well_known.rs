@@ -26,6 +26,7 @@ pub const TOKEN_PATH: &str = "/oauth/token";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 pub use super::authorize::AUTHORIZE_PATH;
+pub use super::end_session::END_SESSION_PATH;
 pub use super::userinfo::USERINFO_PATH;
 
 /// The rendered discovery document.
@@ -50,6 +51,7 @@ impl WellKnown {
             "issuer": issuer,
             "authorization_endpoint": format!("{base}{AUTHORIZE_PATH}"),
             "userinfo_endpoint": format!("{base}{USERINFO_PATH}"),
+            "end_session_endpoint": format!("{base}{END_SESSION_PATH}"),
             "jwks_uri": format!("{base}{JWKS_PATH}"),
             "token_endpoint": format!("{base}{TOKEN_PATH}"),
             "revocation_endpoint": format!("{base}{REVOKE_PATH}"),

@@ -52,6 +52,35 @@ pub fn sign(signer: &Signer, claims: &IdTokenClaims) -> Result<String, SignError
     Ok(token)
 }
 
+/// What RP-initiated logout reads from an `id_token_hint`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Hint {
+    pub iss: String,
+    pub sub: String,
+    /// The client the ID token was issued to (ours always have one audience).
+    pub aud: String,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
+/// An ID token of this issuer presented as an `id_token_hint`: RS256, `typ: JWT`, no `crit`, a
+/// key of `keys` (a revoked key is no longer in it) and its signature, `iss` = `issuer`. Its
+/// expiry is not checked: RP-Initiated Logout 1.0 §2 lets a relying party send an expired ID
+/// token, which is what it usually holds when the user signs out.
+pub fn verify_hint(keys: &authn::jwk::KeySet, issuer: &str, token: &str) -> Option<Hint> {
+    let jws = authn::jws::CompactJws::split(token).ok()?;
+    let header = jws.header().ok()?;
+    if header.alg != authn::jwk::ALGORITHM || header.typ.as_deref() != Some("JWT") || header.crit {
+        return None;
+    }
+    let key = keys.get(header.kid.as_deref()?)?;
+    if !key.verify(jws.signing_input.as_bytes(), &jws.signature().ok()?) {
+        return None;
+    }
+    let hint: Hint = jws.payload().ok()?;
+    (hint.iss == issuer).then_some(hint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +124,39 @@ mod tests {
         let signature = URL_SAFE_NO_PAD.decode(parts[2]).expect("b64");
         let signed = &token[..parts[0].len() + 1 + parts[1].len()];
         assert!(key.verify(signed.as_bytes(), &signature));
+    }
+
+    #[test]
+    fn a_hint_must_be_our_id_token_whatever_its_expiry() {
+        let signer = Signer::generate().expect("key");
+        let keys = authn::jwk::KeySet::from_keys([authn::jwk::VerifyingKey::from_jwk(
+            signer.public_jwk(),
+        )
+        .expect("key")]);
+        let claims = IdTokenClaims {
+            iss: "https://issuer.example".into(),
+            sub: "user-1".into(),
+            aud: "web".into(),
+            exp: 1,
+            iat: 0,
+            auth_time: 0,
+            nonce: None,
+            at_hash: at_hash("token"),
+            sid: "sid-1".into(),
+        };
+        let token = sign(&signer, &claims).expect("signed");
+        let hint =
+            verify_hint(&keys, "https://issuer.example", &token).expect("long expired, valid");
+        assert_eq!(
+            (hint.aud.as_str(), hint.sid.as_deref()),
+            ("web", Some("sid-1"))
+        );
+        assert_eq!(verify_hint(&keys, "https://other.example", &token), None);
+        // An access token (typ at+jwt) of the same key is no hint.
+        let access = signer.sign(&claims).expect("signed");
+        assert_eq!(verify_hint(&keys, "https://issuer.example", &access), None);
+        // Another key's token.
+        let other = sign(&Signer::generate().expect("key"), &claims).expect("signed");
+        assert_eq!(verify_hint(&keys, "https://issuer.example", &other), None);
     }
 }

@@ -1102,3 +1102,130 @@ async fn cookie_logout_with_an_expired_access_cookie_ends_the_session() {
     );
 }
 
+/// The whole flow against the real auth-service (its authorization endpoint, hosted sign-in
+/// page, code grant and ID token), orders-service and gateway.
+#[tokio::test]
+async fn the_real_issuer_signs_a_browser_in_and_out() {
+    use testkit::stack::{Options, Stack, WEB_PUBLIC_URL};
+    assert_eq!(WEB_PUBLIC_URL, PUBLIC_URL);
+    let stack = Stack::start(Options {
+        web: true,
+        ..Options::default()
+    })
+    .await;
+    stack
+        .add_user("alice", "user", "orders:read orders:write")
+        .await;
+    let mut laptop = Browser::at(&stack.gateway, FIREFOX);
+    assert_eq!(laptop.sign_in("alice", Some("/")).await, "/");
+
+    let page = laptop.home().await;
+    assert!(page.contains("No orders yet."), "{page}");
+    assert!(page.contains("This device"));
+    let placed = laptop
+        .submit("/orders", &[("item", "green tea"), ("quantity", "2")])
+        .await;
+    assert_eq!(placed.status(), StatusCode::SEE_OTHER);
+    let page = laptop.home().await;
+    let ids = ids_in_actions(&page, "/orders/", "/cancel");
+    assert_eq!(ids.len(), 1, "{page}");
+    let cancelled = laptop
+        .submit(&format!("/orders/{}/cancel", ids[0]), &[])
+        .await;
+    assert_eq!(cancelled.status(), StatusCode::SEE_OTHER);
+    assert!(laptop.home().await.contains("cancelled"));
+
+    // A second device, then "log out other devices" from the first.
+    let mut phone = Browser::at(&stack.gateway, IPHONE);
+    phone.sign_in("alice", None).await;
+    let page = laptop.home().await;
+    assert_eq!(
+        ids_in_actions(&page, "/sessions/", "/end").len(),
+        1,
+        "{page}"
+    );
+    assert!(
+        page.contains("Firefox on Linux") && page.contains("Safari on iPhone"),
+        "{page}"
+    );
+    assert!(
+        page.contains("127.0.0.1"),
+        "the browser's address reached the issuer"
+    );
+    laptop.submit("/sessions/end-others", &[]).await;
+    assert!(ids_in_actions(&laptop.home().await, "/sessions/", "/end").is_empty());
+    phone.expire_access_token();
+    assert_eq!(
+        location(&phone.get("/").await),
+        "/login",
+        "the phone's refresh is refused"
+    );
+
+    // Transparent refresh against the real token endpoint.
+    let refresh = laptop.jar["__Host-refresh_token"].clone();
+    laptop.expire_access_token();
+    assert!(laptop.home().await.contains("green tea"));
+    assert_ne!(laptop.jar["__Host-refresh_token"], refresh, "rotated");
+
+    // Logout with an expired access cookie ends the session: its refresh token is dead.
+    let refresh = laptop.jar["__Host-refresh_token"].clone();
+    let csrf = csrf_of(&laptop.home().await);
+    laptop.expire_access_token();
+    let out = laptop.post("/logout", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert!(
+        laptop
+            .jar
+            .keys()
+            .all(|name| !name.starts_with("__Host-access")
+                && !name.starts_with("__Host-refresh")
+                && name != "__Host-csrf"
+                && name != "__Host-id_token")
+    );
+    let discovery: serde_json::Value = stack
+        .http
+        .get(stack.auth_url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    if discovery["end_session_endpoint"].is_string() {
+        // Through the issuer's RP-initiated logout, which ends its own sign-in session here
+        // and sends the browser back to the registered post-logout URI.
+        let end_session = location(&out);
+        assert!(
+            end_session.starts_with(&format!("{PUBLIC_URL}/")),
+            "{end_session}"
+        );
+        assert!(end_session.contains("id_token_hint="), "{end_session}");
+        let back = laptop.get(&end_session).await;
+        assert!(back.status().is_redirection(), "{}", back.status());
+        assert_eq!(location(&back), format!("{PUBLIC_URL}/"));
+        let authorize = location(&laptop.get("/login").await);
+        let again = laptop.get(&authorize).await;
+        assert_eq!(
+            again.status(),
+            StatusCode::OK,
+            "signing in again asks for the password"
+        );
+    } else {
+        assert_eq!(location(&out), "/");
+    }
+    let refreshed = stack
+        .http
+        .post(stack.auth_url("/oauth/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        refreshed.status().is_client_error(),
+        "{}",
+        refreshed.status()
+    );
+}

@@ -1229,3 +1229,59 @@ async fn the_real_issuer_signs_a_browser_in_and_out() {
         refreshed.status()
     );
 }
+
+/// In `stateful` and `hybrid` modes a device whose session was ended from another one is
+/// signed out at its next request (hybrid: once the revocation has been pushed), without
+/// waiting for its access token to expire; the page says which mode is in force.
+#[tokio::test]
+async fn other_devices_are_signed_out_at_once_in_stateful_and_hybrid_modes() {
+    use authn::config::AuthMode;
+    use testkit::stack::{Options, Stack};
+    for mode in [AuthMode::Stateful, AuthMode::Hybrid] {
+        let stack = Stack::start(Options {
+            mode,
+            web: true,
+            ..Options::default()
+        })
+        .await;
+        stack
+            .add_user("alice", "user", "orders:read orders:write")
+            .await;
+        let mut laptop = Browser::at(&stack.gateway, FIREFOX);
+        let mut phone = Browser::at(&stack.gateway, IPHONE);
+        laptop.sign_in("alice", None).await;
+        phone.sign_in("alice", None).await;
+        let page = laptop.home().await;
+        assert!(
+            page.contains(&format!("<strong>{}</strong> mode", mode.as_str())),
+            "{mode:?}"
+        );
+        assert!(!page.contains("until its access token expires"));
+
+        let ended = laptop.submit("/sessions/end-others", &[]).await;
+        assert_eq!(ended.status(), StatusCode::SEE_OTHER);
+        assert!(phone.jar.contains_key("__Host-access_token"), "not expired");
+        let jar = phone.cookies();
+        eventually(
+            &format!("{mode:?}: the phone is signed out"),
+            PATIENCE,
+            || {
+                let request = phone
+                    .http
+                    .get(phone.url("/"))
+                    .header("user-agent", IPHONE)
+                    .header(COOKIE, jar.clone())
+                    .send();
+                async move {
+                    let response = request.await.unwrap();
+                    response.status() == StatusCode::SEE_OTHER && location(&response) == "/login"
+                }
+            },
+        )
+        .await;
+        assert!(
+            laptop.home().await.contains("Your orders"),
+            "{mode:?}: the laptop stays"
+        );
+    }
+}

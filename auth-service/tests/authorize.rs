@@ -984,3 +984,76 @@ async fn rp_initiated_logout_redirects_only_to_registered_uris_and_needs_a_real_
         "still signed in"
     );
 }
+
+/// The same flow on PostgreSQL: the code claim (a conditional `UPDATE`), the replay that ends the
+/// session, the browser session and the client URIs, through sqlx's Any driver.
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL (PostgreSQL): run with -- --include-ignored"]
+async fn the_code_flow_on_postgres() {
+    let db = testkit::PgDatabase::create("auth_code_flow").await;
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let config = auth_service::Config {
+        database_url: db.url.clone(),
+        ..test_config(dir.path())
+    };
+    let (auth, _) = issuer_with(spawn_auth_with(config, dir).await).await;
+    let mut browser = Browser::new();
+    let code = code_for(&auth, &mut browser, SPA, SPA_CALLBACK).await;
+    let tokens = expect_tokens(redeem(&auth, &public_redemption(&code, VERIFIER)).await).await;
+    assert_eq!(session_status(&auth, &tokens.access_token).await, 200);
+    // Without a nonce this time: a NULL bound through the Any driver.
+    let again = browser
+        .get(&authorize_url(&auth, SPA, SPA_CALLBACK, &[("nonce", "")]))
+        .await;
+    assert_eq!(
+        again.status, 302,
+        "the browser session holds: {}",
+        again.body
+    );
+    let second = query(&again.location())["code"].clone();
+    let raw: serde_json::Value = redeem(&auth, &public_redemption(&second, VERIFIER))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        claims_of(raw["id_token"].as_str().expect("id_token"))
+            .get("nonce")
+            .is_none()
+    );
+
+    let (_, error) = expect_error(redeem(&auth, &public_redemption(&code, VERIFIER)).await).await;
+    assert_eq!(error["error"], "invalid_grant");
+    assert_eq!(
+        session_status(&auth, &tokens.access_token).await,
+        401,
+        "replay ends the session"
+    );
+}
+
+/// A code is bound to the browser session that approved it: once that session is signed out
+/// at the issuer, its unredeemed codes are worthless.
+#[tokio::test]
+async fn a_code_dies_with_the_browser_session_that_approved_it() {
+    let (auth, secret) = issuer().await;
+    let mut browser = Browser::new();
+    let tokens = web_tokens(&auth, &secret, &mut browser).await;
+    // A second code from the same browser session, not redeemed yet.
+    let again = browser
+        .get(&authorize_url(&auth, SPA, SPA_CALLBACK, &[]))
+        .await;
+    let pending = query(&again.location())["code"].clone();
+    let answer = browser
+        .get(&logout_url(
+            &auth,
+            &[(
+                "id_token_hint",
+                tokens["id_token"].as_str().expect("id_token"),
+            )],
+        ))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (_, error) =
+        expect_error(redeem(&auth, &public_redemption(&pending, VERIFIER)).await).await;
+    assert_eq!(error["error"], "invalid_grant");
+}

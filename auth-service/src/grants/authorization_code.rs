@@ -1,7 +1,7 @@
 //! The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6): redeems a code issued by
 //! `/oauth/authorize` ([`crate::oidc::codes`]). The code is claimed first (single use), then
-//! checked against the client that presents it, the exact redirect URI and the PKCE verifier;
-//! any mismatch burns it. A second presentation of a used code is refused and ends the session
+//! checked against the client that presents it, the exact redirect URI, the PKCE verifier and
+//! the browser session that approved it (still open); any mismatch burns it. A second presentation of a used code is refused and ends the session
 //! its first redemption started. A success starts a session like a password login (a refresh
 //! family, the per-user cap), and with the `openid` scope adds an ID token.
 
@@ -9,6 +9,7 @@ use super::{GrantError, Issued};
 use crate::clients::Client;
 use crate::crypto;
 use crate::db;
+use crate::oidc::browser;
 use crate::oidc::codes::{self, Redemption};
 use crate::oidc::id_token::{self, IdTokenClaims};
 use crate::oidc::{OPENID, pkce};
@@ -71,6 +72,14 @@ pub async fn grant(state: &AppState, request: CodeRequest<'_>) -> Result<Issued,
     if claimed.client_id != client.id
         || claimed.redirect_uri != redirect_uri
         || !pkce::verify_s256(&claimed.code_challenge, code_verifier)
+    {
+        return Err(GrantError::InvalidGrant(INVALID_CODE));
+    }
+    // The browser session that approved the code must still be open: signing out at the issuer
+    // (RP-initiated logout) within the code's minute kills its codes too.
+    if !browser::is_live(&state.pool, &claimed.browser_session, now)
+        .await
+        .map_err(GrantError::internal)?
     {
         return Err(GrantError::InvalidGrant(INVALID_CODE));
     }

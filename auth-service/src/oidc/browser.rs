@@ -82,6 +82,19 @@ pub async fn find(
     }))
 }
 
+/// Whether the session whose token hashes to `token_hash` is live (not ended, not expired).
+pub async fn is_live(pool: &AnyPool, token_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT auth_time FROM browser_sessions \
+         WHERE token_hash = $1 AND ended_at IS NULL AND expires_at > $2",
+    )
+    .bind(token_hash)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Ends the session whose token hashes to `token_hash`.
 pub async fn end(pool: &AnyPool, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -65,7 +65,10 @@ pub struct Limits {
 pub fn router(web: WebState, limits: Limits) -> Router {
     let (state, proxy) = (web.app.clone(), web.proxy.clone());
     Router::new()
-        .merge(orders::router())
+        .merge(orders::router().layer(axum::middleware::from_fn_with_state(
+            web.clone(),
+            web::session::refresh_for_rest,
+        )))
         .merge(ops::router())
         .with_state(state)
         .merge(web::router(web))

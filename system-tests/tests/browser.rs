@@ -902,6 +902,27 @@ async fn an_expired_access_token_is_refreshed_without_the_user_noticing() {
 }
 
 #[tokio::test]
+async fn the_rest_api_refreshes_a_signed_in_browser_too() {
+    let world = world().await;
+    let mut browser = Browser::new(&world, FIREFOX);
+    browser.sign_in("alice", None).await;
+    let refresh = browser.jar["__Host-refresh_token"].clone();
+
+    browser.expire_access_token();
+    let listed = browser.get("/v1/orders").await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    assert!(browser.jar.contains_key("__Host-access_token"));
+    assert_ne!(browser.jar["__Host-refresh_token"], refresh, "rotated");
+    assert_eq!(world.op.calls(), ["authorization_code", "refresh_token"]);
+
+    world.op.state.lock().unwrap().sessions[0].ended = true;
+    browser.expire_access_token();
+    let refused = browser.get("/v1/orders").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(browser.jar.is_empty(), "cookies cleared: {:?}", browser.jar);
+}
+
+#[tokio::test]
 async fn two_tabs_refresh_once_and_a_replay_from_elsewhere_ends_the_session() {
     let world = world().await;
     let mut browser = Browser::new(&world, FIREFOX);

@@ -188,6 +188,106 @@ pub async fn resolve(
     })))
 }
 
+/// For the REST routes (`/v1/orders...`): a browser signed in through the web app (it holds the
+/// ID token cookie) whose access cookie has expired or been refused, and that holds a refresh
+/// cookie, is refreshed before the route runs, which then sees the new access token; both
+/// rotated cookies are set on the answer. A refused refresh clears the cookies and the route
+/// answers its usual 401. Requests with `Authorization`, and cookie-transport sessions (no ID
+/// token cookie: they renew through `/v1/cookie/refresh`), pass untouched.
+pub async fn refresh_for_rest(
+    axum::extract::State(state): axum::extract::State<WebState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(browser) = state.browser.clone() else {
+        return next.run(request).await;
+    };
+    let headers = request.headers().clone();
+    let refresh = match (
+        headers.contains_key(header::AUTHORIZATION),
+        cookie_value(&headers, ID_TOKEN_COOKIE),
+        cookie_value(&headers, REFRESH_TOKEN_COOKIE),
+    ) {
+        (false, Some(_), Some(refresh)) => refresh,
+        _ => return next.run(request).await,
+    };
+    if let Some(token) = cookie_value(&headers, ACCESS_TOKEN_COOKIE) {
+        match state.app.verifier.verify(token).await {
+            // Valid, or undecidable (the route answers 503): nothing to renew.
+            Ok(_) | Err(AuthError::Unavailable) => return next.run(request).await,
+            Err(_) => {}
+        }
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let context = request
+        .extensions()
+        .get::<platform::trace::TraceContext>()
+        .cloned()
+        .unwrap_or_else(|| platform::trace::TraceContext::from_headers(&headers));
+    let Some(peer) = peer else {
+        return next.run(request).await;
+    };
+    let on_behalf = OnBehalf {
+        client_ip: state.proxy.client_ip(peer, &headers),
+        headers: &headers,
+        context: &context,
+    };
+    match browser
+        .refreshes
+        .refresh(&browser, &state.proxy, &on_behalf, refresh)
+        .await
+    {
+        Ok(tokens) => {
+            replace_access_cookie(request.headers_mut(), Some(&tokens.access_token));
+            let mut response = next.run(request).await;
+            for cookie in token_cookies(&tokens) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(GrantError::Refused(error)) => {
+            tracing::info!(
+                error,
+                "web: refresh refused on a REST route; cookies cleared"
+            );
+            replace_access_cookie(request.headers_mut(), None);
+            let mut response = next.run(request).await;
+            clear_cookies(&mut response);
+            response
+        }
+        Err(GrantError::Failed(detail)) => {
+            tracing::warn!(detail, "web: refresh failed on a REST route");
+            next.run(request).await
+        }
+    }
+}
+
+/// Rewrites a request's cookies with `access` as its access token cookie (none: without one).
+fn replace_access_cookie(headers: &mut HeaderMap, access: Option<&str>) {
+    let mut pairs: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair.split_once('=').map(|(name, _)| name) != Some(ACCESS_TOKEN_COOKIE)
+        })
+        .map(str::to_owned)
+        .collect();
+    if let Some(access) = access {
+        pairs.push(format!("{ACCESS_TOKEN_COOKIE}={access}"));
+    }
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_str(&pairs.join("; ")) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// The CSRF defence of every POST: the browser says it is same-origin (fetch metadata or
 /// `Origin`), and the form's token is the one bound to this browser's CSRF cookie.
 pub fn check_csrf(browser: &Browser, headers: &HeaderMap, token: &str) -> Result<(), WebError> {
@@ -273,6 +373,20 @@ mod tests {
             lax,
             "__Host-login=v; HttpOnly; Secure; SameSite=Lax; Path=/"
         );
+    }
+
+    #[test]
+    fn the_access_cookie_of_a_request_is_replaced() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-access_token=old"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        replace_access_cookie(&mut headers, Some("new"));
+        assert_eq!(headers[header::COOKIE], "a=1; b=2; __Host-access_token=new");
+        replace_access_cookie(&mut headers, None);
+        assert_eq!(headers[header::COOKIE], "a=1; b=2");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! | `POST /sessions/{sid}/end`, `POST /sessions/end-others`, `POST /logout-everywhere` | sessions |
 //!
 //! Tokens live in `HttpOnly; Secure; SameSite=Strict` `__Host-` cookies, the same ones the
-//! cookie transport ([`crate::cookie`]) sets, so the REST routes accept a signed-in browser too.
+//! cookie transport ([`crate::cookie`]) sets, so the REST routes accept a signed-in browser too
+//! (and refresh it: [`session::refresh_for_rest`]); the ID token is kept likewise, for the
+//! `id_token_hint` of the issuer's RP-initiated logout.
 //! The sign-in in progress (state, nonce, PKCE verifier, return path) lives in a sealed
 //! (AES-256-GCM) `__Host-login` cookie for ten minutes. Every POST passes the same-origin check
 //! and carries a CSRF token bound to the `__Host-csrf` cookie. Off (404) without

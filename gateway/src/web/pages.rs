@@ -323,11 +323,14 @@ fn home_body(
         let end = if session.current {
             String::new()
         } else {
-            button_form(
-                signed,
-                &format!("/sessions/{}/end", session.id),
-                "End this session",
-                "secondary",
+            // Several identical buttons: each names its device for screen readers.
+            format!(
+                "<form method=\"post\" action=\"/sessions/{}/end\" class=\"inline\">{}\
+                 <button type=\"submit\" class=\"secondary\" aria-label=\"End the session of {} started {}\">End this session</button></form>",
+                escape(&session.id),
+                csrf_field(signed),
+                escape(&device),
+                escape(&html::time(session.created_at)),
             )
         };
         let _ = writeln!(

@@ -14,12 +14,15 @@
 //!   suites enable only its own feature, so no service dev-depends on another; the suites that
 //!   span services live in `system-tests`.
 //! - [`eventually`]: polling for a condition, never sleeping on one.
+//! - `browser` (feature `browser`): a real headless Chromium driven over WebDriver.
 //! - [`tls`]: a throwaway certificate authority, and Redis and PostgreSQL servers of a test's
 //!   own that speak TLS with its certificate.
 
 pub mod attacks;
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "browser")]
+pub mod browser;
 mod forger;
 #[cfg(feature = "gateway")]
 pub mod gateway;

@@ -50,6 +50,11 @@ pub struct Options {
     /// `{WEB_PUBLIC_URL}/callback`, scopes `openid orders:read orders:write`) and turn the
     /// gateway's browser sign-in on with it.
     pub web: bool,
+    /// The gateway's external URL with [`Options::web`] (default [`WEB_PUBLIC_URL`]): a real
+    /// browser needs one that reaches the gateway, such as a [`crate::TcpProxy`] in front of it.
+    pub web_public_url: Option<String>,
+    /// auth-service's `AUTH_ACCESS_TOKEN_TTL` (default: the service's default).
+    pub access_token_ttl: Option<Duration>,
 }
 
 impl Default for Options {
@@ -63,6 +68,8 @@ impl Default for Options {
             jwks_min_refetch_interval: None,
             jwks_taps: false,
             web: false,
+            web_public_url: None,
+            access_token_ttl: None,
         }
     }
 }
@@ -103,7 +110,7 @@ impl Stack {
         let dir = data.path();
         let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
 
-        let auth_config = auth_service::Config {
+        let mut auth_config = auth_service::Config {
             http_addr: any_port,
             grpc_addr: any_port,
             database_url: format!("sqlite://{}/auth.db", dir.display()),
@@ -115,6 +122,9 @@ impl Stack {
             shutdown_delay: Duration::ZERO,
             ..auth_service::Config::default()
         };
+        if let Some(ttl) = options.access_token_ttl {
+            auth_config.access_token_ttl = ttl;
+        }
         let auth = auth_service::App::build(auth_config.clone())
             .await
             .expect("auth-service builds");
@@ -183,9 +193,13 @@ impl Stack {
             jwks_taps.push(tap);
         }
         let (public_url, client_id, client_secret) = if options.web {
-            let secret = create_web_client(&auth_state).await;
+            let public_url = options
+                .web_public_url
+                .clone()
+                .unwrap_or_else(|| WEB_PUBLIC_URL.to_owned());
+            let secret = create_web_client(&auth_state, &public_url).await;
             (
-                Some(WEB_PUBLIC_URL.to_owned()),
+                Some(public_url),
                 Some(WEB_CLIENT_ID.to_owned()),
                 Some(SecretString::from(secret)),
             )
@@ -467,15 +481,15 @@ async fn create_client(auth: &auth_service::AppState, id: &str, scopes: &str) ->
 /// Registers the gateway's browser client, as `auth-service client add --id web --redirect-uri
 /// ... --post-logout-redirect-uri ... --scopes "openid orders:read orders:write"` does; returns
 /// its secret.
-async fn create_web_client(auth: &auth_service::AppState) -> String {
+async fn create_web_client(auth: &auth_service::AppState, public_url: &str) -> String {
     let (_, secret) = auth_service::clients::register(
         &auth.pool,
         &auth.passwords,
         auth_service::clients::Registration {
             id: WEB_CLIENT_ID.into(),
             scopes: ScopeSet::parse("openid orders:read orders:write").unwrap(),
-            redirect_uris: vec![format!("{WEB_PUBLIC_URL}/callback")],
-            post_logout_redirect_uris: vec![format!("{WEB_PUBLIC_URL}/")],
+            redirect_uris: vec![format!("{public_url}/callback")],
+            post_logout_redirect_uris: vec![format!("{public_url}/")],
             ..auth_service::clients::Registration::default()
         },
     )

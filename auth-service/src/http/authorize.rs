@@ -304,9 +304,28 @@ async fn browser_session(
     let Some(token) = cookie(headers, browser::COOKIE) else {
         return Ok(None);
     };
-    browser::find(&state.pool, token, db::now())
+    let now = db::now();
+    let Some(session) = browser::find(&state.pool, token, now)
         .await
-        .map_err(internal)
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    // One sign-in, one life: once any session this browser session started has ended (logged
+    // out, ended from another device, a refresh token replayed), the browser signs in again
+    // instead of being handed a new session silently.
+    for sid in browser::started_sessions(&state.pool, &session.token_hash)
+        .await
+        .map_err(internal)?
+    {
+        if !state.sessions.is_active(&sid).await.map_err(internal)? {
+            browser::end(&state.pool, &session.token_hash, now)
+                .await
+                .map_err(internal)?;
+            return Ok(None);
+        }
+    }
+    Ok(Some(session))
 }
 
 #[tracing::instrument(name = "oauth.authorize", skip_all)]

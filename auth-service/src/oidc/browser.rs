@@ -1,7 +1,10 @@
 //! The issuer's browser sessions: a successful sign-in on the hosted page sets a `__Host-`
 //! cookie (Secure, HttpOnly, SameSite=Lax, Path=/) holding 256 random bits, stored only as their
 //! SHA-256. While it lives, a second authorization in the same browser skips the form (unless
-//! the client asks `prompt=login`).
+//! the client asks `prompt=login`). It lives until it expires, the user signs out at the issuer
+//! (`end_session_endpoint`), or any token session it started ends: a device logged out from
+//! another one, or by a replayed refresh token, must sign in again, not be given a new session
+//! silently by its next authorization.
 
 use sqlx::AnyPool;
 
@@ -93,6 +96,22 @@ pub async fn is_live(pool: &AnyPool, token_hash: &str, now: i64) -> Result<bool,
     .fetch_optional(pool)
     .await?;
     Ok(found.is_some())
+}
+
+/// The token sessions the browser session `token_hash` started: those of the codes it approved
+/// that were redeemed. (Codes are kept, used or not, as long as their browser session can be
+/// live: what links a sign-in to the sessions it started.)
+pub async fn started_sessions(
+    pool: &AnyPool,
+    token_hash: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT token_session_id FROM authorization_codes \
+         WHERE browser_session = $1 AND token_session_id IS NOT NULL",
+    )
+    .bind(token_hash)
+    .fetch_all(pool)
+    .await
 }
 
 /// Ends the session whose token hashes to `token_hash`.

@@ -163,8 +163,23 @@ pub async fn home(
     };
     let api = visit.sessions(&signed);
     let (orders, sessions) = tokio::join!(orders, api.list());
-    let (orders, sessions) = (orders?, sessions?);
-    let body = home_body(&signed, state.mode, orders.as_deref(), &sessions);
+    let orders = orders?;
+    let (sessions, ended_elsewhere) = match sessions {
+        // Stateless: this device's session was ended elsewhere, but its access token verifies
+        // until it expires, as every stateless verifier would accept it; the page says so, and
+        // the next renewal (refused by the issuer) signs it out.
+        Err(WebError::SignedOut) if state.mode == AuthMode::Stateless => (Vec::new(), true),
+        other => (other?, false),
+    };
+    let mut body = home_body(&signed, state.mode, orders.as_deref(), &sessions);
+    if ended_elsewhere {
+        body.push_str(&format!(
+            "\n<p class=\"notice\" role=\"status\">This session was ended from another device. \
+             In stateless mode it keeps working until its access token expires, at {}; then \
+             you sign in again.</p>",
+            escape(&html::time(signed.principal.claims().exp))
+        ));
+    }
     Ok(signed.finish(html_response(StatusCode::OK, html::page("Orders", &body))))
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs the whole platform on this machine with the embedded defaults: SQLite files
-# and signing keys under ./data, no Redis. Seeds a demo admin and a demo user on first run,
-# prints how to get a token and call the API, and stops all three services on Ctrl-C.
+# and signing keys under ./data, no Redis. Seeds a demo admin, a demo user and the clients on
+# first run, prints the web app's URL and how to call the API, and stops all three services at
+# once on Ctrl-C.
 #
 # Environment (all optional):
 #   DEMO_ADMIN_PASSWORD, DEMO_USER_PASSWORD  passwords for the seeded users (first run only;
@@ -22,10 +23,24 @@ auth=$target_dir/auth-service
 orders=$target_dir/orders-service
 gateway=$target_dir/gateway
 
+gw=http://localhost:8080
 mkdir -p data
 credentials=data/demo-credentials.env
+
+# add_client ID [client add flags...]: registers a client and prints its secret (the CLI's note
+# for a person, on stderr, is shown only if it fails).
+add_client() {
+  local note secret
+  note=$(mktemp)
+  if ! secret=$("$auth" client add --id "$@" 2>"$note"); then
+    cat "$note" >&2; rm -f "$note"; exit 1
+  fi
+  rm -f "$note"
+  printf '%s' "$secret"
+}
+
 if [ ! -f "$credentials" ]; then
-  echo "==> Seeding demo users (first run)"
+  echo "==> Seeding demo users and clients (first run)"
   random_password() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
   admin_password=${DEMO_ADMIN_PASSWORD:-$(random_password)}
   user_password=${DEMO_USER_PASSWORD:-$(random_password)}
@@ -33,10 +48,10 @@ if [ ! -f "$credentials" ]; then
     --roles admin,user --scopes "orders:read orders:write" --password-stdin
   printf '%s\n' "$user_password" | "$auth" user add --username demo \
     --roles user --scopes "orders:read orders:write" --password-stdin
-  client_secret=$("$auth" client add --id demo-service --scopes "orders:read" | tail -n 1)
+  client_secret=$(add_client demo-service --scopes "orders:read")
   # The verifiers' own clients, for the stateful and hybrid modes.
-  gateway_secret=$("$auth" client add --id gateway --scopes "sessions:check" | tail -n 1)
-  orders_secret=$("$auth" client add --id orders-service --scopes "sessions:check" | tail -n 1)
+  gateway_secret=$(add_client gateway --scopes "sessions:check")
+  orders_secret=$(add_client orders-service --scopes "sessions:check")
   umask 077
   cat > "$credentials" <<CREDENTIALS
 DEMO_ADMIN_PASSWORD='$admin_password'
@@ -45,6 +60,17 @@ DEMO_CLIENT_SECRET='$client_secret'
 GATEWAY_CLIENT_SECRET='$gateway_secret'
 ORDERS_CLIENT_SECRET='$orders_secret'
 CREDENTIALS
+  echo "    users admin and demo, clients demo-service, gateway and orders-service;"
+  echo "    passwords and client secrets in $credentials"
+fi
+# The web app's client (the gateway signs browsers in with it); also added to a data directory
+# seeded before the web app existed.
+if ! grep -q '^WEB_CLIENT_SECRET=' "$credentials"; then
+  echo "==> Registering the web app's client (web)"
+  web_secret=$(add_client web --redirect-uri "$gw/callback" --post-logout-redirect-uri "$gw/" \
+    --scopes "openid orders:read orders:write")
+  (umask 077; echo "WEB_CLIENT_SECRET='$web_secret'" >> "$credentials")
+  echo "    its secret is in $credentials"
 fi
 # shellcheck disable=SC1090
 source "$credentials"
@@ -83,19 +109,28 @@ wait_ready() { # wait_ready NAME URL
 }
 
 echo "==> Starting auth-service, orders-service and gateway"
+# One public origin: browsers and frontends talk to the gateway only, so the issuer names it (the
+# discovery document, the sign-in page, the iss of every token) and forwards through it. No
+# readiness-first shutdown delay here: Ctrl-C stops at once (production keeps the default).
+export AUTH_ISSUER=$gw
+export AUTH_SHUTDOWN_DELAY=0s ORDERS_SHUTDOWN_DELAY=0s GATEWAY_SHUTDOWN_DELAY=0s
 start auth "$auth"
 wait_ready auth-service http://127.0.0.1:8081/readyz
 export AUTH_MODE=${AUTH_MODE:-stateless}
 start orders "$orders" AUTH_CLIENT_ID=orders-service "AUTH_CLIENT_SECRET=$ORDERS_CLIENT_SECRET"
-start gateway "$gateway" AUTH_CLIENT_ID=gateway "AUTH_CLIENT_SECRET=$GATEWAY_CLIENT_SECRET"
+start gateway "$gateway" AUTH_CLIENT_ID=gateway "AUTH_CLIENT_SECRET=$GATEWAY_CLIENT_SECRET" \
+  "GATEWAY_PUBLIC_URL=$gw" GATEWAY_CLIENT_ID=web "GATEWAY_CLIENT_SECRET=$WEB_CLIENT_SECRET"
 wait_ready orders-service http://127.0.0.1:9092/readyz
 wait_ready gateway http://127.0.0.1:8080/readyz
 
-gw=http://127.0.0.1:8080
 cat <<USAGE
 
 The platform is up (verifiers in AUTH_MODE=$AUTH_MODE). Frontends talk to the gateway at $gw only.
-Demo users: admin / $DEMO_ADMIN_PASSWORD (role admin), demo / $DEMO_USER_PASSWORD (role user).
+
+  Open $gw/ in a browser and sign in as demo / $DEMO_USER_PASSWORD
+  (or admin / $DEMO_ADMIN_PASSWORD, who sees every order).
+
+Passwords and client secrets: $credentials.
 Service client: demo-service / $DEMO_CLIENT_SECRET (scope orders:read).
 
 Try it in another terminal:
@@ -124,7 +159,7 @@ Try it in another terminal:
 
   # Log out: in stateful or hybrid mode the token is refused right after (401); in stateless
   # mode it keeps working until it expires
-  curl -s -X POST $gw/v1/logout -H "Authorization: Bearer \$TOKEN"
+  curl -s -o /dev/null -w 'logout: %{http_code}\\n' -X POST $gw/v1/logout -H "Authorization: Bearer \$TOKEN"
   curl -si $gw/v1/orders -H "Authorization: Bearer \$TOKEN"
 
 Press Ctrl-C to stop all three services.

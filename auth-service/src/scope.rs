@@ -47,6 +47,11 @@ impl ScopeSet {
         Self(self.0.intersection(&other.0).cloned().collect())
     }
 
+    /// The scopes of `self` that `keep` accepts.
+    pub fn filter(&self, keep: impl Fn(&str) -> bool) -> ScopeSet {
+        Self(self.0.iter().filter(|s| keep(s)).cloned().collect())
+    }
+
     pub fn contains(&self, scope: &str) -> bool {
         self.0.contains(scope)
     }

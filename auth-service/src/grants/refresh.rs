@@ -5,6 +5,7 @@
 use super::{GrantError, Issued, granted_scope};
 use crate::clients::Client;
 use crate::db;
+use crate::oidc::OPENID;
 use crate::scope::ScopeSet;
 use crate::sessions::EndReason;
 use crate::sessions::refresh_tokens::{self, RotateError};
@@ -62,13 +63,13 @@ pub async fn grant(state: &AppState, request: RefreshRequest<'_>) -> Result<Issu
             "the refresh token was issued to another client",
         ));
     }
-    // Never wider than the login granted, nor than what the user has now.
+    // Never wider than the login granted, nor than what the user has now. `openid` grants no
+    // access and no user holds it: once granted with a code it stays (RFC 6749 §6).
     let current = &rotation.user.scopes;
-    let allowed = rotation
-        .session
-        .scope
-        .as_ref()
-        .map_or_else(|| current.clone(), |granted| granted.intersection(current));
+    let allowed = rotation.session.scope.as_ref().map_or_else(
+        || current.clone(),
+        |granted| granted.filter(|s| s == OPENID || current.contains(s)),
+    );
     let scope = granted_scope(
         requested,
         allowed,

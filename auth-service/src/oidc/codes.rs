@@ -35,10 +35,18 @@ pub struct CodeGrant {
 
 /// Stores `grant` under a fresh code and returns the code.
 pub async fn issue(pool: &AnyPool, grant: &CodeGrant, now: i64) -> Result<String, sqlx::Error> {
-    sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
-        .bind(now.saturating_sub(KEEP_AFTER_EXPIRY_SECS))
-        .execute(pool)
-        .await?;
+    // A redeemed code stays while its browser session lives: it is what ties that sign-in to
+    // the session it started (`super::browser::started_sessions`).
+    sqlx::query(
+        "DELETE FROM authorization_codes WHERE expires_at < $1 \
+         AND (token_session_id IS NULL OR NOT EXISTS (\
+           SELECT 1 FROM browser_sessions b WHERE b.token_hash = authorization_codes.browser_session \
+           AND b.ended_at IS NULL AND b.expires_at > $2))",
+    )
+    .bind(now.saturating_sub(KEEP_AFTER_EXPIRY_SECS))
+    .bind(now)
+    .execute(pool)
+    .await?;
     let code = crypto::random_secret();
     sqlx::query(
         "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, \
@@ -193,6 +201,41 @@ mod tests {
                 .await
                 .expect("redeem"),
             Redemption::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redeemed_code_is_kept_while_its_browser_session_lives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
+        let pool = crate::db::connect_and_migrate(&url, 2).await.expect("db");
+        let day = 86_400;
+        let (_, live) = super::super::browser::open(&pool, "u", 1000, 14 * day)
+            .await
+            .expect("browser session");
+        let kept = CodeGrant {
+            browser_session: live.token_hash.clone(),
+            ..grant()
+        };
+        let code = issue(&pool, &kept, 1000).await.expect("issued");
+        redeem(&pool, &code, "s1", 1001).await.expect("redeemed");
+        // Unredeemed, and of a browser session that is gone: purged when another code is issued.
+        issue(&pool, &grant(), 1000).await.expect("issued");
+
+        issue(&pool, &grant(), 1000 + day)
+            .await
+            .expect("a day later");
+        let sessions = super::super::browser::started_sessions(&pool, &live.token_hash)
+            .await
+            .expect("started sessions");
+        assert_eq!(sessions, ["s1"], "the sign-in still knows what it started");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM authorization_codes")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(
+            rows, 2,
+            "the old unredeemed code was purged, the new one kept"
         );
     }
 }

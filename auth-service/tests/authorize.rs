@@ -356,6 +356,28 @@ async fn the_full_code_flow_of_a_public_client() {
     assert_eq!(info["sub"], access["sub"]);
     assert_eq!(info["roles"], serde_json::json!(["user"]));
     assert_eq!(info["scope"], "openid orders:read");
+    // A token without `openid` (a password login) is not for userinfo: RFC 6750 §3.1.
+    let login = auth.login("alice", ALICE_PASSWORD).await;
+    let refused = auth
+        .http
+        .get(auth.url("/userinfo"))
+        .bearer_auth(&login.access_token)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(refused.status(), 403);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii");
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
+    // And no token at all is a 401.
+    let anonymous = auth
+        .http
+        .get(auth.url("/userinfo"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(anonymous.status(), 401);
 
     // The session is a real one: its refresh token rotates for the public client.
     let refreshed = expect_tokens(

@@ -7,6 +7,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 
 use super::error::{ApiError, no_store};
@@ -30,6 +32,24 @@ pub struct UserInfo {
     pub scope: String,
 }
 
+/// RFC 6750 §3.1: the token is valid but does not carry `openid`.
+fn insufficient_scope() -> Response {
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        [(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer error="insufficient_scope", scope="openid""#),
+        )],
+        Json(serde_json::json!({
+            "error": "insufficient_scope",
+            "error_description": "the access token lacks the openid scope",
+        })),
+    )
+        .into_response();
+    no_store(&mut response);
+    response
+}
+
 #[tracing::instrument(name = "oidc.userinfo", skip_all)]
 async fn userinfo(
     State(state): State<AppState>,
@@ -39,9 +59,7 @@ async fn userinfo(
         return Err(ApiError::Forbidden("a user's access token is required"));
     }
     if !principal.scopes().any(|s| s == OPENID) {
-        return Err(ApiError::Forbidden(
-            "the access token lacks the openid scope",
-        ));
+        return Ok(insufficient_scope());
     }
     let user = users::find_by_id(&state.pool, principal.sub())
         .await

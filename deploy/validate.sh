@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Offline validation of deploy/, run by .ci/run (and by hand: `deploy/validate.sh`).
 #
-#   1. renders the kustomize base and every overlay with `kubectl kustomize`;
+#   1. renders the kustomize base, every overlay (dev, prod, staging) and the cluster objects
+#      (deploy/k8s/cluster: namespaces, PriorityClass) with `kubectl kustomize`;
 #   2. validates each render against the Kubernetes OpenAPI schemas, strictly (unknown fields
 #      are errors), for the oldest supported Kubernetes (1.30: lifecycle.preStop.sleep) and a
 #      current one, with kubernetes-validate;
 #   3. scans the renders with checkov (framework kubernetes): any failed check fails, a check may
 #      only be skipped by a `checkov.io/skipN: CKV_K8S_NN=<reason>` annotation on the resource;
 #   4. checks what only this project knows (deploy/check_manifests.py): environment variable
-#      names against the Rust sources, bind addresses, probes, shutdown budget, dev and prod
-#      promises, skip reasons, metric names in the alerts and the dashboard;
+#      names against the Rust sources, bind addresses, probes, shutdown budget, dev, prod and
+#      staging promises (issuer availability, migrate Jobs, key store, edge trust, metrics
+#      ports, connection budget, Argon2 memory, images by digest), skip reasons, base images
+#      pinned by digest, metric names in the alerts and the dashboard;
 #   5. checks the Prometheus alert rules and runs their unit tests with promtool.
 #
 # Prints nothing on success. On failure prints what failed, with the tool's output, and exits 1.
@@ -32,7 +35,9 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 CHECKOV_VERSION=3.3.30
 # Kubernetes versions to validate against (schemas shipped by kubernetes-validate).
 SCHEMA_VERSIONS=(1.30.0 1.33.0)
-RENDERS=(base:deploy/k8s/base dev:deploy/k8s/overlays/dev prod:deploy/k8s/overlays/prod)
+# cluster: the objects created once per cluster (namespaces, PriorityClass), apart from the overlays.
+RENDERS=(base:deploy/k8s/base dev:deploy/k8s/overlays/dev prod:deploy/k8s/overlays/prod
+  staging:deploy/k8s/overlays/staging cluster:deploy/k8s/cluster)
 
 TOOLS=${DEPLOY_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/token-platform/deploy-tools}
 work=$(mktemp -d)

@@ -370,6 +370,14 @@ fn describe_metrics() {
         "auth_signing_keys",
         "Signing keys this replica knows, by state (next, active, retired, revoked)"
     );
+    metrics::describe_gauge!(
+        "auth_signing_key_activated_timestamp_seconds",
+        "When the key this replica signs with started signing (Unix seconds; a mounted key: its file's modification time)"
+    );
+    metrics::describe_gauge!(
+        "auth_signing_key_rotation_interval_seconds",
+        "The scheduled rotation interval in effect (AUTH_KEY_ROTATION_INTERVAL); 0 when keys rotate only by hand (interval 0s, or the mounted store)"
+    );
     metrics::describe_counter!(
         "auth_key_rotations_total",
         "Key rotations started, by kind (scheduled, manual, immediate, emergency)"

@@ -80,6 +80,14 @@ impl KeyManager {
         );
         let key_set = snapshot.verifying_keys()?;
         snapshot.record_metrics();
+        // The rotation interval in effect: none when only an operator rotates (interval 0, or
+        // the read-only mounted store, which never rotates by itself).
+        let scheduled = storage
+            .timing
+            .rotation_interval
+            .filter(|_| storage.store.is_writable());
+        metrics::gauge!("auth_signing_key_rotation_interval_seconds")
+            .set(scheduled.map_or(0.0, |interval| interval.as_secs_f64()));
         Ok(Self {
             inner: Arc::new(Inner {
                 signer: ActiveSigner::new(snapshot.active.clone()),

@@ -68,5 +68,11 @@ impl Snapshot {
             #[allow(clippy::cast_precision_loss)]
             metrics::gauge!("auth_signing_keys", "state" => state.as_str()).set(count as f64);
         }
+        // The active key's age is `time() - this` (the alert on a rotation that did not happen).
+        if let Some(active) = self.keys.iter().find(|k| k.kid == self.active.kid()) {
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!("auth_signing_key_activated_timestamp_seconds")
+                .set(active.activates_at as f64);
+        }
     }
 }

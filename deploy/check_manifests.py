@@ -609,8 +609,17 @@ def metric_names_in(expr: str) -> set[str]:
         "group_left", "group_right", "bool", "topk", "bottomk", "clamp_min", "clamp_max", "time",
         "namespace", "job", "pod", "outcome", "status", "code", "route", "grant", "error",
         "reason", "kind", "mode", "quantile", "le", "rpc", "method", "state", "scope", "action",
+        # Functions over ranges and vectors, and more label names.
+        "max_over_time", "min_over_time", "avg_over_time", "sum_over_time", "count_over_time",
+        "last_over_time", "quantile_over_time", "stddev_over_time", "present_over_time",
+        "absent_over_time", "changes", "resets", "delta", "idelta", "deriv", "predict_linear",
+        "label_replace", "label_join", "vector", "scalar", "timestamp", "abs", "ceil", "floor",
+        "round", "sgn", "group", "count_values", "stddev", "stdvar", "sort", "sort_desc",
+        "deployment", "epoch", "instance", "container", "condition", "path", "kid",
     }
-    return {w for w in words - promql if not w.startswith("__")}
+    # kube-state-metrics (replicas available, readiness), which the alerts may combine with the
+    # services' own metrics.
+    return {w for w in words - promql if not w.startswith("__") and not w.startswith("kube_")}
 
 
 def check_monitoring(metrics: set[str]) -> None:

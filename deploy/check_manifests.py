@@ -361,7 +361,7 @@ def check_render(name: str, docs: list[dict], env_names: dict[str, set[str]]) ->
                 "apart (deploy/k8s/cluster), so that a delete or prune of the overlay keeps its Secrets")
     check_network_policies(name, by_kind)
     if name in PROD_LIKE:
-        check_migrate_jobs(name, by_kind, deployments, config_maps)
+        check_migrate_jobs(name, by_kind, deployments, config_maps, env_names)
         check_connection_budget(name, by_kind, deployments, hpas, envs)
         check_images(name, by_kind)
         cluster_objects["namespaces_used"].add(
@@ -468,7 +468,7 @@ def check_network_policies(name: str, by_kind: dict[str, dict[str, dict]]) -> No
 
 
 def check_migrate_jobs(name: str, by_kind: dict[str, dict[str, dict]], deployments: dict[str, dict],
-                       config_maps: dict[str, dict]) -> None:
+                       config_maps: dict[str, dict], env_names: dict[str, set[str]]) -> None:
     """One migrate Job per service with a database: the service's image, DDL credentials of its
     own, bounded, locked down like the Deployments, ordered before them."""
     jobs = by_kind.get("Job", {})
@@ -508,6 +508,8 @@ def check_migrate_jobs(name: str, by_kind: dict[str, dict[str, dict]], deploymen
         if container.get("args") != ["migrate"]:
             problem(f"{where}: args must be [migrate], got {container.get('args')}")
         env, refs = container_env(container, config_maps, where)
+        for var in sorted(set(env) - env_names[service]):
+            problem(f"{where}: sets {var}, which {service} does not read")
         _, serving_refs = container_env(serving, config_maps, f"{name}: Deployment/{service}")
         ddl, dml = refs.get("DATABASE_URL"), serving_refs.get("DATABASE_URL")
         if ddl is None or dml is None or ddl.get("name") == dml.get("name"):

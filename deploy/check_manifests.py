@@ -674,10 +674,96 @@ def main() -> int:
     if len(metrics) < 10:
         problem(f"found only {sorted(metrics)} as exported metrics: the Rust sources moved?")
     check_monitoring(metrics)
+    check_monitoring_component(render_dir)
     check_dockerfile()
     for message in problems:
         print(message, file=sys.stderr)
     return 1 if problems else 0
+
+
+# --- The monitoring component (deploy/k8s/components/monitoring) --------------------------------
+# Self-contained: the PrometheusRule and PodMonitor objects of the Prometheus Operator that the
+# production-like overlays include and others may leave out.
+
+# The renders that must carry the component (the others may, or may not).
+MONITORED_RENDERS = ("prod", "staging")
+ALERT_RULES = ROOT / "deploy" / "monitoring" / "alerts.rules.yaml"
+
+
+def label_selector_matches(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector: matchLabels and matchExpressions (In, NotIn, Exists,
+    DoesNotExist)."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if not {"In": present and labels[key] in values,
+                "NotIn": not present or labels[key] not in values,
+                "Exists": present,
+                "DoesNotExist": not present}.get(operator, False):
+            return False
+    return True
+
+
+def check_monitoring_component(render_dir: Path) -> None:
+    """The rendered PrometheusRule's spec.groups are exactly deploy/monitoring/alerts.rules.yaml's
+    groups (the file promtool tests: no copy that can drift), and a PodMonitor of the same
+    namespace scrapes every service's pods on their container port named `metrics`, path
+    /metrics, with job = app.kubernetes.io/name (the `job` the alerts expect)."""
+    groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    for name in OVERLAY_RENDERS:
+        docs = load(render_dir / f"{name}.yaml")
+        rules = [d for d in docs if d.get("kind") == "PrometheusRule"]
+        monitors = [d for d in docs if d.get("kind") == "PodMonitor"]
+        if not rules and not monitors:
+            if name in MONITORED_RENDERS:
+                problem(f"{name}: no PrometheusRule or PodMonitor: the overlay must include "
+                        "deploy/k8s/components/monitoring")
+            continue
+        if len(rules) != 1:
+            problem(f"{name}: expected one PrometheusRule (the monitoring component), found {len(rules)}")
+        for rule in rules:
+            where = f"{name}: PrometheusRule/{rule['metadata']['name']}"
+            if rule.get("apiVersion") != "monitoring.coreos.com/v1":
+                problem(f"{where}: apiVersion must be monitoring.coreos.com/v1")
+            if (rule.get("spec") or {}).get("groups") != groups:
+                problem(f"{where}: spec.groups differs from deploy/monitoring/alerts.rules.yaml: "
+                        "run deploy/monitoring/sync-prometheusrule.py and commit its output")
+        deployments = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Deployment"}
+        for service in SERVICES:
+            deployment = deployments.get(service)
+            if deployment is None:
+                continue  # check_render reports it
+            where = f"{name}: Deployment/{service}"
+            template = deployment["spec"]["template"]
+            labels = template["metadata"].get("labels") or {}
+            namespace = deployment["metadata"].get("namespace")
+            matching = [m for m in monitors
+                        if m["metadata"].get("namespace") == namespace
+                        and not m["spec"].get("namespaceSelector")
+                        and label_selector_matches(m["spec"].get("selector"), labels)]
+            if len(matching) != 1:
+                problem(f"{where}: its pods must be selected by exactly one PodMonitor of namespace "
+                        f"{namespace}, got {[m['metadata']['name'] for m in matching]}")
+                continue
+            monitor = matching[0]
+            mwhere = f"{name}: PodMonitor/{monitor['metadata']['name']}"
+            if monitor.get("apiVersion") != "monitoring.coreos.com/v1":
+                problem(f"{mwhere}: apiVersion must be monitoring.coreos.com/v1")
+            job_label = monitor["spec"].get("jobLabel")
+            if job_label != "app.kubernetes.io/name" or labels.get(job_label) != service:
+                problem(f"{mwhere}: jobLabel must be app.kubernetes.io/name (job={service} for {service}'s "
+                        f"pods, as the alerts expect), got {job_label!r}")
+            ports = {p.get("name"): p.get("containerPort")
+                     for c in template["spec"]["containers"] for p in c.get("ports", [])}
+            endpoints = monitor["spec"].get("podMetricsEndpoints") or []
+            if [(e.get("port"), e.get("path", "/metrics")) for e in endpoints] != [("metrics", "/metrics")]:
+                problem(f"{mwhere}: must scrape exactly the port named metrics at /metrics, got {endpoints}")
+            if ports.get("metrics") != METRICS_PORT[service]:
+                problem(f"{where}: the PodMonitor scrapes the container port named metrics, "
+                        f"which must be {METRICS_PORT[service]}, got {ports.get('metrics')}")
 
 
 if __name__ == "__main__":

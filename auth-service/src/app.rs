@@ -94,6 +94,8 @@ pub enum BuildError {
 pub enum ServeError {
     #[error("HTTP server failed: {0}")]
     Http(#[source] std::io::Error),
+    #[error("metrics server failed: {0}")]
+    Metrics(#[source] std::io::Error),
     #[error("gRPC server failed: {0}")]
     Grpc(#[source] tonic::transport::Error),
     #[error("server task failed: {0}")]
@@ -109,8 +111,10 @@ pub struct App {
     purge: PurgeConfig,
     http_listener: TcpListener,
     grpc_listener: TcpListener,
+    metrics_listener: TcpListener,
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    metrics_addr: SocketAddr,
     drain: Drain,
 }
 
@@ -119,6 +123,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("http_addr", &self.http_addr)
             .field("grpc_addr", &self.grpc_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -181,14 +186,17 @@ impl App {
         };
         let http_listener = bind(config.http_addr).await?;
         let grpc_listener = bind(config.grpc_addr).await?;
+        let metrics_listener = bind(config.metrics_addr).await?;
         Ok(Self {
             http_addr: local_addr(&http_listener, config.http_addr)?,
             grpc_addr: local_addr(&grpc_listener, config.grpc_addr)?,
+            metrics_addr: local_addr(&metrics_listener, config.metrics_addr)?,
             state,
             feed: config.revocation,
             purge: config.purge,
             http_listener,
             grpc_listener,
+            metrics_listener,
             drain: Drain {
                 delay: config.shutdown_delay,
                 grace: config.shutdown_grace,
@@ -204,6 +212,11 @@ impl App {
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// The bound metrics address (`GET /metrics`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// The shared state: database pool, password hasher, token issuer.
@@ -291,9 +304,15 @@ impl App {
                 lifecycle.stopping(),
             );
 
+        // Scraped until the listeners close, so the drain itself shows on the dashboards.
+        let metrics = axum::serve(self.metrics_listener, platform::telemetry::metrics_router())
+            .with_graceful_shutdown(lifecycle.stopping())
+            .into_future();
+
         let servers = vec![
             tokio::spawn(async move { http.await.map_err(ServeError::Http) }),
             tokio::spawn(async move { grpc.await.map_err(ServeError::Grpc) }),
+            tokio::spawn(async move { metrics.await.map_err(ServeError::Metrics) }),
         ];
         let result = platform::shutdown::serve(&lifecycle, shutdown, self.drain, servers).await;
         // The servers are done (drained, or one failed): stop the background tasks, then let the

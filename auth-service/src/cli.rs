@@ -181,6 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         http = %app.http_addr(),
         grpc = %app.grpc_addr(),
+        metrics = %app.metrics_addr(),
         kid = %app.kid(),
         "auth-service listening"
     );

@@ -15,6 +15,7 @@ use platform::config::default_duration;
 use secrecy::SecretString;
 
 pub const ENV_HTTP_ADDR: &str = "AUTH_HTTP_ADDR";
+pub const ENV_METRICS_ADDR: &str = "AUTH_METRICS_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
 pub const ENV_DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
@@ -59,6 +60,7 @@ pub const ENV_ARGON2_PERMITS: &str = "AUTH_ARGON2_PERMITS";
 pub const ENV_ARGON2_MAX_WAITING: &str = "AUTH_ARGON2_MAX_WAITING";
 
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/auth.db";
 pub const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 10;
@@ -135,9 +137,15 @@ impl KeyStoreKind {
 /// The service configuration. Flags are global, so they apply to every subcommand.
 #[derive(Clone, Args)]
 pub struct Config {
-    /// Address of the HTTP listener (token endpoint, JWKS, health, metrics).
+    /// Address of the HTTP listener (token, authorization and admin endpoints, JWKS, health).
     #[arg(long, env = ENV_HTTP_ADDR, default_value = DEFAULT_HTTP_ADDR, global = true)]
     pub http_addr: SocketAddr,
+
+    /// Address of the metrics listener (`GET /metrics` only). Apart from the HTTP port so that
+    /// no ingress or public Service exposes it and NetworkPolicies can open it to monitoring
+    /// alone.
+    #[arg(long, env = ENV_METRICS_ADDR, default_value = DEFAULT_METRICS_ADDR, global = true)]
+    pub metrics_addr: SocketAddr,
 
     /// Address of the gRPC listener (`auth.v1.SessionService`).
     #[arg(long, env = ENV_GRPC_ADDR, default_value = DEFAULT_GRPC_ADDR, global = true)]
@@ -508,6 +516,9 @@ impl Default for Config {
             http_addr: DEFAULT_HTTP_ADDR
                 .parse()
                 .expect("BUG: DEFAULT_HTTP_ADDR is a socket address"),
+            metrics_addr: DEFAULT_METRICS_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_METRICS_ADDR is a socket address"),
             grpc_addr: DEFAULT_GRPC_ADDR
                 .parse()
                 .expect("BUG: DEFAULT_GRPC_ADDR is a socket address"),
@@ -541,6 +552,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("http_addr", &self.http_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("grpc_addr", &self.grpc_addr)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)

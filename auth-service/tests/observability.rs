@@ -61,7 +61,7 @@ async fn http_requests_are_counted_by_route_template_and_status() {
     .await;
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
-    let text = send(auth.http.get(auth.url("/metrics")))
+    let text = send(auth.http.get(format!("{}/metrics", auth.metrics_url)))
         .await
         .text()
         .await

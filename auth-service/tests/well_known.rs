@@ -139,16 +139,25 @@ async fn the_signing_key_survives_a_restart() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let auth = spawn_auth().await;
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in ["/healthz", "/readyz"] {
         let response = auth.http.get(auth.url(path)).send().await.expect("sent");
         assert_eq!(response.status(), 200, "{path}");
     }
-    let metrics = auth
+    // Metrics live on their own listener, which no ingress exposes; the public port has none.
+    let public = auth
         .http
         .get(auth.url("/metrics"))
         .send()
         .await
         .expect("sent");
+    assert_eq!(public.status(), 404);
+    let metrics = auth
+        .http
+        .get(format!("{}/metrics", auth.metrics_url))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(metrics.status(), 200);
     assert!(
         metrics.headers()["content-type"]
             .to_str()

@@ -276,8 +276,8 @@ async fn measure(
         .context("an order through both verifiers")?;
 
     let mut sources = Sources::new(
-        stack.addrs.auth_http,
-        vec![stack.addrs.gateway, stack.addrs.orders_http],
+        stack.addrs.auth_metrics,
+        vec![stack.addrs.gateway_metrics, stack.addrs.orders_http],
         None,
     )
     .await?;

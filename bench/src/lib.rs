@@ -264,8 +264,8 @@ async fn measure(
 
     if settings.throughput {
         let mut sources = Sources::new(
-            stack.addrs.auth_http,
-            vec![stack.addrs.gateway, stack.addrs.orders_http],
+            stack.addrs.auth_metrics,
+            vec![stack.addrs.gateway_metrics, stack.addrs.orders_http],
             redis_url,
         )
         .await?;
@@ -552,8 +552,8 @@ async fn wait_for_fresh_feed(stack: &Stack, fixture: &Fixture) -> anyhow::Result
     const STALE: &str = "auth_revocation_feed_stale_checks_total";
     let deadline = Instant::now() + FEED_TIMEOUT;
     let mut sources = Sources::new(
-        stack.addrs.auth_http,
-        vec![stack.addrs.gateway, stack.addrs.orders_http],
+        stack.addrs.auth_metrics,
+        vec![stack.addrs.gateway_metrics, stack.addrs.orders_http],
         None,
     )
     .await?;

@@ -97,9 +97,14 @@ struct Service {
 pub struct Addresses {
     pub auth_http: SocketAddr,
     pub auth_grpc: SocketAddr,
+    /// The issuer's metrics listener (`AUTH_METRICS_ADDR`).
+    pub auth_metrics: SocketAddr,
     pub orders_grpc: SocketAddr,
+    /// orders-service's operations listener: health and metrics.
     pub orders_http: SocketAddr,
     pub gateway: SocketAddr,
+    /// The gateway's metrics listener (`GATEWAY_METRICS_ADDR`).
+    pub gateway_metrics: SocketAddr,
 }
 
 /// The running platform. Stopped when dropped.
@@ -123,13 +128,23 @@ impl Stack {
             .prefix("loadgen-")
             .tempdir()
             .context("cannot create a temporary directory")?;
-        let [auth_http, auth_grpc, orders_grpc, orders_http, gateway] = free_ports()?;
-        let addrs = Addresses {
+        let [
             auth_http,
             auth_grpc,
+            auth_metrics,
             orders_grpc,
             orders_http,
             gateway,
+            gateway_metrics,
+        ] = free_ports()?;
+        let addrs = Addresses {
+            auth_http,
+            auth_grpc,
+            auth_metrics,
+            orders_grpc,
+            orders_http,
+            gateway,
+            gateway_metrics,
         };
         let password = uuid::Uuid::new_v4().simple().to_string();
         let mut stack = Self {
@@ -480,6 +495,7 @@ impl Env {
         let mut vars = vec![
             ("AUTH_HTTP_ADDR", self.addrs.auth_http.to_string()),
             ("AUTH_GRPC_ADDR", self.addrs.auth_grpc.to_string()),
+            ("AUTH_METRICS_ADDR", self.addrs.auth_metrics.to_string()),
             ("AUTH_ISSUER", self.issuer()),
             ("DATABASE_URL", self.sqlite(AUTH, "auth.db")),
             (
@@ -527,6 +543,10 @@ impl Env {
         let mut vars = self.verifier("gateway", secret);
         vars.extend([
             ("GATEWAY_ADDR", self.addrs.gateway.to_string()),
+            (
+                "GATEWAY_METRICS_ADDR",
+                self.addrs.gateway_metrics.to_string(),
+            ),
             ("AUTH_HTTP_URL", self.issuer()),
             (
                 "ORDERS_GRPC_URL",
@@ -586,11 +606,11 @@ mod tests {
 
     #[test]
     fn ports_are_distinct() {
-        let ports: [SocketAddr; 5] = free_ports().unwrap();
+        let ports: [SocketAddr; 7] = free_ports().unwrap();
         let mut unique: Vec<u16> = ports.iter().map(SocketAddr::port).collect();
         unique.sort_unstable();
         unique.dedup();
-        assert_eq!(unique.len(), 5);
+        assert_eq!(unique.len(), 7);
     }
 
     #[test]
@@ -606,9 +626,11 @@ mod tests {
         let addrs = Addresses {
             auth_http: "127.0.0.1:1".parse().unwrap(),
             auth_grpc: "127.0.0.1:2".parse().unwrap(),
+            auth_metrics: "127.0.0.1:6".parse().unwrap(),
             orders_grpc: "127.0.0.1:3".parse().unwrap(),
             orders_http: "127.0.0.1:4".parse().unwrap(),
             gateway: "127.0.0.1:5".parse().unwrap(),
+            gateway_metrics: "127.0.0.1:7".parse().unwrap(),
         };
         let env = |mode| {
             Env::new(
@@ -666,9 +688,11 @@ mod tests {
             &Addresses {
                 auth_http: addr,
                 auth_grpc: addr,
+                auth_metrics: addr,
                 orders_grpc: addr,
                 orders_http: addr,
                 gateway: addr,
+                gateway_metrics: addr,
             },
             &StackOptions {
                 mode: Mode::Stateless,

@@ -111,6 +111,8 @@ async fn not_found() -> Response {
 pub struct App {
     listener: TcpListener,
     addr: SocketAddr,
+    metrics_listener: TcpListener,
+    metrics_addr: SocketAddr,
     router: Router,
     drain: Drain,
     lifecycle: Lifecycle,
@@ -121,16 +123,8 @@ impl App {
     /// clients. Nothing upstream is contacted yet, except the JWKS fetch, started in the
     /// background.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .map_err(|source| BuildError::Bind {
-                addr: config.addr,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| BuildError::Bind {
-            addr: config.addr,
-            source,
-        })?;
+        let (listener, addr) = bind(config.addr).await?;
+        let (metrics_listener, metrics_addr) = bind(config.metrics_addr).await?;
 
         let browser = Browser::from_config(&config)?.map(Arc::new);
         let verifier = config
@@ -178,6 +172,8 @@ impl App {
         Ok(Self {
             listener,
             addr,
+            metrics_listener,
+            metrics_addr,
             router: router(
                 WebState {
                     app: state,
@@ -195,6 +191,11 @@ impl App {
     /// Where the gateway listens.
     pub fn gateway_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `GET /metrics` listens.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
     }
 
     /// The gateway's shutdown phase (what `/readyz` reports first).
@@ -216,7 +217,19 @@ impl App {
         )
         .with_graceful_shutdown(self.lifecycle.stopping())
         .into_future();
-        let servers = vec![tokio::spawn(server)];
+        // Scraped until the listeners close, so the drain itself shows on the dashboards.
+        let metrics = axum::serve(self.metrics_listener, platform::telemetry::metrics_router())
+            .with_graceful_shutdown(self.lifecycle.stopping())
+            .into_future();
+        let servers = vec![tokio::spawn(server), tokio::spawn(metrics)];
         platform::shutdown::serve(&self.lifecycle, shutdown, self.drain, servers).await
     }
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the listener with its bound address.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BuildError> {
+    let bind_error = |source| BuildError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
 }

@@ -9,6 +9,7 @@ use platform::config::default_duration;
 use secrecy::SecretString;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9090";
 pub const DEFAULT_AUTH_HTTP_URL: &str = "http://127.0.0.1:8081";
 pub const DEFAULT_ORDERS_GRPC_URL: &str = "http://127.0.0.1:50052";
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -24,6 +25,11 @@ pub struct Config {
     /// Where the gateway listens.
     #[arg(long, env = "GATEWAY_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: SocketAddr,
+
+    /// Where `GET /metrics` listens: a port of its own, which no ingress or public Service
+    /// exposes (the gateway's port routes every path, the web app included).
+    #[arg(long, env = "GATEWAY_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
 
     /// The auth-service's HTTP base URL, where `/oauth/*`, `/.well-known/*`, `/v1/sessions*`
     /// and `/v1/logout*` are forwarded.
@@ -113,6 +119,9 @@ impl Default for Config {
             addr: DEFAULT_ADDR
                 .parse()
                 .expect("BUG: DEFAULT_ADDR is a socket address"),
+            metrics_addr: DEFAULT_METRICS_ADDR
+                .parse()
+                .expect("BUG: DEFAULT_METRICS_ADDR is a socket address"),
             auth_http_url: DEFAULT_AUTH_HTTP_URL.to_owned(),
             orders_grpc_url: DEFAULT_ORDERS_GRPC_URL.to_owned(),
             max_body: DEFAULT_MAX_BODY,

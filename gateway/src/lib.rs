@@ -8,9 +8,9 @@
 //! - The web app and its backend ([`web`]): `/`, `GET /login`, `GET /callback`, `POST /logout`
 //!   and the app's forms; the gateway signs browsers in as a confidential client of the issuer
 //!   and keeps their tokens in `HttpOnly` cookies (see docs/BROWSER.md).
-//! - `/healthz`, `/readyz` (the JWKS is loaded and no shutdown has begun), `/metrics` ([`ops`]):
-//!   `gateway_requests_total` and the `gateway_request_duration_seconds` histogram by method,
-//!   route template and status.
+//! - `/healthz`, `/readyz` (the JWKS is loaded and no shutdown has begun) ([`ops`]); `/metrics`
+//!   on a listener of its own (`GATEWAY_METRICS_ADDR`): `gateway_requests_total` and the
+//!   `gateway_request_duration_seconds` histogram by method, route template and status.
 //!
 //! Errors are JSON `{"error": "<stable code>", "error_description": "..."}` ([`error`]); 401
 //! carries `WWW-Authenticate: Bearer ...` (RFC 6750). Every request gets an `x-request-id` and a

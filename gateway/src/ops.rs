@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz`, `/metrics`, and the names of the request metrics.
+//! `/healthz`, `/readyz`, and the names of the request metrics. `/metrics` has a listener of
+//! its own (`GATEWAY_METRICS_ADDR`): the gateway's port is public.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -21,7 +22,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(platform::telemetry::metrics_handler))
 }
 
 /// Liveness: the process serves HTTP.

@@ -10,8 +10,10 @@ pub mod trace_fields;
 use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
+use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -84,6 +86,15 @@ pub fn prometheus() -> &'static PrometheusHandle {
         }
         handle
     })
+}
+
+/// The router of a service's metrics listener: `GET /metrics` and nothing else.
+///
+/// Metrics listen on a port of their own, apart from the public ones: an ingress that routes
+/// every path to the gateway (the web app lives at `/`) would otherwise publish them, and a
+/// NetworkPolicy can then open this port, and only this one, to the monitoring namespace.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(metrics_handler))
 }
 
 /// `GET /metrics`: Prometheus text exposition format.

@@ -81,6 +81,7 @@ impl World {
         let auth_config = auth_service::Config {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             grpc_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
             database_url: database_url.clone(),
             redis_url: Some(redis.url("redis", "")),
             keys_dir: dir.path().join("keys"),

@@ -133,7 +133,7 @@ async fn request_latency_is_a_histogram_by_route_and_status() {
 
     let text = stack
         .gateway
-        .get("/metrics")
+        .get_metrics()
         .send()
         .await
         .unwrap()

@@ -55,9 +55,14 @@ async fn metrics_count_requests_by_route() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let metrics = stack.gateway.get("/metrics").send().await.unwrap();
+    let metrics = stack.gateway.get_metrics().send().await.unwrap();
     assert_eq!(metrics.status(), StatusCode::OK);
     let text = metrics.text().await.unwrap();
+    // The public port routes every path (the web app lives at `/`), never the metrics.
+    let public = stack.gateway.get("/metrics").send().await.unwrap();
+    assert_ne!(public.status(), StatusCode::OK);
+    let public = public.text().await.unwrap();
+    assert!(!public.contains("gateway_requests_total"), "{public}");
     assert!(text.contains("gateway_requests_total"), "{text}");
     assert!(text.contains(r#"route="/v1/orders""#), "{text}");
     assert!(!text.contains(&token), "metrics never carry a token");

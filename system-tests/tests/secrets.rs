@@ -111,7 +111,7 @@ async fn no_secret_reaches_a_log_line_a_metric_or_a_response() {
 
     let metrics = stack
         .http
-        .get(stack.auth_url("/metrics"))
+        .get(&stack.auth_metrics)
         .send()
         .await
         .unwrap()

@@ -41,6 +41,8 @@ pub struct TestAuth {
     pub http_url: String,
     /// `http://127.0.0.1:<port>` of the gRPC listener.
     pub grpc_url: String,
+    /// `http://127.0.0.1:<port>` of the metrics listener.
+    pub metrics_url: String,
     pub config: Config,
     /// Database pool and password hasher of the running service, for direct set-up.
     pub state: AppState,
@@ -68,6 +70,7 @@ pub fn test_config(dir: &Path) -> Config {
     Config {
         http_addr: "127.0.0.1:0".parse().expect("address"),
         grpc_addr: "127.0.0.1:0".parse().expect("address"),
+        metrics_addr: "127.0.0.1:0".parse().expect("address"),
         database_url: database_url(dir),
         keys_dir: keys_dir(dir),
         issuer: TEST_ISSUER.to_owned(),
@@ -101,6 +104,7 @@ pub async fn spawn_auth_with(config: Config, dir: Arc<TempDir>) -> TestAuth {
         .expect("auth-service builds");
     let http_url = format!("http://{}", app.http_addr());
     let grpc_url = format!("http://{}", app.grpc_addr());
+    let metrics_url = format!("http://{}", app.metrics_addr());
     let state = app.state().clone();
     let kid = app.kid().to_owned();
     let (shutdown, stop) = oneshot::channel::<()>();
@@ -110,6 +114,7 @@ pub async fn spawn_auth_with(config: Config, dir: Arc<TempDir>) -> TestAuth {
     TestAuth {
         http_url,
         grpc_url,
+        metrics_url,
         config,
         state,
         kid,
@@ -225,11 +230,10 @@ impl TestAuth {
         expect_tokens(response).await
     }
 
-    /// The served JWKS.
-    /// The Prometheus text of `/metrics`.
+    /// The Prometheus text of `/metrics`, from the metrics listener.
     pub async fn metrics(&self) -> String {
         self.http
-            .get(self.url("/metrics"))
+            .get(format!("{}/metrics", self.metrics_url))
             .send()
             .await
             .expect("sent")

@@ -17,6 +17,8 @@ use crate::{Issuer, PATIENCE, eventually};
 /// A running gateway; stopped when dropped.
 pub struct Gateway {
     pub addr: SocketAddr,
+    /// Where its `GET /metrics` listens.
+    pub metrics_addr: SocketAddr,
     pub http: reqwest::Client,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -49,16 +51,18 @@ pub async fn spawn_gateway(issuer: &Issuer, upstreams: Upstreams) -> Gateway {
 pub async fn start_gateway(config: gateway::Config) -> Gateway {
     let config = gateway::Config {
         addr: "127.0.0.1:0".parse().unwrap(),
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
         ..config
     };
     let app = gateway::App::build(config).await.expect("gateway builds");
-    let addr = app.gateway_addr();
+    let (addr, metrics_addr) = (app.gateway_addr(), app.metrics_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run(async move {
         let _ = stopped.await;
     }));
     Gateway {
         addr,
+        metrics_addr,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -74,6 +78,12 @@ impl Gateway {
 
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.get(self.url(path))
+    }
+
+    /// `GET /metrics` on the metrics listener.
+    pub fn get_metrics(&self) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("http://{}/metrics", self.metrics_addr))
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {

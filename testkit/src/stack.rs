@@ -94,6 +94,10 @@ pub struct Stack {
     pub auth_http: String,
     /// auth-service's gRPC endpoint (`SessionService`).
     pub auth_grpc: String,
+    /// `GET /metrics` of auth-service, on its metrics listener.
+    pub auth_metrics: String,
+    /// `GET /metrics` of the gateway, on its metrics listener.
+    pub gateway_metrics: String,
     pub auth_state: auth_service::AppState,
     pub http: reqwest::Client,
     /// The JWKS taps of the gateway and of orders-service, with [`Options::jwks_taps`].
@@ -113,6 +117,7 @@ impl Stack {
         let mut auth_config = auth_service::Config {
             http_addr: any_port,
             grpc_addr: any_port,
+            metrics_addr: any_port,
             database_url: format!("sqlite://{}/auth.db", dir.display()),
             keys_dir: dir.join("keys"),
             issuer: ISSUER.into(),
@@ -130,10 +135,12 @@ impl Stack {
             .expect("auth-service builds");
         let auth_http = format!("http://{}", auth.http_addr());
         let auth_grpc = format!("http://{}", auth.grpc_addr());
+        let auth_metrics = format!("http://{}/metrics", auth.metrics_addr());
         // A restart binds the same ports, so the verifiers' configuration stays valid.
         let auth_config = auth_service::Config {
             http_addr: auth.http_addr(),
             grpc_addr: auth.grpc_addr(),
+            metrics_addr: auth.metrics_addr(),
             ..auth_config
         };
         let auth_state = auth.state().clone();
@@ -208,6 +215,7 @@ impl Stack {
         };
         let gateway = gateway::App::build(gateway::Config {
             addr: any_port,
+            metrics_addr: any_port,
             auth_http_url: auth_http.clone(),
             orders_grpc_url: orders_grpc.clone(),
             auth: verifier,
@@ -219,6 +227,7 @@ impl Stack {
         .await
         .expect("gateway builds");
         let gateway_url = format!("http://{}", gateway.gateway_addr());
+        let gateway_metrics = format!("http://{}/metrics", gateway.metrics_addr());
         services.push(run(|stopped| gateway.run(stopped)));
 
         let stack = Stack {
@@ -227,6 +236,8 @@ impl Stack {
             orders_grpc,
             auth_http,
             auth_grpc,
+            auth_metrics,
+            gateway_metrics,
             auth_state,
             http: platform::http::client_builder().build().unwrap(),
             jwks_taps,

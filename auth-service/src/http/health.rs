@@ -1,5 +1,5 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (not shutting down, and the database and
-//! the session store answer), `GET /metrics`.
+//! the session store answer). `/metrics` has a listener of its own (`AUTH_METRICS_ADDR`).
 
 use std::time::Duration;
 
@@ -19,7 +19,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(platform::telemetry::metrics_handler))
 }
 
 async fn healthz() -> &'static str {

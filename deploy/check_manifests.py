@@ -707,12 +707,48 @@ def label_selector_matches(selector: dict, labels: dict) -> bool:
     return True
 
 
+def markdown_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    anchors = set()
+    for line in path.read_text().splitlines():
+        match = re.match(r"#+\s+(.*)", line)
+        if match:
+            slug = re.sub(r"[^\w\- ]", "", match[1].strip().lower()).replace(" ", "-")
+            anchors.add(slug)
+    return anchors
+
+
+def check_alert_rules(groups: list[dict]) -> None:
+    """Every alert has a summary, a description and a runbook that points at an existing heading,
+    and deploy/monitoring/alerts.test.yaml shows it firing and, somewhere, not firing."""
+    tests = yaml.safe_load((ROOT / "deploy/monitoring/alerts.test.yaml").read_text())
+    fires, quiet = set(), set()
+    for test in tests.get("tests", []):
+        for case in test.get("alert_rule_test", []):
+            (fires if case.get("exp_alerts") else quiet).add(case["alertname"])
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        where = f"deploy/monitoring/alerts.rules.yaml: alert {rule['alert']}"
+        annotations = rule.get("annotations") or {}
+        for key in ("summary", "description", "runbook"):
+            if not str(annotations.get(key, "")).strip():
+                problem(f"{where}: no {key} annotation")
+        runbook = str(annotations.get("runbook", ""))
+        doc, _, anchor = runbook.partition("#")
+        if runbook and (not (ROOT / doc).is_file() or (anchor and anchor not in markdown_anchors(ROOT / doc))):
+            problem(f"{where}: runbook {runbook!r} names no existing file and heading")
+        if rule["alert"] not in fires:
+            problem(f"{where}: no test in alerts.test.yaml expects it to fire")
+        if rule["alert"] not in quiet:
+            problem(f"{where}: no test in alerts.test.yaml expects it not to fire (exp_alerts: [])")
+
+
 def check_monitoring_component(render_dir: Path) -> None:
     """The rendered PrometheusRule's spec.groups are exactly deploy/monitoring/alerts.rules.yaml's
     groups (the file promtool tests: no copy that can drift), and a PodMonitor of the same
     namespace scrapes every service's pods on their container port named `metrics`, path
     /metrics, with job = app.kubernetes.io/name (the `job` the alerts expect)."""
     groups = yaml.safe_load(ALERT_RULES.read_text())["groups"]
+    check_alert_rules(groups)
     for name in OVERLAY_RENDERS:
         docs = load(render_dir / f"{name}.yaml")
         rules = [d for d in docs if d.get("kind") == "PrometheusRule"]

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(token::router())
         .merge(authorize::router())
+        .merge(html::router())
         .merge(end_session::router())
         .merge(userinfo::router())
         .merge(token_state::router())

@@ -70,9 +70,14 @@ fn query(url: &Url) -> HashMap<String, String> {
 
 impl Browser {
     fn new() -> Self {
+        Self::with_user_agent("browser-under-test")
+    }
+
+    fn with_user_agent(user_agent: &str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
+                .user_agent(user_agent)
                 .build()
                 .expect("client"),
             cookies: HashMap::new(),
@@ -466,6 +471,45 @@ async fn a_confidential_client_authenticates_and_a_code_is_bound_to_its_client()
         .expect("sent");
     let tokens = expect_tokens(response).await;
     assert_eq!(claims_of(&tokens.access_token)["client_id"], WEB);
+}
+
+/// The session a code starts shows the device that signed in, not the backend that redeemed the
+/// code: the gateway's token request carries its own `User-Agent` and address.
+#[tokio::test]
+async fn the_session_of_a_code_records_the_browser_not_the_backend() {
+    const PHONE: &str = "Mozilla/5.0 (Linux; Android 14) Mobile Safari/537.36";
+    let (auth, secret) = issuer().await;
+    let mut browser = Browser::with_user_agent(PHONE);
+    let code = code_for(&auth, &mut browser, WEB, WEB_CALLBACK).await;
+    let response = auth
+        .http
+        .post(auth.url("/oauth/token"))
+        .header("user-agent", "gateway-backend/1.0")
+        .basic_auth(WEB, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", WEB_CALLBACK),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("sent");
+    let tokens = expect_tokens(response).await;
+    let sessions: serde_json::Value = auth
+        .http
+        .get(auth.url("/v1/sessions"))
+        .bearer_auth(&tokens.access_token)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let sessions = sessions.as_array().expect("a list");
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["user_agent"], PHONE, "{sessions:?}");
+    assert_eq!(sessions[0]["ip"], "127.0.0.1", "{sessions:?}");
 }
 
 #[tokio::test]

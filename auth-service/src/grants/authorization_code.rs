@@ -1,9 +1,11 @@
 //! The `authorization_code` grant (RFC 6749 §4.1.3, RFC 7636 §4.6): redeems a code issued by
 //! `/oauth/authorize` ([`crate::oidc::codes`]). The code is claimed first (single use), then
 //! checked against the client that presents it, the exact redirect URI, the PKCE verifier and
-//! the browser session that approved it (still open); any mismatch burns it. A second presentation of a used code is refused and ends the session
-//! its first redemption started. A success starts a session like a password login (a refresh
-//! family, the per-user cap), and with the `openid` scope adds an ID token.
+//! the browser session that approved it (still open); any mismatch burns it. A second
+//! presentation of a used code is refused and ends the session its first redemption started. A
+//! success starts a session like a password login (a refresh family, the per-user cap), recorded
+//! with the device of the browser that signed in (not of the backend redeeming the code), and
+//! with the `openid` scope adds an ID token.
 
 use super::{GrantError, Issued};
 use crate::clients::Client;
@@ -18,7 +20,7 @@ use crate::state::AppState;
 use crate::tokens::Grant;
 use crate::users;
 
-use super::password::{ClientMeta, start_session};
+use super::password::start_session;
 
 /// One description for every refused code, whatever the reason: the caller learns nothing
 /// about codes it does not hold.
@@ -31,7 +33,6 @@ pub struct CodeRequest<'a> {
     pub redirect_uri: &'a str,
     pub code_verifier: &'a str,
     pub client: Client,
-    pub meta: ClientMeta,
 }
 
 pub async fn grant(state: &AppState, request: CodeRequest<'_>) -> Result<Issued, GrantError> {
@@ -40,7 +41,6 @@ pub async fn grant(state: &AppState, request: CodeRequest<'_>) -> Result<Issued,
         redirect_uri,
         code_verifier,
         client,
-        meta,
     } = request;
     let now = db::now();
     // The session's id is chosen before the code is claimed, and recorded with the claim: a
@@ -94,8 +94,8 @@ pub async fn grant(state: &AppState, request: CodeRequest<'_>) -> Result<Issued,
             user_id: user.id.clone(),
             client_id: Some(client.id.clone()),
             scope: Some(claimed.scope.clone()),
-            user_agent: meta.user_agent,
-            ip: meta.ip,
+            user_agent: claimed.device.user_agent.clone(),
+            ip: claimed.device.ip.clone(),
             lifetime_secs: state.session_ttl_secs,
         },
         now,

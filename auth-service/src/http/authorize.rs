@@ -39,6 +39,7 @@ use super::html::{self, escape};
 use crate::clients::{self, Client};
 use crate::crypto;
 use crate::db;
+use crate::grants::password::ClientMeta;
 use crate::grants::{self, GrantError};
 use crate::oidc::browser::{self, BrowserSession};
 use crate::oidc::codes::{self, CodeGrant};
@@ -352,8 +353,15 @@ async fn answer(state: &AppState, parts: &Parts, params: &Form) -> Result<Respon
         .map_err(|r| refused(state, r))?;
     match session {
         Some(session) if !checked.prompt_login => {
-            if let Some(response) =
-                approve(state, &checked, &session, StatusCode::FOUND, None).await?
+            if let Some(response) = approve(
+                state,
+                &checked,
+                &session,
+                device(state, parts),
+                StatusCode::FOUND,
+                None,
+            )
+            .await?
             {
                 return Ok(response);
             }
@@ -374,12 +382,19 @@ async fn answer(state: &AppState, parts: &Parts, params: &Form) -> Result<Respon
     Ok(sign_in_form(params, StatusCode::OK, None))
 }
 
-/// Issues a code for the user of `session` and redirects to the client with it; `None` when the
-/// user can no longer sign in (removed or disabled: the session is ended, the form shown).
+/// The browser asking, as its session will show it: its `User-Agent` and address.
+fn device(state: &AppState, parts: &Parts) -> ClientMeta {
+    ClientMeta::of(parts, state.trusted_proxies.client_ip_of(parts))
+}
+
+/// Issues a code for the user of `session`, approved from `device`, and redirects to the client
+/// with it; `None` when the user can no longer sign in (removed or disabled: the session is
+/// ended, the form shown).
 async fn approve(
     state: &AppState,
     checked: &Checked,
     session: &BrowserSession,
+    device: ClientMeta,
     status: StatusCode,
     set_cookie: Option<HeaderValue>,
 ) -> Result<Option<Response>, Response> {
@@ -415,6 +430,7 @@ async fn approve(
             scope,
             auth_time: session.auth_time,
             browser_session: session.token_hash.clone(),
+            device,
         },
         now,
     )
@@ -522,6 +538,7 @@ async fn sign_in(State(state): State<AppState>, request: Request) -> Response {
                 &state,
                 &checked,
                 &session,
+                device(&state, &parts),
                 StatusCode::SEE_OTHER,
                 Some(cookie),
             )

@@ -6,14 +6,10 @@
 //! `unsupported_grant_type` (RFC 6749 §5.2: the server does not support the grant type), the
 //! same for every client, and discovery no longer lists it.
 
-use std::net::IpAddr;
-
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use http::header::USER_AGENT;
-use http::request::Parts;
 use serde::Serialize;
 
 use super::error::{TokenError, no_store};
@@ -25,9 +21,6 @@ use crate::grants::refresh::RefreshRequest;
 use crate::grants::{self, GrantType, Issued};
 use crate::passwords::SecretString;
 use crate::state::AppState;
-
-/// Longest `User-Agent` recorded with a session.
-const MAX_USER_AGENT: usize = 256;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(super::well_known::TOKEN_PATH, post(token))
@@ -58,20 +51,6 @@ impl From<Issued> for TokenResponse {
             refresh_token: issued.refresh_token,
             id_token: issued.id_token,
         }
-    }
-}
-
-/// The `User-Agent` (truncated) and the client's address as the throttle sees it (see
-/// `platform::client_addr`). Informational: shown in the session list.
-fn client_meta(parts: &Parts, client_ip: Option<IpAddr>) -> ClientMeta {
-    let user_agent = parts
-        .headers
-        .get(USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-    ClientMeta {
-        user_agent,
-        ip: client_ip.map(|ip| ip.to_string()),
     }
 }
 
@@ -110,13 +89,11 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
                     description: "client authentication is required",
                     basic: false,
                 })?;
-            let client_ip = state.trusted_proxies.client_ip_of(&parts);
             let request = CodeRequest {
                 code,
                 redirect_uri,
                 code_verifier,
                 client,
-                meta: client_meta(&parts, client_ip),
             };
             grants::authorization_code::grant(state, request).await?
         }
@@ -135,7 +112,7 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
                 scope,
                 client,
                 client_ip,
-                meta: client_meta(&parts, client_ip),
+                meta: ClientMeta::of(&parts, client_ip),
                 attempt,
             };
             grants::password::grant(state, request).await?
@@ -172,33 +149,4 @@ async fn handle(state: &AppState, request: Request) -> Result<(GrantType, Issued
         }
     };
     Ok((grant, issued))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
-
-    use axum::extract::ConnectInfo;
-
-    use super::*;
-
-    #[test]
-    fn client_meta_records_the_resolved_client_and_a_truncated_user_agent() {
-        let request = http::Request::builder()
-            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
-            .header(USER_AGENT, "x".repeat(1000))
-            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
-            .body(())
-            .unwrap();
-        let (parts, ()) = request.into_parts();
-        // Nobody trusted: the peer, whatever the header says.
-        let client = platform::client_addr::TrustedProxies::default().client_ip_of(&parts);
-        let meta = client_meta(&parts, client);
-        assert_eq!(meta.ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(meta.user_agent.map(|ua| ua.len()), Some(MAX_USER_AGENT));
-        // The loopback proxy trusted: the entry it wrote, the last one.
-        let trusted = platform::client_addr::TrustedProxies::parse("127.0.0.1").unwrap();
-        let meta = client_meta(&parts, trusted.client_ip_of(&parts));
-        assert_eq!(meta.ip.as_deref(), Some("10.0.0.1"));
-    }
 }

@@ -11,6 +11,7 @@
 use sqlx::AnyPool;
 
 use crate::crypto;
+use crate::grants::password::ClientMeta;
 use crate::scope::ScopeSet;
 
 /// Longest life of an authorization code (RFC 6749 §4.1.2 recommends at most 10 minutes; a
@@ -31,6 +32,9 @@ pub struct CodeGrant {
     pub auth_time: i64,
     /// The hash of the browser session's token.
     pub browser_session: String,
+    /// The browser that approved the code (its `User-Agent` and address), recorded with the
+    /// session the code starts: the token request comes from the client's backend.
+    pub device: ClientMeta,
 }
 
 /// Stores `grant` under a fresh code and returns the code.
@@ -50,8 +54,8 @@ pub async fn issue(pool: &AnyPool, grant: &CodeGrant, now: i64) -> Result<String
     let code = crypto::random_secret();
     sqlx::query(
         "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, \
-         nonce, user_id, scope, auth_time, browser_session, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         nonce, user_id, scope, auth_time, browser_session, created_at, expires_at, user_agent, \
+         client_ip) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(crypto::token_hash(&code))
     .bind(&grant.client_id)
@@ -64,6 +68,8 @@ pub async fn issue(pool: &AnyPool, grant: &CodeGrant, now: i64) -> Result<String
     .bind(&grant.browser_session)
     .bind(now)
     .bind(now.saturating_add(CODE_TTL_SECS))
+    .bind(grant.device.user_agent.as_deref())
+    .bind(grant.device.ip.as_deref())
     .execute(pool)
     .await?;
     Ok(code)
@@ -93,6 +99,8 @@ struct CodeRow {
     expires_at: i64,
     used_at: Option<i64>,
     token_session_id: Option<String>,
+    user_agent: Option<String>,
+    client_ip: Option<String>,
 }
 
 /// Claims `code` for the session `session_id` (not yet started: its id is chosen first so that
@@ -117,7 +125,7 @@ pub async fn redeem(
         == 1;
     let row: Option<CodeRow> = sqlx::query_as(
         "SELECT client_id, redirect_uri, code_challenge, nonce, user_id, scope, auth_time, \
-         browser_session, expires_at, used_at, token_session_id \
+         browser_session, expires_at, used_at, token_session_id, user_agent, client_ip \
          FROM authorization_codes WHERE code_hash = $1",
     )
     .bind(&hash)
@@ -145,6 +153,10 @@ pub async fn redeem(
         scope,
         auth_time: row.auth_time,
         browser_session: row.browser_session,
+        device: ClientMeta {
+            user_agent: row.user_agent,
+            ip: row.client_ip,
+        },
     }))
 }
 
@@ -162,6 +174,10 @@ mod tests {
             scope: ScopeSet::parse("openid").expect("scope"),
             auth_time: 100,
             browser_session: "b".into(),
+            device: ClientMeta {
+                user_agent: Some("Firefox".into()),
+                ip: Some("203.0.113.7".into()),
+            },
         }
     }
 

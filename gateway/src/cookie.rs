@@ -1,7 +1,8 @@
 //! Cookie transport for browsers, so that a web page never holds a token in JavaScript:
 //!
 //! - `POST /v1/cookie/login` (form `username`, `password`, optional `scope`) logs in with the
-//!   password grant and answers 204 with the access and refresh tokens in
+//!   password grant (legacy: an issuer with `AUTH_PASSWORD_GRANT=false`, as in the prod overlay,
+//!   answers it 400 `unsupported_grant_type`, passed on; browsers use `/login`) and answers 204 with the access and refresh tokens in
 //!   `__Host-` cookies: `HttpOnly` (no script reads them), `Secure`, `SameSite=Strict` (no
 //!   cross-site request carries them), `Path=/`.
 //! - `POST /v1/cookie/refresh` rotates the refresh token and renews both cookies.

@@ -1,12 +1,15 @@
 //! Account administration that reaches beyond the `users` table: disabling a user ends its
-//! sessions and tells every verifier. Used by `POST /v1/admin/users/{id}/disable|enable` and by
-//! `auth-service user disable|enable`.
+//! sessions and tells every verifier; changing its roles or scopes tells every verifier that
+//! the user's older tokens carry stale claims. Used by the admin API (`/v1/admin/users...`) and
+//! by `auth-service user disable|enable|update`.
 
 use sqlx::AnyPool;
 
 use crate::db;
+use crate::scope::ScopeSet;
 use crate::sessions::revocation::{RevocationLog, Target};
 use crate::sessions::{EndReason, SessionStore, StoreError};
+use crate::users::{self, LookupError, User};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -14,6 +17,70 @@ pub enum AccountError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+}
+
+/// A change of a user's grants: `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrantChange {
+    pub roles: Option<Vec<String>>,
+    pub scopes: Option<ScopeSet>,
+}
+
+/// Replaces the roles and/or scopes of user `user_id`. Returns the user as it is now, and
+/// `None` for an unknown user.
+///
+/// When something actually changes, the new values, the time of the change and a `UserChanged`
+/// event are committed together: from then on `stateful` verifiers (`CheckSession`, or the
+/// Redis key written before the commit) and, once the event reaches them, `hybrid` verifiers
+/// refuse the user's tokens issued at or before the change, as stale; the user's sessions and
+/// refresh tokens stay valid, and a refresh returns a token with the new claims. Setting the
+/// values the user already has changes nothing and writes no event.
+pub async fn change_user(
+    pool: &AnyPool,
+    sessions: &dyn SessionStore,
+    log: &RevocationLog,
+    user_id: &str,
+    change: GrantChange,
+) -> Result<Option<User>, AccountError> {
+    let now = db::now();
+    let mut tx = pool.begin().await?;
+    let Some(mut user) = users::find_by_id(&mut *tx, user_id).await? else {
+        return Ok(None);
+    };
+    let roles = change.roles.unwrap_or_else(|| user.roles.clone());
+    let scopes = change.scopes.unwrap_or_else(|| user.scopes.clone());
+    if roles == user.roles && scopes == user.scopes {
+        return Ok(Some(user));
+    }
+    users::set_grants(&mut tx, user_id, &roles, &scopes, now).await?;
+    let appended = log
+        .append_in(
+            &mut tx,
+            &Target::UserChanged {
+                user_id: user_id.to_owned(),
+            },
+            now,
+        )
+        .await?;
+    // Before the commit: should the commit fail, verifiers reading Redis refuse tokens that were
+    // fine, whose clients refresh and get the same claims again; the other way round they would
+    // accept stale claims until the tokens expire.
+    sessions.record_user_change(user_id, now).await?;
+    tx.commit().await?;
+    log.announce(appended).await;
+    tracing::info!(
+        audit = "user_changed",
+        user_id,
+        roles = %crate::scope::roles_to_string(&roles),
+        scopes = %scopes,
+        "user's roles and scopes changed; older tokens are refused as stale"
+    );
+    user.roles = roles;
+    user.scopes = scopes;
+    user.claims_changed_at = Some(now);
+    Ok(Some(user))
 }
 
 /// What disabling did.

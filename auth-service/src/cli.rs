@@ -1,9 +1,9 @@
 //! The command line: `serve` (the default), `migrate`, and the operator commands `user add`,
-//! `user disable`, `user enable`, `client add` and `keys list|rotate|revoke`. The commands open
-//! (and if need be create and migrate) the same database and key store as the server, so they
-//! work on a fresh data directory and next to running servers, which pick up key changes at
-//! their next reload (`AUTH_KEY_RELOAD_INTERVAL`) or, for a revocation, from the revocation
-//! feed at once.
+//! `user list`, `user update`, `user disable`, `user enable`, `client add` and
+//! `keys list|rotate|revoke`. The commands open (and if need be create and migrate) the same
+//! database and key store as the server, so they work on a fresh data directory and next to
+//! running servers, which pick up key changes at their next reload
+//! (`AUTH_KEY_RELOAD_INTERVAL`) or, for a revocation, from the revocation feed at once.
 //!
 //! `migrate` applies the database migrations to `DATABASE_URL` and exits, touching nothing else
 //! (no signing keys, no Redis): for a Kubernetes Job run before a rollout. The server applies
@@ -94,6 +94,24 @@ pub enum UserCommand {
     Disable(UserName),
     /// Enable a disabled user again. Its old sessions stay ended.
     Enable(UserName),
+    /// List the users: id, username, state, roles and scopes.
+    List,
+    /// Replace a user's roles and/or scopes. Its older tokens are then refused as stale (by
+    /// `stateful` verifiers at once, `hybrid` ones when the push arrives); its sessions stay, and
+    /// a refresh gets a token with the new claims.
+    Update(UserUpdate),
+}
+
+#[derive(Debug, Args)]
+pub struct UserUpdate {
+    #[arg(long)]
+    pub username: String,
+    /// Roles, separated by commas or spaces (`admin,user`); an empty string removes them all.
+    #[arg(long)]
+    pub roles: Option<String>,
+    /// Scopes, separated by spaces (`"orders:read orders:write"`); an empty string removes them.
+    #[arg(long)]
+    pub scopes: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +187,12 @@ pub async fn run(
         Command::User {
             command: UserCommand::Enable(user),
         } => user_enable(&cli.config, &user.username, stdout).await,
+        Command::User {
+            command: UserCommand::List,
+        } => user_list(&cli.config, stdout).await,
+        Command::User {
+            command: UserCommand::Update(update),
+        } => user_update(&cli.config, update, stdout).await,
         Command::Client {
             command: ClientCommand::Add(add),
         } => client_add(&cli.config, add, stdout).await,
@@ -289,6 +313,75 @@ async fn user_enable(
     let user = find_user(&pool, username).await?;
     accounts::enable_user(&pool, &user.id).await?;
     writeln!(stdout, "enabled user {} (id {})", user.username, user.id)?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn user_list(config: &Config, stdout: &mut impl Write) -> anyhow::Result<()> {
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let users = users::list(&pool).await?;
+    pool.close().await;
+    writeln!(
+        stdout,
+        "{:<36}  {:<24}  {:<8}  {:<16}  scopes",
+        "id", "username", "state", "roles"
+    )?;
+    for user in users {
+        writeln!(
+            stdout,
+            "{:<36}  {:<24}  {:<8}  {:<16}  {}",
+            user.id,
+            user.username,
+            if user.is_disabled() {
+                "disabled"
+            } else {
+                "enabled"
+            },
+            user.roles.join(","),
+            user.scopes
+        )?;
+    }
+    Ok(())
+}
+
+async fn user_update(
+    config: &Config,
+    update: UserUpdate,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    if update.roles.is_none() && update.scopes.is_none() {
+        bail!("nothing to change: pass --roles and/or --scopes");
+    }
+    // Refused before the database is opened.
+    users::validate_username(&update.username)?;
+    let change = accounts::GrantChange {
+        roles: update
+            .roles
+            .as_deref()
+            .map(scope::parse_roles)
+            .transpose()?,
+        scopes: update.scopes.as_deref().map(ScopeSet::parse).transpose()?,
+    };
+    let pool =
+        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let user = find_user(&pool, &update.username).await?;
+    // The same store and feed as the server (see `user_disable`).
+    let (sessions, log) = app::session_backend(&pool, config).await?;
+    let before = (user.roles.clone(), user.scopes.clone());
+    let user = accounts::change_user(&pool, sessions.as_ref(), &log, &user.id, change)
+        .await?
+        .with_context(|| format!("user {:?} vanished", update.username))?;
+    let unchanged = before == (user.roles.clone(), user.scopes.clone());
+    writeln!(
+        stdout,
+        "{} user {} (id {}): roles [{}] and scopes [{}]",
+        if unchanged { "unchanged" } else { "updated" },
+        user.username,
+        user.id,
+        scope::roles_to_string(&user.roles),
+        user.scopes
+    )?;
     pool.close().await;
     Ok(())
 }

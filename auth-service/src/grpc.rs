@@ -118,18 +118,24 @@ impl SessionService for SessionChecker {
             return Err(Status::invalid_argument("sid is required"));
         }
         if sid.len() > MAX_SID_LEN {
-            return Ok(Response::new(CheckSessionResponse {
-                active: false,
-                expires_at: 0,
-            }));
+            return Ok(Response::new(CheckSessionResponse::default()));
         }
-        let session = self.sessions.get(sid).await.map_err(|e| {
+        let unavailable = |e: crate::sessions::StoreError| {
             tracing::error!(error = %e, "session lookup failed");
             Status::unavailable("the session store is unavailable")
-        })?;
+        };
+        let Some(session) = self.sessions.get(sid).await.map_err(unavailable)? else {
+            return Ok(Response::new(CheckSessionResponse::default()));
+        };
+        let user_changed_at = self
+            .sessions
+            .user_changed_at(&session.user_id)
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(CheckSessionResponse {
-            active: session.is_some(),
-            expires_at: session.map_or(0, |s| s.expires_at),
+            active: true,
+            expires_at: session.expires_at,
+            user_changed_at: user_changed_at.unwrap_or(0),
         }))
     }
 

@@ -21,6 +21,9 @@ pub struct User {
     pub scopes: ScopeSet,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// When an administrator last changed the roles or scopes: tokens issued at or before it
+    /// carry stale claims and are refused by the verifiers that know it.
+    pub claims_changed_at: Option<i64>,
 }
 
 impl User {
@@ -104,6 +107,7 @@ struct UserRow {
     scopes: String,
     disabled_at: Option<i64>,
     created_at: i64,
+    claims_changed_at: Option<i64>,
 }
 
 impl UserRow {
@@ -120,14 +124,15 @@ impl UserRow {
                 scopes,
                 disabled_at: self.disabled_at,
                 created_at: self.created_at,
+                claims_changed_at: self.claims_changed_at,
             },
             self.password_hash,
         ))
     }
 }
 
-const SELECT_USER: &str =
-    "SELECT id, username, password_hash, roles, scopes, disabled_at, created_at FROM users";
+const SELECT_USER: &str = "SELECT id, username, password_hash, roles, scopes, disabled_at, \
+                           created_at, claims_changed_at FROM users";
 
 /// Creates a user with an Argon2id hash of its password.
 pub async fn create(
@@ -145,6 +150,7 @@ pub async fn create(
         scopes: new.scopes,
         disabled_at: None,
         created_at: db::now(),
+        claims_changed_at: None,
     };
     sqlx::query(
         "INSERT INTO users (id, username, password_hash, roles, scopes, disabled_at, created_at) \
@@ -223,21 +229,58 @@ pub async fn authenticate(
     })
 }
 
-/// Replaces a user's roles and scopes; tokens issued from then on (including by refresh) carry
-/// the new values. Returns whether the user exists.
+/// Every user, by username.
+pub async fn list(pool: &AnyPool) -> Result<Vec<User>, LookupError> {
+    let rows: Vec<UserRow> = sqlx::query_as(&format!("{SELECT_USER} ORDER BY username"))
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|r| r.into_user().map(|(user, _)| user))
+        .collect()
+}
+
+/// Replaces a user's roles and scopes inside the caller's transaction, recording `now` as the
+/// time of the change; tokens issued from then on (including by refresh) carry the new values.
+/// Only [`crate::accounts::change_user`] calls it, which also tells the verifiers. Returns
+/// whether the user exists.
 pub async fn set_grants(
-    pool: &AnyPool,
+    conn: &mut sqlx::AnyConnection,
     id: &str,
     roles: &[String],
     scopes: &ScopeSet,
+    now: i64,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE users SET roles = $1, scopes = $2 WHERE id = $3")
-        .bind(scope::roles_to_string(roles))
-        .bind(scopes.to_string())
-        .bind(id)
-        .execute(pool)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE users SET roles = $1, scopes = $2, claims_changed_at = $3 WHERE id = $4",
+    )
+    .bind(scope::roles_to_string(roles))
+    .bind(scopes.to_string())
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The time at which a token for a user whose claims changed at `changed_at` may be issued:
+/// `iat` must be after the change, or the verifiers refuse the new token as they refuse the old
+/// ones (times are whole seconds). Waits, at most a second, when the change happened this very
+/// second; otherwise returns the current time at once.
+pub async fn issue_time_after_change(changed_at: Option<i64>) -> i64 {
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now = now_ms.div_euclid(1000);
+        match changed_at {
+            Some(changed_at) if now <= changed_at => {
+                let wait = (changed_at + 1).saturating_mul(1000).saturating_sub(now_ms);
+                let wait = u64::try_from(wait).unwrap_or(1).clamp(1, 1000);
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            }
+            _ => return now,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -343,6 +343,132 @@ async fn user_disable_next_to_a_running_server_ends_its_sessions_and_tells_watch
     assert!(stderr(&unknown).contains("no user"), "{}", stderr(&unknown));
 }
 
+#[tokio::test]
+async fn user_list_and_update_next_to_a_running_server_tell_watchers_and_keep_the_session() {
+    let auth = spawn_auth().await;
+    let user = auth
+        .create_user(
+            "frank",
+            "a-long-password",
+            "user",
+            "orders:read orders:write",
+        )
+        .await;
+    let verifier = auth.verifier_token().await;
+    let login = auth.login("frank", "a-long-password").await;
+    let sid = testkit::auth::sid_of(&login.access_token);
+    let mut watcher = auth.watch(&verifier, 0).await;
+    let _ = watcher.until_heartbeat().await;
+
+    let output = auth_cli(auth.dir(), &["user", "list"], "").await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let listed = stdout(&output);
+    let line = listed
+        .lines()
+        .find(|line| line.contains("frank"))
+        .unwrap_or_else(|| panic!("frank is listed: {listed}"));
+    for field in [
+        user.id.as_str(),
+        "enabled",
+        "user",
+        "orders:read orders:write",
+    ] {
+        assert!(line.contains(field), "{field} in {line:?}");
+    }
+
+    let output = auth_cli(
+        auth.dir(),
+        &[
+            "user",
+            "update",
+            "--username",
+            "frank",
+            "--roles",
+            "user,auditor",
+            "--scopes",
+            "orders:read",
+        ],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("updated user frank")
+            && stdout(&output).contains("roles [auditor user] and scopes [orders:read]"),
+        "{}",
+        stdout(&output)
+    );
+    // Written by another process: the server's poll of the table delivers the event.
+    let changed = watcher.next_event().await;
+    assert_eq!(
+        changed.target,
+        Some(proto::auth::v1::revocation_event::Target::UserChanged(
+            proto::auth::v1::UserChanged {
+                user_id: user.id.clone()
+            }
+        ))
+    );
+    assert!(
+        auth.session_is_active(&verifier, &sid).await,
+        "the session stands"
+    );
+    let refreshed = auth
+        .refresh(login.refresh_token.as_deref().expect("refresh token"))
+        .await;
+    let claims = testkit::auth::claims_of(&refreshed.access_token);
+    assert_eq!(claims["roles"], serde_json::json!(["auditor", "user"]));
+    assert_eq!(claims["scope"], "orders:read");
+    assert_eq!(claims["sid"], sid.as_str());
+
+    // The same values again: nothing changes.
+    let output = auth_cli(
+        auth.dir(),
+        &[
+            "user",
+            "update",
+            "--username",
+            "frank",
+            "--scopes",
+            "orders:read",
+        ],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("unchanged user frank"),
+        "{}",
+        stdout(&output)
+    );
+
+    for (args, says) in [
+        (
+            &["user", "update", "--username", "frank"][..],
+            "nothing to change",
+        ),
+        (
+            &["user", "update", "--username", "frank", "--roles", "a/b"][..],
+            "invalid roles",
+        ),
+        (
+            &["user", "update", "--username", "frank", "--scopes", "\\"][..],
+            "invalid scope",
+        ),
+        (
+            &["user", "update", "--username", "nobody", "--roles", "user"][..],
+            "no user",
+        ),
+    ] {
+        let output = auth_cli(auth.dir(), args, "").await;
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr(&output).contains(says),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
+
 /// Runs `auth-service migrate` against `database_url`, with nothing else configured.
 async fn migrate(database_url: &str, keys_dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_auth-service"))

@@ -74,7 +74,8 @@ async fn user_token(auth: &TestAuth, username: &str) -> String {
 
 async fn admin_token(auth: &TestAuth) -> String {
     let name = format!("admin-{}", uuid::Uuid::new_v4().simple());
-    auth.create_user(&name, PASSWORD, "admin,user", "").await;
+    auth.create_user(&name, PASSWORD, "admin,user", "keys:admin")
+        .await;
     user_token(auth, &name).await
 }
 

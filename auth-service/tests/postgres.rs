@@ -90,6 +90,7 @@ async fn login_refresh_clients_and_sessions_on_postgres() {
             Target::SessionsEnded(ended) => ended.reason.clone(),
             Target::UserDisabled(_) => "user_disabled event".to_owned(),
             Target::KeyRevoked(_) => "key".to_owned(),
+            Target::UserChanged(_) => "user_changed event".to_owned(),
         })
         .collect();
     assert_eq!(

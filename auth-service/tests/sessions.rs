@@ -304,7 +304,7 @@ async fn a_user_may_end_one_of_its_own_sessions_but_not_another_users() {
 #[tokio::test]
 async fn an_admin_disables_a_user_and_enables_it_again() {
     let auth = spawn_auth().await;
-    auth.create_user("root", PASSWORD, "admin,user", "orders:read")
+    auth.create_user("root", PASSWORD, "admin,user", "orders:read users:admin")
         .await;
     let alice = auth
         .create_user("alice", PASSWORD, "user", "orders:read")

@@ -1,7 +1,6 @@
 //! `POST /oauth/token`: the three grants, refresh rotation, and every way a request is refused.
 
 use auth_service::scope::{ScopeSet, parse_roles};
-use auth_service::users;
 use authn::claims::Audience;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -371,14 +370,19 @@ async fn refresh_picks_up_changed_roles_and_scopes() {
         .await;
     let login = auth.login("alice", PASSWORD).await;
 
-    users::set_grants(
+    auth_service::accounts::change_user(
         &auth.state.pool,
+        auth.state.sessions.as_ref(),
+        &auth.state.revocations,
         &user.id,
-        &parse_roles("admin,user").expect("roles"),
-        &ScopeSet::parse("orders:read orders:write").expect("scopes"),
+        auth_service::accounts::GrantChange {
+            roles: Some(parse_roles("admin,user").expect("roles")),
+            scopes: Some(ScopeSet::parse("orders:read orders:write").expect("scopes")),
+        },
     )
     .await
-    .expect("updated");
+    .expect("updated")
+    .expect("the user exists");
 
     let refreshed = auth
         .refresh(login.refresh_token.as_deref().expect("refresh token"))

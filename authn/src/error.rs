@@ -36,6 +36,9 @@ pub enum RejectReason {
     WrongAudience,
     /// The token's session has ended, its user was disabled or its key revoked.
     Revoked,
+    /// The user's roles or scopes changed after the token was issued (`iat` at or before the
+    /// change): the session stands, and a refresh gets a token with the new claims.
+    ClaimsChanged,
 }
 
 impl RejectReason {
@@ -60,6 +63,7 @@ impl RejectReason {
             RejectReason::WrongIssuer => "wrong_issuer",
             RejectReason::WrongAudience => "wrong_audience",
             RejectReason::Revoked => "revoked",
+            RejectReason::ClaimsChanged => "claims_changed",
         }
     }
 }
@@ -97,6 +101,11 @@ impl From<RejectReason> for AuthError {
 #[cfg(any(feature = "axum", feature = "tonic"))]
 pub(crate) const INVALID_TOKEN_DESCRIPTION: &str =
     "the access token is missing, malformed, expired or revoked";
+
+/// The description of a token refused for [`RejectReason::ClaimsChanged`]: the one refusal
+/// whose reason the client is told, because it says what to do (refresh), and says nothing an
+/// attacker could use.
+pub const CLAIMS_CHANGED_DESCRIPTION: &str = "the user's claims changed; refresh the token";
 
 /// Why a session (or the verifier's own service token) could not be looked up. The request
 /// fails closed (503).

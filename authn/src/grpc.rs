@@ -109,6 +109,9 @@ impl From<AuthError> for tonic::Status {
             AuthError::Unauthenticated(RejectReason::Missing) => {
                 tonic::Status::unauthenticated("an access token is required")
             }
+            AuthError::Unauthenticated(RejectReason::ClaimsChanged) => {
+                tonic::Status::unauthenticated(crate::error::CLAIMS_CHANGED_DESCRIPTION)
+            }
             AuthError::Unauthenticated(_) => {
                 tonic::Status::unauthenticated(crate::error::INVALID_TOKEN_DESCRIPTION)
             }

@@ -70,6 +70,16 @@ impl IntoResponse for AuthError {
                     "error_description": "an access token is required",
                 }),
             ),
+            AuthError::Unauthenticated(RejectReason::ClaimsChanged) => (
+                StatusCode::UNAUTHORIZED,
+                Some(HeaderValue::from_static(
+                    r#"Bearer error="invalid_token", error_description="the user's claims changed; refresh the token""#,
+                )),
+                serde_json::json!({
+                    "error": "invalid_token",
+                    "error_description": crate::error::CLAIMS_CHANGED_DESCRIPTION,
+                }),
+            ),
             AuthError::Unauthenticated(_) => (
                 StatusCode::UNAUTHORIZED,
                 Some(HeaderValue::from_static(

@@ -68,7 +68,7 @@ pub mod sign;
 pub mod verifier;
 
 pub use authz::Principal;
-pub use error::{AuthError, RejectReason};
+pub use error::{AuthError, CLAIMS_CHANGED_DESCRIPTION, RejectReason};
 pub use scope::{Role, Scope};
 pub use verifier::Verifier;
 

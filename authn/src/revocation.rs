@@ -115,6 +115,9 @@ pub struct RevocationFeed {
 struct Inner {
     sessions: moka::sync::Cache<String, Entry>,
     users: moka::sync::Cache<String, Entry>,
+    /// Users whose roles or scopes changed: their tokens issued at or before the change carry
+    /// stale claims ([`RejectReason::ClaimsChanged`], not revoked: the session stands).
+    changed: moka::sync::Cache<String, Entry>,
     kids: moka::sync::Cache<String, Entry>,
     last_sequence: AtomicU64,
     /// Where in which log the feed stands, beyond its sequence: what it resumes with.
@@ -180,6 +183,7 @@ impl RevocationFeed {
             inner: Arc::new(Inner {
                 sessions: revocation_cache(),
                 users: revocation_cache(),
+                changed: revocation_cache(),
                 kids: revocation_cache(),
                 last_sequence: AtomicU64::new(0),
                 cursor: Mutex::new(Cursor::default()),
@@ -229,6 +233,13 @@ impl RevocationFeed {
         if revoked {
             return Err(RejectReason::Revoked.into());
         }
+        if inner
+            .changed
+            .get(&claims.sub)
+            .is_some_and(|entry| claims.iat <= entry.occurred_at)
+        {
+            return Err(RejectReason::ClaimsChanged.into());
+        }
         if self.is_fresh() {
             return Ok(());
         }
@@ -274,6 +285,7 @@ impl RevocationFeed {
     pub fn entries(&self) -> u64 {
         self.inner.sessions.entry_count()
             + self.inner.users.entry_count()
+            + self.inner.changed.entry_count()
             + self.inner.kids.entry_count()
     }
 
@@ -325,6 +337,7 @@ impl RevocationFeed {
                     }
                 }
                 Some(Target::UserDisabled(user)) => revoke(&inner.users, &user.user_id, entry),
+                Some(Target::UserChanged(user)) => revoke(&inner.changed, &user.user_id, entry),
                 Some(Target::KeyRevoked(key)) => revoke(&inner.kids, &key.kid, entry),
                 None => {
                     tracing::warn!(sequence = event.sequence, "revocation event without target")
@@ -562,7 +575,7 @@ async fn report_loop(inner: std::sync::Weak<Inner>) {
 mod tests {
     use super::*;
     use crate::claims::Audience;
-    use proto::auth::v1::{KeyRevoked, SessionsEnded, UserDisabled};
+    use proto::auth::v1::{KeyRevoked, SessionsEnded, UserChanged, UserDisabled};
 
     fn claims(sub: &str, sid: &str, iat: i64) -> AccessClaims {
         AccessClaims {
@@ -904,6 +917,110 @@ mod tests {
         );
         assert_eq!(feed.check("leaked", &claims("u", "s3", now)).await, revoked);
         assert_eq!(feed.last_sequence(), 3);
+    }
+
+    fn changed(user: &str) -> Target {
+        Target::UserChanged(UserChanged {
+            user_id: user.into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_user_change_refuses_the_users_tokens_issued_at_or_before_it_as_stale() {
+        let feed = with_lenient_fallback(Duration::from_secs(5));
+        fed(&feed);
+        let now = crate::unix_now();
+        feed.apply(&RevocationEvent {
+            occurred_at: now - 10,
+            ..event(4, changed("alice"))
+        });
+        let stale = Err(AuthError::Unauthenticated(RejectReason::ClaimsChanged));
+        assert_eq!(
+            feed.check("k", &claims("alice", "s1a", now - 20)).await,
+            stale
+        );
+        assert_eq!(
+            feed.check("k", &claims("alice", "s1a", now - 10)).await,
+            stale,
+            "issued in the second of the change"
+        );
+        assert!(
+            feed.check("k", &claims("alice", "s1a", now - 9))
+                .await
+                .is_ok(),
+            "issued after: the refreshed token"
+        );
+        assert!(
+            feed.check("k", &claims("bob", "s1b", now - 20))
+                .await
+                .is_ok(),
+            "another user"
+        );
+        // A change never hides a revocation: a disabled user, an ended session stay revoked.
+        feed.apply(&event(5, changed("mallory")));
+        let revoked = Err(AuthError::Unauthenticated(RejectReason::Revoked));
+        assert_eq!(
+            feed.check("k", &claims("mallory", "s9", now - 1)).await,
+            revoked
+        );
+        assert_eq!(
+            feed.check("k", &claims("alice", "s1", now - 20)).await,
+            revoked
+        );
+        // Stale or fresh, what the set holds is refused first.
+        feed.reset("epoch");
+        assert!(!feed.is_fresh());
+        assert_eq!(
+            feed.check("k", &claims("alice", "s1a", now - 20)).await,
+            stale
+        );
+    }
+
+    #[tokio::test]
+    async fn user_changes_replayed_or_older_are_idempotent_and_never_weaken_a_newer_one() {
+        let feed = RevocationFeed::new(Duration::from_secs(5), None);
+        let now = crate::unix_now();
+        feed.receive(Message::Event(event(7, changed("alice"))));
+        assert_eq!(feed.receive(heartbeat(7, "e1")), Flow::Continue);
+        let stale = Err(AuthError::Unauthenticated(RejectReason::ClaimsChanged));
+        let before = claims("alice", "s", now - 1);
+        assert_eq!(feed.check("k", &before).await, stale);
+
+        // The same event again (a reconnect that resumed one event early): nothing changes.
+        let entries = feed.entries();
+        feed.receive(Message::Event(RevocationEvent {
+            occurred_at: now - 100,
+            ..event(7, changed("alice"))
+        }));
+        assert_eq!(feed.entries(), entries);
+        assert_eq!(feed.last_sequence(), 7);
+        let entry = feed.inner.changed.get("alice").expect("entry");
+        assert_eq!((entry.occurred_at, entry.expires_at), (now, now + 360));
+
+        // After a reset, the restored log replays an older change of the same user: the newer
+        // one still decides.
+        feed.receive(reset("behind", "e2"));
+        feed.receive(Message::Event(RevocationEvent {
+            occurred_at: now - 100,
+            expires_at: now + 10,
+            ..event(1, changed("alice"))
+        }));
+        assert_eq!(feed.receive(heartbeat(1, "e2")), Flow::Continue);
+        assert_eq!(feed.check("k", &before).await, stale);
+        let entry = feed.inner.changed.get("alice").expect("entry");
+        assert_eq!((entry.occurred_at, entry.expires_at), (now, now + 360));
+
+        // A newer change moves the line forward.
+        feed.receive(Message::Event(RevocationEvent {
+            occurred_at: now + 30,
+            ..event(2, changed("alice"))
+        }));
+        assert_eq!(feed.check("k", &claims("alice", "s", now + 1)).await, stale);
+        assert!(
+            feed.check("k", &claims("alice", "s", now + 31))
+                .await
+                .is_ok()
+        );
     }
 
     #[test]

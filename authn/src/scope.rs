@@ -9,16 +9,28 @@ pub enum Scope {
     OrdersWrite,
     /// Ask the issuer whether a session is active (verifiers in `stateful` mode).
     SessionsCheck,
+    /// Administer users at the issuer (with role `admin`).
+    UsersAdmin,
+    /// Administer signing keys at the issuer (with role `admin`).
+    KeysAdmin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::OrdersRead, Scope::OrdersWrite, Scope::SessionsCheck];
+    pub const ALL: [Scope; 5] = [
+        Scope::OrdersRead,
+        Scope::OrdersWrite,
+        Scope::SessionsCheck,
+        Scope::UsersAdmin,
+        Scope::KeysAdmin,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Scope::OrdersRead => "orders:read",
             Scope::OrdersWrite => "orders:write",
             Scope::SessionsCheck => "sessions:check",
+            Scope::UsersAdmin => "users:admin",
+            Scope::KeysAdmin => "keys:admin",
         }
     }
 }

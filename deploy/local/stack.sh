@@ -45,7 +45,7 @@ if [ ! -f "$credentials" ]; then
   admin_password=${DEMO_ADMIN_PASSWORD:-$(random_password)}
   user_password=${DEMO_USER_PASSWORD:-$(random_password)}
   printf '%s\n' "$admin_password" | "$auth" user add --username admin \
-    --roles admin,user --scopes "orders:read orders:write" --password-stdin
+    --roles admin,user --scopes "orders:read orders:write users:admin keys:admin" --password-stdin
   printf '%s\n' "$user_password" | "$auth" user add --username demo \
     --roles user --scopes "orders:read orders:write" --password-stdin
   client_secret=$(add_client demo-service --scopes "orders:read")

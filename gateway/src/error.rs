@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use authn::{AuthError, Scope};
+use authn::{AuthError, RejectReason, Scope};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -148,6 +148,10 @@ impl IntoResponse for ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
         match status.code() {
+            // The one refusal whose reason the client is told: it says what to do (refresh).
+            Code::Unauthenticated if status.message() == authn::CLAIMS_CHANGED_DESCRIPTION => {
+                ApiError::Auth(AuthError::Unauthenticated(RejectReason::ClaimsChanged))
+            }
             Code::Unauthenticated => ApiError::InvalidToken,
             Code::PermissionDenied => match missing_scope(&status) {
                 Some(scope) => ApiError::Auth(AuthError::Forbidden { scope }),
@@ -180,7 +184,6 @@ fn missing_scope(status: &tonic::Status) -> Option<Scope> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authn::RejectReason;
     use tonic::Status;
 
     async fn body(response: Response) -> serde_json::Value {
@@ -227,6 +230,22 @@ mod tests {
             assert!(json["error_description"].is_string());
             assert!(!json.to_string().contains("secret detail"));
         }
+    }
+
+    #[tokio::test]
+    async fn a_token_refused_upstream_as_stale_says_so() {
+        let status = Status::from(AuthError::Unauthenticated(RejectReason::ClaimsChanged));
+        let response = ApiError::from(status).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            response.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with(r#"Bearer error="invalid_token""#)
+        );
+        let json = body(response).await;
+        assert_eq!(json["error"], "invalid_token");
+        assert_eq!(json["error_description"], authn::CLAIMS_CHANGED_DESCRIPTION);
     }
 
     #[tokio::test]

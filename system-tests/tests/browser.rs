@@ -1306,3 +1306,66 @@ async fn other_devices_are_signed_out_at_once_in_stateful_and_hybrid_modes() {
         );
     }
 }
+
+/// An administrator takes `orders:write` away from a signed-in person. In `stateful` and `hybrid`
+/// modes the gateway's next check refuses the access cookie as stale (`hybrid`: once the push has
+/// arrived), refreshes it by itself, and serves the page with the new rights, in the same
+/// session: the person sees the change at the next click, without signing in again.
+#[tokio::test]
+async fn new_rights_show_at_the_next_click_in_stateful_and_hybrid_modes() {
+    use authn::config::AuthMode;
+    use testkit::auth::claims_of;
+    use testkit::stack::{Options, Stack};
+    for mode in [AuthMode::Stateful, AuthMode::Hybrid] {
+        let stack = Stack::start(Options {
+            mode,
+            web: true,
+            ..Options::default()
+        })
+        .await;
+        let alice = stack
+            .add_user("alice", "user", "orders:read orders:write")
+            .await;
+        stack.add_user("root", "admin,user", "users:admin").await;
+        let mut laptop = Browser::at(&stack.gateway, FIREFOX);
+        laptop.sign_in("alice", None).await;
+        let before = laptop.jar["__Host-access_token"].clone();
+        let refresh = laptop.jar["__Host-refresh_token"].clone();
+        assert_eq!(claims_of(&before)["scope"], SCOPES);
+
+        let admin = stack.token("root", None).await;
+        let changed = stack
+            .http
+            .patch(stack.auth_url(&format!("/v1/admin/users/{alice}")))
+            .bearer_auth(&admin)
+            .json(&json!({"scopes": "orders:read"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(changed.status(), StatusCode::OK);
+
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while laptop.jar["__Host-access_token"] == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{mode:?}: the gateway never renewed the stale access cookie"
+            );
+            assert!(
+                laptop.home().await.contains("Your orders"),
+                "{mode:?}: still signed in"
+            );
+        }
+        let after = claims_of(&laptop.jar["__Host-access_token"]);
+        assert_eq!(after["scope"], "openid orders:read", "{mode:?}");
+        assert_eq!(
+            after["sid"],
+            claims_of(&before)["sid"],
+            "{mode:?}: same session"
+        );
+        assert_ne!(
+            laptop.jar["__Host-refresh_token"], refresh,
+            "{mode:?}: rotated"
+        );
+        assert!(laptop.home().await.contains("Your orders"), "{mode:?}");
+    }
+}

@@ -186,9 +186,13 @@ async fn seed(database_url: &str) -> BTreeMap<&'static str, String> {
     let passwords = auth_service::passwords::Passwords::new()
         .await
         .expect("hasher");
-    let mut accounts = vec![("admin".to_owned(), "admin")];
-    accounts.extend((0..USERS).map(|i| (format!("user{i}"), "user")));
-    for (username, roles) in accounts {
+    let mut accounts = vec![(
+        "admin".to_owned(),
+        "admin",
+        "orders:read orders:write keys:admin users:admin",
+    )];
+    accounts.extend((0..USERS).map(|i| (format!("user{i}"), "user", "orders:read orders:write")));
+    for (username, roles, scopes) in accounts {
         users::create(
             &pool,
             &passwords,
@@ -196,7 +200,7 @@ async fn seed(database_url: &str) -> BTreeMap<&'static str, String> {
                 username,
                 password: PASSWORD.to_owned().into(),
                 roles: parse_roles(roles).unwrap(),
-                scopes: ScopeSet::parse("orders:read orders:write").unwrap(),
+                scopes: ScopeSet::parse(scopes).unwrap(),
             },
         )
         .await

@@ -139,7 +139,7 @@ async fn rotations_under_continuous_traffic_fail_no_request() {
         .await,
     );
     stack.add_user("traffic", "user", SCOPES).await;
-    let admin_id = stack.add_user("root", "admin,user", "").await;
+    let admin_id = stack.add_user("root", "admin,user", "keys:admin").await;
     assert!(!admin_id.is_empty());
     let keys = stack.auth_state.keys.clone();
     let k1 = keys.kid();
@@ -213,7 +213,7 @@ async fn rotations_under_continuous_traffic_fail_no_request() {
 
 /// Revokes the active key at the issuer's admin API; returns when the issuer answered.
 async fn revoke(stack: &Stack, kid: &str) -> Value {
-    stack.add_user("security", "admin,user", "").await;
+    stack.add_user("security", "admin,user", "keys:admin").await;
     let admin = stack.token("security", None).await;
     let response = stack
         .http

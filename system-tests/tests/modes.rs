@@ -76,7 +76,7 @@ async fn revoked_token(stack: &Stack, username: &str, how: Revocation) -> String
         Revocation::DisableUser => {
             let admin = format!("admin-of-{username}");
             stack
-                .add_user(&admin, "admin,user", "orders:read orders:write")
+                .add_user(&admin, "admin,user", "orders:read orders:write users:admin")
                 .await;
             let admin_token = stack.token(&admin, None).await;
             stack

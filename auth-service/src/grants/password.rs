@@ -10,7 +10,6 @@ use http::request::Parts;
 
 use super::{GrantError, Issued};
 use crate::clients::Client;
-use crate::db;
 use crate::passwords::{Priority, SecretString};
 use crate::scope::ScopeSet;
 use crate::sessions::{self, EndReason, NewSession, Session};
@@ -111,7 +110,7 @@ pub async fn grant(state: &AppState, request: PasswordRequest<'_>) -> Result<Iss
         None => (user.scopes.clone(), None),
     };
 
-    let now = db::now();
+    let now = users::issue_time_after_change(user.claims_changed_at).await;
     let client_id = client.map(|c| c.id);
     let session = sessions::new_session(
         NewSession {

@@ -11,6 +11,7 @@ use crate::sessions::EndReason;
 use crate::sessions::refresh_tokens::{self, RotateError};
 use crate::state::AppState;
 use crate::tokens::Grant;
+use crate::users;
 
 /// The same answer for an unknown, expired, reused or revoked refresh token.
 pub const BAD_REFRESH_TOKEN: &str = "the refresh token is invalid, expired or already used";
@@ -76,6 +77,7 @@ pub async fn grant(state: &AppState, request: RefreshRequest<'_>) -> Result<Issu
         "the requested scope exceeds the scope of the session",
     )?;
     let sid = rotation.session.id.clone();
+    let rotation_changed_at = rotation.user.claims_changed_at;
     let grant = Grant {
         subject: rotation.user.id.clone(),
         scope,
@@ -101,6 +103,10 @@ pub async fn grant(state: &AppState, request: RefreshRequest<'_>) -> Result<Issu
     // Signed after the commit: the rotation holds a write transaction (on SQLite, the
     // database's write lock) that every other refresh waits for.
     let refresh_token = rotation.commit().await.map_err(GrantError::internal)?;
+    // After the commit: the wait (only in the second of a change) holds no lock.
+    let now = users::issue_time_after_change(rotation_changed_at)
+        .await
+        .max(now);
     let access = state
         .tokens
         .issue(grant, now)

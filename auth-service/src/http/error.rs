@@ -195,9 +195,9 @@ fn retry_after_secs(wait: Duration) -> u64 {
 }
 
 #[derive(Serialize)]
-struct ErrorBody {
+struct ErrorBody<'a> {
     error: &'static str,
-    error_description: &'static str,
+    error_description: &'a str,
 }
 
 /// `Cache-Control: no-store` and `Pragma: no-cache`, required on token responses (RFC 6749
@@ -258,6 +258,12 @@ pub enum ApiError {
     /// 403: the caller's token or role does not allow this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// 403 `insufficient_scope` (with its `WWW-Authenticate` challenge): the token lacks a scope.
+    #[error(transparent)]
+    Auth(#[from] authn::AuthError),
+    /// 400 `invalid_request`: the body or a parameter is not what the route takes.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
     /// 404: no such resource, or one the caller may not see (indistinguishable).
     #[error("not found: {0}")]
     NotFound(&'static str),
@@ -279,6 +285,23 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, error, description) = match &self {
+            Self::Auth(error) => {
+                let mut response = error.clone().into_response();
+                no_store(&mut response);
+                return response;
+            }
+            Self::BadRequest(description) => {
+                let mut response = (
+                    StatusCode::BAD_REQUEST,
+                    Json(ErrorBody {
+                        error: "invalid_request",
+                        error_description: description,
+                    }),
+                )
+                    .into_response();
+                no_store(&mut response);
+                return response;
+            }
             Self::Forbidden(description) => (StatusCode::FORBIDDEN, "forbidden", *description),
             Self::NotFound(description) => (StatusCode::NOT_FOUND, "not_found", *description),
             Self::Conflict(description) => (StatusCode::CONFLICT, "conflict", *description),

@@ -1,7 +1,7 @@
 //! The store as a [`authn::session::SessionLookup`], so the issuer's own bearer checks are
 //! `stateful` against the store itself (no gRPC round trip, no cache).
 
-use authn::session::{BoxFuture, LookupError, SessionLookup};
+use authn::session::{BoxFuture, LookupError, SessionLookup, SessionStatus};
 
 use super::store::SharedStore;
 
@@ -16,6 +16,26 @@ impl SessionLookup for StoreLookup {
                 .is_active(sid)
                 .await
                 .map_err(|e| LookupError(e.to_string()))
+        })
+    }
+
+    /// The issuer's own bearer checks (the admin routes, `/userinfo`, the sessions API) refuse a
+    /// token issued before its user's last change too: an administrator whose `admin` role was
+    /// removed cannot go on administering with the token they hold.
+    fn status<'a>(
+        &'a self,
+        sid: &'a str,
+        sub: &'a str,
+    ) -> BoxFuture<'a, Result<SessionStatus, LookupError>> {
+        Box::pin(async move {
+            let lookup = |e: super::StoreError| LookupError(e.to_string());
+            if !self.0.is_active(sid).await.map_err(lookup)? {
+                return Ok(SessionStatus::default());
+            }
+            Ok(SessionStatus {
+                active: true,
+                user_changed_at: self.0.user_changed_at(sub).await.map_err(lookup)?,
+            })
         })
     }
 }

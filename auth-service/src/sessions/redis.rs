@@ -8,6 +8,9 @@
 //! - `auth:user-sessions:{user_id}`: the set of the user's session ids, for listing and
 //!   logout-all; its TTL is extended to the longest session's end. It may hold ids of sessions
 //!   that have expired since; listing removes them.
+//! - `auth:user-changed:{user_id}` ([`authn::session::redis_user_changed_key`]): the Unix time
+//!   of the last change of the user's roles or scopes, for one access-token lifetime and a
+//!   margin; verifiers read it with the session's key and refuse tokens issued at or before it.
 //!
 //! Multi-key updates run as Lua scripts, so each is atomic. The scripts touch session keys they
 //! derive from the set's members, which a Redis Cluster would refuse: this store expects one
@@ -20,7 +23,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use authn::session::redis_session_key;
+use authn::session::{redis_session_key, redis_user_changed_key};
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, Script};
@@ -363,6 +366,31 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let mut conn = self.conn();
             timed(conn.exists(redis_session_key(sid))).await
+        })
+    }
+
+    fn record_user_change<'a>(
+        &'a self,
+        user_id: &'a str,
+        at: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let ttl = self.log.retention_secs(&Target::UserChanged {
+                user_id: user_id.to_owned(),
+            });
+            let mut conn = self.conn();
+            let ttl = u64::try_from(ttl).unwrap_or(1).max(1);
+            timed(conn.set_ex(redis_user_changed_key(user_id), at, ttl)).await
+        })
+    }
+
+    fn user_changed_at<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.conn();
+            timed(conn.get(redis_user_changed_key(user_id))).await
         })
     }
 

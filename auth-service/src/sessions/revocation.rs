@@ -78,6 +78,9 @@ pub enum Target {
     UserDisabled { user_id: String },
     /// Tokens signed with `kid`.
     KeyRevoked { kid: String },
+    /// Tokens of `sub` = `user_id` issued at or before the event carry roles or scopes that
+    /// changed since: refused as such, the session stands and a refresh gets the new claims.
+    UserChanged { user_id: String },
 }
 
 impl Target {
@@ -87,6 +90,7 @@ impl Target {
             Target::SessionsEnded { .. } => "sessions_ended",
             Target::UserDisabled { .. } => "user_disabled",
             Target::KeyRevoked { .. } => "key_revoked",
+            Target::UserChanged { .. } => "user_changed",
         }
     }
 }
@@ -137,6 +141,9 @@ impl Event {
                 user_id: user_id.clone(),
             }),
             Target::KeyRevoked { kid } => T::KeyRevoked(pb::KeyRevoked { kid: kid.clone() }),
+            Target::UserChanged { user_id } => T::UserChanged(pb::UserChanged {
+                user_id: user_id.clone(),
+            }),
         };
         pb::RevocationEvent {
             sequence: self.sequence,
@@ -349,7 +356,9 @@ impl RevocationLog {
     pub fn retention_secs(&self, target: &Target) -> i64 {
         match target {
             Target::KeyRevoked { .. } => self.inner.retention_secs.max(KEY_REVOKED_RETENTION_SECS),
-            Target::SessionsEnded { .. } | Target::UserDisabled { .. } => self.inner.retention_secs,
+            Target::SessionsEnded { .. }
+            | Target::UserDisabled { .. }
+            | Target::UserChanged { .. } => self.inner.retention_secs,
         }
     }
 

@@ -159,6 +159,20 @@ impl SessionStore for SqlStore {
         })
     }
 
+    fn user_changed_at<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            let changed: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT claims_changed_at FROM users WHERE id = $1")
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(changed.flatten())
+        })
+    }
+
     fn is_active<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let found: Option<i64> = sqlx::query_scalar(

@@ -74,6 +74,25 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     /// Whether the session is active.
     fn is_active<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Records, where this store's readers look for it, that the user's roles or scopes changed
+    /// at `at` (the `users` row has it already): the Redis store writes
+    /// [`authn::session::redis_user_changed_key`] for `stateful` verifiers that read Redis.
+    fn record_user_change<'a>(
+        &'a self,
+        user_id: &'a str,
+        at: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (user_id, at);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// When the user's roles or scopes last changed, as `CheckSession` reports it; `None` when
+    /// never (or so long ago that no token from before can be live).
+    fn user_changed_at<'a>(
+        &'a self,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<i64>, StoreError>>;
+
     /// Whether the SQL `sessions` rows are this store's whole truth about which sessions are
     /// active. A refresh rotation reads its session's row inside its own transaction; when this
     /// holds, that read is the store's answer and asking [`SessionStore::is_active`] as well

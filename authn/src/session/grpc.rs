@@ -6,7 +6,7 @@ use std::time::Duration;
 use proto::auth::v1::CheckSessionRequest;
 use proto::auth::v1::session_service_client::SessionServiceClient;
 
-use super::{BoxFuture, LookupError, SessionLookup};
+use super::{BoxFuture, LookupError, SessionLookup, SessionStatus};
 use crate::bearer::with_bearer;
 use crate::service_token::ServiceToken;
 
@@ -37,7 +37,7 @@ impl GrpcSessionLookup {
         })
     }
 
-    async fn ask(&self, sid: &str) -> Result<Result<bool, tonic::Status>, LookupError> {
+    async fn ask(&self, sid: &str) -> Result<Result<SessionStatus, tonic::Status>, LookupError> {
         let mut request = tonic::Request::new(CheckSessionRequest {
             sid: sid.to_owned(),
         });
@@ -48,15 +48,31 @@ impl GrpcSessionLookup {
             .clone()
             .check_session(request)
             .await
-            .map(|response| response.into_inner().active))
+            .map(|response| {
+                let response = response.into_inner();
+                SessionStatus {
+                    active: response.active,
+                    user_changed_at: (response.user_changed_at > 0)
+                        .then_some(response.user_changed_at),
+                }
+            }))
     }
 }
 
 impl SessionLookup for GrpcSessionLookup {
     fn is_active<'a>(&'a self, sid: &'a str) -> BoxFuture<'a, Result<bool, LookupError>> {
+        Box::pin(async move { Ok(self.status(sid, "").await?.active) })
+    }
+
+    /// `CheckSession` answers both: the issuer reads the session's user.
+    fn status<'a>(
+        &'a self,
+        sid: &'a str,
+        _sub: &'a str,
+    ) -> BoxFuture<'a, Result<SessionStatus, LookupError>> {
         Box::pin(async move {
             match self.ask(sid).await? {
-                Ok(active) => Ok(active),
+                Ok(status) => Ok(status),
                 // Our own token expired or its key rotated: get a new one and ask once more.
                 Err(status) if status.code() == tonic::Code::Unauthenticated => {
                     self.token.invalidate().await;

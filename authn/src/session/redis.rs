@@ -8,7 +8,9 @@ use redis::{ErrorKind, RedisError};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
-use super::{BoxFuture, LookupError, SessionLookup, redis_session_key};
+use super::{
+    BoxFuture, LookupError, SessionLookup, SessionStatus, redis_session_key, redis_user_changed_key,
+};
 
 /// A Redis client for `url`. `redis://` connects in the clear; `rediss://` over TLS (rustls on
 /// aws-lc-rs), checking the server's certificate and its name against the URL's host.
@@ -116,6 +118,29 @@ impl SessionLookup for RedisSessionLookup {
                 .query_async::<bool>(&mut connection)
                 .await
                 .map_err(|e| LookupError(e.to_string()))
+        })
+    }
+
+    /// `EXISTS` of the session and `GET` of its user's last change, in one round trip.
+    fn status<'a>(
+        &'a self,
+        sid: &'a str,
+        sub: &'a str,
+    ) -> BoxFuture<'a, Result<SessionStatus, LookupError>> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            let (active, user_changed_at): (bool, Option<i64>) = redis::pipe()
+                .cmd("EXISTS")
+                .arg(redis_session_key(sid))
+                .cmd("GET")
+                .arg(redis_user_changed_key(sub))
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| LookupError(e.to_string()))?;
+            Ok(SessionStatus {
+                active,
+                user_changed_at,
+            })
         })
     }
 }

@@ -286,6 +286,47 @@ async fn store_contract(store: &dyn SessionStore, log: &RevocationLog, db: &Db) 
             .is_empty()
     );
 
+    // A change of the user's roles or scopes: the store reports its time (for `CheckSession`),
+    // once, with the event in the log; the same values again change nothing.
+    let dave = db.user().await;
+    assert_eq!(store.user_changed_at(&dave).await.expect("read"), None);
+    let head = log.head().await.expect("head");
+    let change = |scopes: &str| auth_service::accounts::GrantChange {
+        roles: None,
+        scopes: Some(auth_service::scope::ScopeSet::parse(scopes).expect("scopes")),
+    };
+    let changed =
+        auth_service::accounts::change_user(&db.pool, store, log, &dave, change("orders:read"))
+            .await
+            .expect("changed")
+            .expect("the user exists");
+    let at = changed.claims_changed_at.expect("the time of the change");
+    assert_eq!(store.user_changed_at(&dave).await.expect("read"), Some(at));
+    let events = events_since(log, head).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (&e.target, e.occurred_at))
+            .collect::<Vec<_>>(),
+        [(
+            &Target::UserChanged {
+                user_id: dave.clone()
+            },
+            at
+        )]
+    );
+    auth_service::accounts::change_user(&db.pool, store, log, &dave, change("orders:read"))
+        .await
+        .expect("unchanged")
+        .expect("the user exists");
+    assert_eq!(log.head().await.expect("head"), head + 1, "no second event");
+    assert!(
+        auth_service::accounts::change_user(&db.pool, store, log, "nobody", change(""))
+            .await
+            .expect("looked up")
+            .is_none()
+    );
+
     store.ping().await.expect("the store answers");
 }
 
@@ -388,6 +429,42 @@ async fn redis_layout_is_what_verifiers_expect() {
         .await
         .expect("ended");
     assert!(!redis.exists::<_, bool>(&set).await.expect("EXISTS"));
+
+    // The time of a user's last change, beside the sessions, for one token lifetime and a
+    // margin; a verifier reads it with the session in one round trip.
+    store
+        .record_user_change(&user, 1_234)
+        .await
+        .expect("written");
+    let changed = authn::session::redis_user_changed_key(&user);
+    assert_eq!(changed, format!("auth:user-changed:{user}"));
+    let at: i64 = redis.get(&changed).await.expect("GET");
+    assert_eq!(at, 1_234);
+    let changed_ttl: i64 = redis.ttl(&changed).await.expect("TTL");
+    assert!((350..=360).contains(&changed_ttl), "TTL {changed_ttl}");
+    let live = session_of(&user, 3_600);
+    store.create(&live).await.expect("created");
+    let lookup = authn::session::RedisSessionLookup::new(&url, None, Duration::from_secs(2))
+        .expect("lookup");
+    use authn::session::SessionLookup as _;
+    assert_eq!(
+        lookup.status(&live.id, &user).await.expect("looked up"),
+        authn::session::SessionStatus {
+            active: true,
+            user_changed_at: Some(1_234),
+        }
+    );
+    assert_eq!(
+        lookup
+            .status("no-such-session", "no-such-user")
+            .await
+            .expect("looked up"),
+        authn::session::SessionStatus::default()
+    );
+    store
+        .end_all_for_user(&user, EndReason::LogoutAll)
+        .await
+        .expect("ended");
 
     // A session ends by itself at its expiry, and leaves the user's listing.
     let brief = session_of(&user, 1);

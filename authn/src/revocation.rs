@@ -20,6 +20,10 @@
 //!   an older event replayed from the restored log (an earlier logout everywhere of the same
 //!   user) never replaces a newer one. Counted in
 //!   `auth_revocation_feed_resets_total{reason}`.
+//! - Changed users: a `UserChanged` entry makes the user's tokens issued at or before the change
+//!   stale ([`RejectReason::ClaimsChanged`]: the session stands, a refresh gets the new claims).
+//!   It is held and united like a disabled user's, so a replayed or older event never re-admits
+//!   a stale token, and consulted first too, fresh or stale.
 //! - Revoked keys: a `KeyRevoked` entry is held for the event's lifetime (25 h), through resets
 //!   and staleness alike, and is consulted before the fallback, which knows sessions only. What
 //!   bounds the time a revoked key is still accepted by a verifier that never got the event (it

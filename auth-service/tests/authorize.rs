@@ -420,6 +420,46 @@ async fn the_full_code_flow_of_a_public_client() {
     assert!(forced.body.contains("name=\"password\""));
 }
 
+/// A code carries the scope granted when alice signed in; redeemed after an administrator took
+/// a scope away, the tokens carry what she has now, and are issued after the change (the
+/// verifiers would refuse them as stale otherwise).
+#[tokio::test]
+async fn a_code_redeemed_after_a_change_of_the_user_carries_what_the_user_has_now() {
+    let (auth, _) = issuer().await;
+    let mut browser = Browser::new();
+    let code = code_for(&auth, &mut browser, SPA, SPA_CALLBACK).await;
+    let alice = auth_service::users::find_by_username(&auth.state.pool, "alice")
+        .await
+        .expect("read")
+        .expect("alice");
+    let changed = auth_service::accounts::change_user(
+        &auth.state.pool,
+        auth.state.sessions.as_ref(),
+        &auth.state.revocations,
+        &alice.id,
+        auth_service::accounts::GrantChange {
+            roles: None,
+            scopes: Some(ScopeSet::parse("orders:write").expect("scopes")),
+        },
+    )
+    .await
+    .expect("changed")
+    .expect("alice exists");
+    let tokens = expect_tokens(redeem(&auth, &public_redemption(&code, VERIFIER)).await).await;
+    assert_eq!(
+        tokens.scope.as_deref(),
+        Some("openid"),
+        "orders:read is gone"
+    );
+    let claims = testkit::auth::claims_of(&tokens.access_token);
+    assert!(claims["iat"].as_i64().expect("iat") > changed.claims_changed_at.expect("time"));
+    let verifier = auth.verifier_token().await;
+    assert!(
+        auth.session_is_active(&verifier, &testkit::auth::sid_of(&tokens.access_token))
+            .await
+    );
+}
+
 #[tokio::test]
 async fn a_confidential_client_authenticates_and_a_code_is_bound_to_its_client() {
     let (auth, secret) = issuer().await;

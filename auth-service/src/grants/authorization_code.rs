@@ -88,12 +88,20 @@ pub async fn grant(state: &AppState, request: CodeRequest<'_>) -> Result<Issued,
         .map_err(GrantError::internal)?
         .filter(|user| !user.is_disabled())
         .ok_or(GrantError::InvalidGrant(INVALID_CODE))?;
+    // What the user has now: an administrator may have changed it since the code was issued.
+    let scope = claimed
+        .scope
+        .filter(|s| s == OPENID || user.scopes.contains(s));
+    // After the user's last change, or the verifiers would refuse the new token as stale.
+    let issued_at = users::issue_time_after_change(user.claims_changed_at)
+        .await
+        .max(now);
 
     let mut session = sessions::new_session(
         NewSession {
             user_id: user.id.clone(),
             client_id: Some(client.id.clone()),
-            scope: Some(claimed.scope.clone()),
+            scope: Some(scope.clone()),
             user_agent: claimed.device.user_agent.clone(),
             ip: claimed.device.ip.clone(),
             lifetime_secs: state.session_ttl_secs,
@@ -107,21 +115,21 @@ pub async fn grant(state: &AppState, request: CodeRequest<'_>) -> Result<Issued,
         .issue(
             Grant {
                 subject: user.id.clone(),
-                scope: claimed.scope.clone(),
+                scope: scope.clone(),
                 roles: user.roles,
                 sid: Some(session.id.clone()),
                 client_id: Some(client.id.clone()),
             },
-            now,
+            issued_at,
         )
         .map_err(GrantError::internal)?;
-    let id_token = if claimed.scope.contains(OPENID) {
+    let id_token = if scope.contains(OPENID) {
         let claims = IdTokenClaims {
             iss: state.tokens.issuer().to_owned(),
             sub: user.id,
             aud: client.id,
             exp: access.claims.exp,
-            iat: now,
+            iat: issued_at,
             auth_time: claimed.auth_time,
             nonce: claimed.nonce,
             at_hash: id_token::at_hash(&access.token),

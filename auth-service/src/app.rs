@@ -129,7 +129,8 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// Connects the database and applies migrations, opens the signing keys (creating the
+    /// Connects the database and applies its migrations (or, with `DATABASE_MIGRATE=false`,
+    /// checks that they are applied), opens the signing keys (creating the
     /// first one if need be), and binds the HTTP and gRPC listeners (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         tracing::info!(database = %redact_url(&config.database_url), keys_dir = %config.keys_dir.display(), "starting");
@@ -140,8 +141,7 @@ impl App {
             );
         }
         describe_metrics();
-        let pool =
-            db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+        let pool = db::open(&config).await?;
         let passwords = Passwords::with_limits(&config.argon2).await?;
         let (sessions, revocations) = session_backend(&pool, &config).await?;
         let (login_throttle, client_throttle) = throttles(&config).await?;

@@ -6,8 +6,10 @@
 //! (`AUTH_KEY_RELOAD_INTERVAL`) or, for a revocation, from the revocation feed at once.
 //!
 //! `migrate` applies the database migrations to `DATABASE_URL` and exits, touching nothing else
-//! (no signing keys, no Redis): for a Kubernetes Job run before a rollout. The server applies
-//! them at start as well, under sqlx's migration lock, so running both is safe.
+//! (no signing keys, no Redis): for a Kubernetes Job run before a rollout, whatever
+//! `DATABASE_MIGRATE` says. The server and the other commands apply them at start as well
+//! unless `DATABASE_MIGRATE=false`, under sqlx's migration lock, so running both is safe; with
+//! `false` they only check that every migration of this release is applied.
 
 use std::io::{Read, Write};
 
@@ -240,8 +242,7 @@ async fn user_add(
     let roles = scope::parse_roles(&add.roles)?;
     let scopes = ScopeSet::parse(&add.scopes)?;
     let password = read_password(stdin).await?;
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     let passwords = Passwords::new().await?;
     let user = users::create(
         &pool,
@@ -278,8 +279,7 @@ async fn user_disable(
     username: &str,
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     let user = find_user(&pool, username).await?;
     // The same store and feed as the server: sessions end where they live, and the server's
     // watchers get the events (through Redis at once, or at the server's next poll of the table).
@@ -308,8 +308,7 @@ async fn user_enable(
     username: &str,
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     let user = find_user(&pool, username).await?;
     accounts::enable_user(&pool, &user.id).await?;
     writeln!(stdout, "enabled user {} (id {})", user.username, user.id)?;
@@ -318,8 +317,7 @@ async fn user_enable(
 }
 
 async fn user_list(config: &Config, stdout: &mut impl Write) -> anyhow::Result<()> {
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     let users = users::list(&pool).await?;
     pool.close().await;
     writeln!(
@@ -363,8 +361,7 @@ async fn user_update(
             .transpose()?,
         scopes: update.scopes.as_deref().map(ScopeSet::parse).transpose()?,
     };
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     let user = find_user(&pool, &update.username).await?;
     // The same store and feed as the server (see `user_disable`).
     let (sessions, log) = app::session_backend(&pool, config).await?;
@@ -401,8 +398,7 @@ async fn client_add(
     };
     // Refused before the database is opened: a typo never leaves a half-made data directory.
     clients::validate_registration(&registration)?;
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     let passwords = Passwords::new().await?;
     let (client, secret) = clients::register(&pool, &passwords, registration).await?;
     // The secret alone on stdout, so that `SECRET=$(auth-service client add ...)` works; the
@@ -433,8 +429,7 @@ async fn keys_command(
     command: KeysCommand,
     stdout: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let pool =
-        db::connect_and_migrate(&config.database_url, config.database_max_connections).await?;
+    let pool = db::open(config).await?;
     // The same feed as the server: a revocation reaches the servers' watchers through Redis at
     // once, or at their next poll of the table.
     let (_, log) = app::session_backend(&pool, config).await?;

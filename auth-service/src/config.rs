@@ -19,6 +19,7 @@ pub const ENV_METRICS_ADDR: &str = "AUTH_METRICS_ADDR";
 pub const ENV_GRPC_ADDR: &str = "AUTH_GRPC_ADDR";
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
 pub const ENV_DATABASE_MAX_CONNECTIONS: &str = "DATABASE_MAX_CONNECTIONS";
+pub const ENV_DATABASE_MIGRATE: &str = "DATABASE_MIGRATE";
 pub const ENV_KEYS_DIR: &str = "AUTH_KEYS_DIR";
 pub const ENV_ISSUER: &str = "AUTH_ISSUER";
 pub const ENV_AUDIENCE: &str = "AUTH_AUDIENCE";
@@ -64,6 +65,8 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/auth.db";
 pub const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 10;
+/// `DATABASE_MIGRATE` true: the embedded SQLite defaults and the local stack need no step.
+pub const DEFAULT_DATABASE_MIGRATE: bool = true;
 pub const DEFAULT_KEYS_DIR: &str = "data/keys";
 pub const DEFAULT_ISSUER: &str = "http://127.0.0.1:8081";
 pub const DEFAULT_AUDIENCE: &str = "orders";
@@ -159,6 +162,13 @@ pub struct Config {
     /// Size of the database connection pool.
     #[arg(long, env = ENV_DATABASE_MAX_CONNECTIONS, default_value_t = DEFAULT_DATABASE_MAX_CONNECTIONS, global = true)]
     pub database_max_connections: u32,
+
+    /// Apply pending database migrations at start (`serve` and the operator commands). `false`
+    /// (production: a Job runs `auth-service migrate` with DDL rights first) only checks that
+    /// every migration of this release is applied, and refuses to start otherwise. Either way,
+    /// migrations of a newer release are tolerated, so a rollback starts.
+    #[arg(long, env = ENV_DATABASE_MIGRATE, default_value_t = DEFAULT_DATABASE_MIGRATE, action = clap::ArgAction::Set, global = true)]
+    pub database_migrate: bool,
 
     /// Directory of the signing keys in the `files` and `mounted` stores (`signing-key.pem`,
     /// `keys.json`), created with mode 0700.
@@ -524,6 +534,7 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_GRPC_ADDR is a socket address"),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             database_max_connections: DEFAULT_DATABASE_MAX_CONNECTIONS,
+            database_migrate: DEFAULT_DATABASE_MIGRATE,
             keys_dir: PathBuf::from(DEFAULT_KEYS_DIR),
             issuer: DEFAULT_ISSUER.to_owned(),
             audience: DEFAULT_AUDIENCE.to_owned(),
@@ -556,6 +567,7 @@ impl fmt::Debug for Config {
             .field("grpc_addr", &self.grpc_addr)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_max_connections", &self.database_max_connections)
+            .field("database_migrate", &self.database_migrate)
             .field("keys_dir", &self.keys_dir)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -654,6 +666,7 @@ mod tests {
         assert_eq!(config.jwks_max_age, Duration::from_secs(300));
         assert_eq!(config.audience, "orders");
         assert_eq!(config.redis_url, None);
+        assert!(config.database_migrate);
         assert_eq!(config.max_sessions_per_user, 0);
         assert_eq!(config.revocation.heartbeat, Duration::from_secs(1));
         assert_eq!(config.revocation.poll_interval, Duration::from_secs(2));
@@ -823,6 +836,17 @@ mod tests {
         let cli = Cli::try_parse_from(["auth-service", "--shutdown-delay", "0s"]).expect("parse");
         assert_eq!(cli.config.shutdown_delay, Duration::ZERO);
         assert!(Cli::try_parse_from(["auth-service", "--shutdown-delay", "soon"]).is_err());
+    }
+
+    #[test]
+    fn database_migrate_takes_true_or_false() {
+        let cli = Cli::try_parse_from(["auth-service", "--database-migrate", "false"])
+            .expect("flags parse");
+        assert!(!cli.config.database_migrate);
+        let cli = Cli::try_parse_from(["auth-service", "--database-migrate", "true"])
+            .expect("flags parse");
+        assert!(cli.config.database_migrate);
+        assert!(Cli::try_parse_from(["auth-service", "--database-migrate", "later"]).is_err());
     }
 
     #[test]

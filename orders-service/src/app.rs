@@ -2,12 +2,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use authn::Verifier;
 use authn::grpc::RequireAuthLayer;
 use platform::db::POOL_REPORT_INTERVAL;
 use platform::request_metrics::{GrpcMetricsLayer, HttpMetricsLayer, MetricNames};
+use platform::schema::{SchemaError, SchemaMode};
 use platform::shutdown::{Drain, Lifecycle};
 use platform::trace::TraceContextLayer;
 use proto::orders::v1::order_service_server::OrderServiceServer;
@@ -23,8 +25,18 @@ use crate::http::{self, OpsState};
 use crate::repo::OrderRepository;
 use crate::rpc::OrdersRpc;
 
-/// The schema migrations of this service, embedded at build time.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// The schema migrations of this service, embedded at build time. They tolerate applied
+/// migrations they do not know, so that after a release adds one the previous release still
+/// starts (`kubectl rollout undo`); `platform::schema` logs them.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+});
+
+/// How an operator applies the migrations, named in the error of a server that finds them
+/// missing.
+pub const MIGRATE_COMMAND: &str = "orders-service migrate";
 
 /// Largest gRPC message accepted or sent. Orders are tiny; a page of 100 is a few KiB.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -39,8 +51,8 @@ pub enum BuildError {
     },
     #[error("cannot open the database: {0}")]
     Database(#[source] sqlx::Error),
-    #[error("cannot migrate the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
     #[error("cannot set up token verification: {0}")]
     Verifier(String),
 }
@@ -89,26 +101,36 @@ pub struct App {
     lifecycle: Lifecycle,
 }
 
-/// Opens the database and applies the migrations (what `orders-service migrate` does, and what
-/// the server does before it binds).
+/// Opens the database and applies the migrations (what `orders-service migrate` does, whatever
+/// `DATABASE_MIGRATE` says).
 pub async fn migrate(config: &Config) -> Result<AnyPool, BuildError> {
+    open_database(config, SchemaMode::Migrate).await
+}
+
+/// Opens the database, then applies the migrations or only checks that they are applied, as
+/// `mode` says; a database that does not fit is closed before the error returns.
+async fn open_database(config: &Config, mode: SchemaMode) -> Result<AnyPool, BuildError> {
     let pool = platform::db::connect(&config.database_url, config.database_max_connections)
         .await
         .map_err(BuildError::Database)?;
-    MIGRATOR.run(&pool).await?;
+    if let Err(error) = platform::schema::prepare(&pool, &MIGRATOR, mode, MIGRATE_COMMAND).await {
+        pool.close().await;
+        return Err(error.into());
+    }
     Ok(pool)
 }
 
 impl App {
-    /// Binds both listeners (port 0 picks a free port), opens and migrates the database and
-    /// starts the verifier's JWKS client.
+    /// Binds both listeners (port 0 picks a free port), opens the database and migrates it (or,
+    /// with `DATABASE_MIGRATE=false`, checks that it is migrated) and starts the verifier's JWKS
+    /// client.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let grpc_listener = bind(config.grpc_addr).await?;
         let http_listener = bind(config.http_addr).await?;
         let grpc_addr = local_addr(&grpc_listener, config.grpc_addr)?;
         let http_addr = local_addr(&http_listener, config.http_addr)?;
 
-        let pool = migrate(&config).await?;
+        let pool = open_database(&config, SchemaMode::from_flag(config.database_migrate)).await?;
 
         let verifier = config
             .auth

@@ -1,6 +1,7 @@
 //! The command line: `serve` (the default) and `migrate`, which applies the database migrations
-//! and exits (for a Kubernetes Job run before a rollout; the server also applies them at start,
-//! under sqlx's migration lock, so running both is safe).
+//! and exits, whatever `DATABASE_MIGRATE` says (for a Kubernetes Job run before a rollout). The
+//! server also applies them at start unless `DATABASE_MIGRATE=false`, under sqlx's migration
+//! lock, so running both is safe; with `false` it only checks that they are applied.
 
 use std::future::Future;
 

@@ -10,6 +10,8 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9092";
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orders.db";
 pub const DEFAULT_DATABASE_MAX_CONNECTIONS: u32 = 10;
+/// `DATABASE_MIGRATE` true: the embedded SQLite default and the local stack need no step.
+pub const DEFAULT_DATABASE_MIGRATE: bool = true;
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "10s";
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 512;
 pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
@@ -38,6 +40,13 @@ pub struct Config {
     /// Size of the database connection pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = DEFAULT_DATABASE_MAX_CONNECTIONS)]
     pub database_max_connections: u32,
+
+    /// Apply pending database migrations at start. `false` (production: a Job runs
+    /// `orders-service migrate` with DDL rights first) only checks that every migration of this
+    /// release is applied, and refuses to start otherwise. Either way, migrations of a newer
+    /// release are tolerated, so a rollback starts.
+    #[arg(long, env = "DATABASE_MIGRATE", default_value_t = DEFAULT_DATABASE_MIGRATE, action = clap::ArgAction::Set)]
+    pub database_migrate: bool,
 
     /// Longest time one RPC may take (a shorter `grpc-timeout` from the client wins).
     #[arg(long, env = "ORDERS_REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = humantime::parse_duration)]
@@ -87,6 +96,7 @@ impl Default for Config {
                 .expect("BUG: DEFAULT_HTTP_ADDR is a socket address"),
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             database_max_connections: DEFAULT_DATABASE_MAX_CONNECTIONS,
+            database_migrate: DEFAULT_DATABASE_MIGRATE,
             request_timeout: default_duration(DEFAULT_REQUEST_TIMEOUT),
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             shutdown_delay: default_duration(DEFAULT_SHUTDOWN_DELAY),
@@ -116,6 +126,7 @@ mod tests {
         assert_eq!(parsed.shutdown_grace, default.shutdown_grace);
         assert_eq!(parsed.shutdown_delay, Duration::from_secs(5));
         assert_eq!(parsed.shutdown_delay, default.shutdown_delay);
+        assert!(default.database_migrate);
     }
 
     #[test]
@@ -130,5 +141,8 @@ mod tests {
         .unwrap();
         assert_eq!(parsed.grpc_addr, "0.0.0.0:1".parse().unwrap());
         assert_eq!(parsed.request_timeout, Duration::from_secs(2));
+        let parsed =
+            Config::try_parse_from(["orders-service", "--database-migrate", "false"]).unwrap();
+        assert!(!parsed.database_migrate);
     }
 }

@@ -7,6 +7,8 @@
 //!   hop, and request counts and latency histograms, as tower layers every server applies.
 //! - [`shutdown`]: readiness-first graceful shutdown of a service's listeners.
 //! - [`db`]: SQL pools (SQLite or PostgreSQL) and their usage gauges.
+//! - [`schema`]: migrations at start-up: applied (`DATABASE_MIGRATE=true`) or only checked,
+//!   tolerating the newer migrations of a later release (rollbacks).
 //! - [`client_addr`]: the client's address, resolved hop by hop through trusted proxies.
 //! - [`http`] and [`grpc`]: outbound HTTP clients and gRPC channels.
 
@@ -16,6 +18,7 @@ pub mod db;
 pub mod grpc;
 pub mod http;
 pub mod request_metrics;
+pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

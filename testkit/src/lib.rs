@@ -6,6 +6,7 @@
 //! - [`attacks`]: the catalogue of malicious tokens every edge must refuse.
 //! - [`logs`]: log lines captured in memory.
 //! - [`PgDatabase`]: a PostgreSQL database of one's own for a test.
+//! - [`migrations`]: the previous and the next release's schema, for the rollback tests.
 //! - [`TcpProxy`]: a proxy that can cut or refuse connections, for fault tests.
 //! - [`Issuer`]: a [`TestIssuer`] whose JWKS is served over HTTP.
 //! - Builders that start each real service in process on port 0: `auth` (feature `auth`),
@@ -28,6 +29,7 @@ mod forger;
 pub mod gateway;
 mod issuer;
 pub mod logs;
+pub mod migrations;
 #[cfg(feature = "orders")]
 pub mod orders;
 mod postgres;

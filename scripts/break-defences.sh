@@ -6,12 +6,12 @@
 #   scripts/break-defences.sh --list       what each mutation does, and the tests it runs
 #   scripts/break-defences.sh --check      only check that every mutation still applies
 #
-# For each class of SECURITY-TESTS.md (1-15, 22-24) one small source mutation switches the
-# defence off (the algorithm pin admits `none`, the signature is not checked, `exp` is ignored,
-# the login throttle never refuses, ...). The script applies it, builds and runs only the test
-# binaries that guard that class, records whether they FAIL (they must), and restores the file
-# byte for byte before the next mutation. A mutation whose tests still pass is a defence that no
-# test holds up: the summary marks it NOT CAUGHT and the script exits 1.
+# For each class of SECURITY-TESTS.md (1-15, 22-24, 34-35) one small source mutation switches
+# the defence off (the algorithm pin admits `none`, the signature is not checked, `exp` is
+# ignored, the login throttle never refuses, ...). The script applies it, builds and runs only
+# the test binaries that guard that class, records whether they FAIL (they must), and restores
+# the file byte for byte before the next mutation. A mutation whose tests still pass is a
+# defence that no test holds up: the summary marks it NOT CAUGHT and the script exits 1.
 #
 # Safety: the original of every mutated file is copied first and restored by a trap on EXIT,
 # INT and TERM, so the tree is never left mutated (Ctrl-C included). Nothing here uses git:
@@ -67,6 +67,10 @@ MUTATIONS=(
   "22g|22|auth-service:lib|suspect callers (failures on record, back before Retry-After) wait in the Argon2 queue like clean ones"
   "23|23|auth-service:token|a repeated form parameter is accepted (the last one wins)"
   "24|24|auth-service:token|refresh tokens are stored in clear (no SHA-256)"
+  "34|34|auth-service:admin_users|administration needs the \`admin\` role only (no admin scope)"
+  "35a|35|system-tests:claims|\`hybrid\` verifiers ignore \`UserChanged\` events"
+  "35b|35|authn:lib|a token issued in the second of its user's change passes a \`stateful\` check"
+  "35c|35|system-tests:claims auth-service:admin_users|\`CheckSession\` never reports a user's change"
 )
 
 m_1() {
@@ -187,6 +191,32 @@ m_15() {
     '        (Some(value), Some(_)) => Some(bearer_token(value)?),
     };
     let mut from_cookie'
+}
+
+m_34() {
+  replace_once auth-service/src/http/admin.rs \
+    '    principal.require(scope)?;
+    Ok(())' \
+    '    let _ = scope;
+    Ok(())'
+}
+
+m_35a() {
+  replace_once authn/src/revocation.rs \
+    'Some(Target::UserChanged(user)) => revoke(&inner.changed, &user.user_id, entry),' \
+    'Some(Target::UserChanged(_)) => {}'
+}
+
+m_35b() {
+  replace_once authn/src/session/mod.rs \
+    'Some(changed_at) if claims.iat <= changed_at =>' \
+    'Some(changed_at) if claims.iat < changed_at =>'
+}
+
+m_35c() {
+  replace_once auth-service/src/grpc.rs \
+    'user_changed_at: user_changed_at.unwrap_or(0),' \
+    'user_changed_at: user_changed_at.map_or(0, |_| 0),'
 }
 
 m_22a() {

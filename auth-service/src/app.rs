@@ -10,6 +10,7 @@ use std::time::Duration;
 use authn::check::SessionCheck;
 use authn::verifier::{Keys, Policy, Verifier};
 use platform::db::POOL_REPORT_INTERVAL;
+use platform::readiness::{Check, CheckPolicy, Readiness, ReadinessTask};
 use platform::request_metrics::GrpcMetricsLayer;
 use platform::shutdown::{Drain, Lifecycle};
 use platform::trace::TraceContextLayer;
@@ -116,6 +117,8 @@ pub struct App {
     grpc_addr: SocketAddr,
     metrics_addr: SocketAddr,
     drain: Drain,
+    /// The background dependency checks behind `/readyz`, stopped with the app.
+    readiness_task: ReadinessTask,
 }
 
 impl std::fmt::Debug for App {
@@ -144,6 +147,7 @@ impl App {
         let pool = db::open(&config).await?;
         let passwords = Passwords::with_limits(&config.argon2).await?;
         let (sessions, revocations) = session_backend(&pool, &config).await?;
+        let (readiness, readiness_task) = readiness_checks(&pool, &config, &sessions).await?;
         let (login_throttle, client_throttle) = throttles(&config).await?;
         let keys = KeyManager::open(
             pool.clone(),
@@ -179,6 +183,7 @@ impl App {
             session_ttl_secs: i64::try_from(config.refresh_token_ttl.as_secs()).unwrap_or(i64::MAX),
             keys,
             lifecycle: Lifecycle::new(),
+            readiness,
             login_throttle: Arc::new(login_throttle),
             client_throttle: Arc::new(client_throttle),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
@@ -201,6 +206,7 @@ impl App {
                 delay: config.shutdown_delay,
                 grace: config.shutdown_grace,
             },
+            readiness_task,
         })
     }
 
@@ -246,6 +252,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         let lifecycle = self.state.lifecycle.clone();
+        let _readiness_task = self.readiness_task;
         let _pool_usage = platform::db::report_pool_usage(&self.state.pool, POOL_REPORT_INTERVAL);
         let (stop_background, background_stop) = watch::channel(false);
         let mut background = JoinSet::new();
@@ -322,6 +329,28 @@ impl App {
         self.state.pool.close().await;
         result
     }
+}
+
+/// The dependency checks behind `/readyz`: the database over a connection of its own and, with
+/// Redis, the session store (the SQL store is the database, checked once). The first round
+/// runs before this returns.
+async fn readiness_checks(
+    pool: &AnyPool,
+    config: &Config,
+    sessions: &SharedStore,
+) -> Result<(Readiness, ReadinessTask), BuildError> {
+    let mut checks = vec![
+        Check::database("database", pool, &config.database_url)
+            .map_err(|e| BuildError::Db(DbError::Connect(e)))?,
+    ];
+    if sessions.backend() != "sql" {
+        let sessions = sessions.clone();
+        checks.push(Check::new("session_store", move || {
+            let sessions = sessions.clone();
+            async move { sessions.ping().await.map_err(|e| e.to_string()) }
+        }));
+    }
+    Ok(Readiness::start(checks, CheckPolicy::default()).await)
 }
 
 /// The login and client-authentication throttles of `config`: counting in Redis (shared by the

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use authn::verifier::Verifier;
 use axum::extract::FromRef;
 use platform::client_addr::TrustedProxies;
+use platform::readiness::Readiness;
 use platform::shutdown::Lifecycle;
 use sqlx::AnyPool;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub max_sessions_per_user: u32,
     /// The service's shutdown phase: `/readyz` answers 503 once it is not serving.
     pub lifecycle: Lifecycle,
+    /// The last result of the dependency checks (database, session store) `/readyz` reports.
+    pub readiness: Readiness,
     /// Failed-login delays and locks, per account and client address (in Redis with
     /// `REDIS_URL`, else this replica's).
     pub login_throttle: Arc<Throttle>,

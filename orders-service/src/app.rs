@@ -8,6 +8,7 @@ use std::time::Duration;
 use authn::Verifier;
 use authn::grpc::RequireAuthLayer;
 use platform::db::POOL_REPORT_INTERVAL;
+use platform::readiness::{Check, CheckPolicy, Readiness, ReadinessTask};
 use platform::request_metrics::{GrpcMetricsLayer, HttpMetricsLayer, MetricNames};
 use platform::schema::{SchemaError, SchemaMode};
 use platform::shutdown::{Drain, Lifecycle};
@@ -99,6 +100,9 @@ pub struct App {
     max_concurrent_requests: usize,
     drain: Drain,
     lifecycle: Lifecycle,
+    /// The last result of the database check `/readyz` reports, and the task refreshing it.
+    readiness: Readiness,
+    readiness_task: ReadinessTask,
 }
 
 /// Opens the database and applies the migrations (what `orders-service migrate` does, whatever
@@ -132,6 +136,12 @@ impl App {
 
         let pool = open_database(&config, SchemaMode::from_flag(config.database_migrate)).await?;
 
+        // The database over a connection of its own; the first round runs here.
+        let database = Check::database("database", &pool, &config.database_url)
+            .map_err(BuildError::Database)?;
+        let (readiness, readiness_task) =
+            Readiness::start(vec![database], CheckPolicy::default()).await;
+
         let verifier = config
             .auth
             .build_verifier()
@@ -149,6 +159,8 @@ impl App {
             max_concurrent_requests: config.max_concurrent_requests.max(1),
             drain: config.drain(),
             lifecycle: Lifecycle::new(),
+            readiness,
+            readiness_task,
         })
     }
 
@@ -175,6 +187,7 @@ impl App {
         F: Future<Output = ()> + Send,
     {
         let _pool_usage = platform::db::report_pool_usage(&self.pool, POOL_REPORT_INTERVAL);
+        let _readiness_task = self.readiness_task;
 
         let rpc = OrderServiceServer::new(OrdersRpc::new(self.repo.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -202,6 +215,7 @@ impl App {
             repo: self.repo,
             verifier: self.verifier,
             lifecycle: self.lifecycle.clone(),
+            readiness: self.readiness,
         })
         .layer(HttpMetricsLayer::new(HTTP_METRICS));
         let ops = axum::serve(self.http_listener, router)

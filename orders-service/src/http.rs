@@ -1,20 +1,16 @@
 //! The operations listener: `/healthz`, `/readyz`, `/metrics`.
 
-use std::time::Duration;
-
 use authn::Verifier;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use platform::readiness::Readiness;
 use platform::shutdown::Lifecycle;
 use serde_json::json;
 
 use crate::repo::OrderRepository;
-
-/// How long `/readyz` waits for the database before calling it down.
-const DATABASE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the probes look at.
 #[derive(Clone)]
@@ -22,6 +18,8 @@ pub struct OpsState {
     pub repo: OrderRepository,
     pub verifier: Verifier,
     pub lifecycle: Lifecycle,
+    /// The database as of the last background check.
+    pub readiness: Readiness,
 }
 
 pub fn router(state: OpsState) -> Router {
@@ -37,9 +35,10 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: not shutting down, the database answers and the issuer's keys have been loaded,
-/// so a token can be verified. A lost database connection makes it fail until the pool
-/// reconnects, which it does by itself on the next use.
+/// Readiness: not shutting down, the database ready as of the last background check
+/// (`platform::readiness`: every second, 500 ms at most, unready after three failures in a row;
+/// never waited on here, so it answers within any probe timeout) and the issuer's keys loaded, so
+/// a token can be verified.
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     if !state.lifecycle.is_serving() {
         return (
@@ -47,10 +46,7 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
             Json(json!({ "status": "shutting_down" })),
         );
     }
-    let database = matches!(
-        tokio::time::timeout(DATABASE_PROBE_TIMEOUT, state.repo.ping()).await,
-        Ok(Ok(()))
-    );
+    let database = state.readiness.is_dependency_ready("database");
     let keys = state.verifier.is_ready();
     let status = if database && keys {
         StatusCode::OK

@@ -5,6 +5,7 @@
 //! - [`telemetry`]: logs (text or JSON), the Prometheus recorder and `/metrics`.
 //! - [`trace`] and [`request_metrics`]: request ids and W3C trace context carried from hop to
 //!   hop, and request counts and latency histograms, as tower layers every server applies.
+//! - [`readiness`]: `/readyz` from cached, bounded dependency checks run in the background.
 //! - [`shutdown`]: readiness-first graceful shutdown of a service's listeners.
 //! - [`db`]: SQL pools (SQLite or PostgreSQL) and their usage gauges.
 //! - [`schema`]: migrations at start-up: applied (`DATABASE_MIGRATE=true`) or only checked,
@@ -17,6 +18,7 @@ pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod http;
+pub mod readiness;
 pub mod request_metrics;
 pub mod schema;
 pub mod shutdown;

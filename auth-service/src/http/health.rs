@@ -1,8 +1,6 @@
 //! `GET /healthz` (the process answers), `GET /readyz` (not shutting down, and the database and
 //! the session store answer). `/metrics` has a listener of its own (`AUTH_METRICS_ADDR`).
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -11,9 +9,6 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::state::AppState;
-
-/// How long `/readyz` waits for the database, then for the session store.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -26,9 +21,10 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: not shutting down (after SIGTERM it answers 503 at once, while the listeners keep
-/// serving for `AUTH_SHUTDOWN_DELAY`), the database answers and the session store answers. A
-/// lost database connection makes it fail until the pool reconnects, which it does by itself on
-/// the next use.
+/// serving for `AUTH_SHUTDOWN_DELAY`), and the database and the session store ready as of the
+/// last background check (`platform::readiness`: every second, 500 ms at most, unready after
+/// three failures in a row). It never waits on a dependency, so it answers within any probe
+/// timeout, and a blip of a second or two does not take every replica out at once.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if !state.lifecycle.is_serving() {
         return (
@@ -36,23 +32,11 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             Json(json!({ "status": "shutting_down" })),
         );
     }
-    let database = matches!(
-        tokio::time::timeout(READY_TIMEOUT, platform::db::ping(&state.pool)).await,
-        Ok(true)
-    );
-    if !database {
-        tracing::warn!("not ready: the database does not answer");
-    }
-    let session_store = match tokio::time::timeout(READY_TIMEOUT, state.sessions.ping()).await {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "not ready: the session store does not answer");
-            false
-        }
-        Err(_) => {
-            tracing::warn!("not ready: the session store does not answer in time");
-            false
-        }
+    let database = state.readiness.is_dependency_ready("database");
+    // The SQL session store is the database, checked once.
+    let session_store = match state.sessions.backend() {
+        "sql" => database,
+        _ => state.readiness.is_dependency_ready("session_store"),
     };
     let status = if database && session_store {
         StatusCode::OK

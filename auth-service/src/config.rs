@@ -100,8 +100,18 @@ pub const DEFAULT_CLIENT_AUTH_ADDRESS_LOCK_AFTER: u32 = 100;
 pub const DEFAULT_CLIENT_AUTH_BASE_DELAY: &str = "1s";
 pub const DEFAULT_CLIENT_AUTH_MAX_DELAY: &str = "30s";
 pub const DEFAULT_CLIENT_AUTH_LOCK_DURATION: &str = "15m";
-/// `AUTH_ARGON2_PERMITS` 0: one Argon2 run at a time per CPU, at least two.
+/// `AUTH_ARGON2_PERMITS` 0: one Argon2 run at a time per CPU, at least two, and no more than
+/// the memory limit holds ([`Argon2Config::permits_in_effect`]).
 pub const DEFAULT_ARGON2_PERMITS: usize = 0;
+/// What the process needs besides its Argon2 runs, kept out of the memory limit when the
+/// permits are derived from it: 32 MiB of baseline (the measured peak RSS under load, 26 MB,
+/// rounded up) and 64 MiB of margin (allocator fragmentation, bursts of connections, the
+/// Redis and database buffers). docs/OPERATIONS.md, "Argon2 capacity".
+pub const ARGON2_MEMORY_HEADROOM: u64 = 96 * 1024 * 1024;
+/// cgroup v2's memory limit of the process's cgroup ("max": none).
+pub const CGROUP_V2_MEMORY_MAX: &str = "/sys/fs/cgroup/memory.max";
+/// cgroup v1's memory limit (a huge number: none).
+pub const CGROUP_V1_MEMORY_LIMIT: &str = "/sys/fs/cgroup/memory/memory.limit_in_bytes";
 /// Without `AUTH_ARGON2_MAX_WAITING`: this many waiters per permit. A full queue drains in
 /// about this many Argon2 runs' time (some 30 ms each), far within a login's patience and the
 /// verifiers' 2 s deadline on their service-token requests.
@@ -472,7 +482,8 @@ impl Default for ClientAuthThrottleConfig {
 /// How many Argon2 runs at once, and how many may wait (`AUTH_ARGON2_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Args)]
 pub struct Argon2Config {
-    /// Argon2 runs at once (each holds 19 MiB while it runs). 0: one per CPU, at least two.
+    /// Argon2 runs at once (each holds 19 MiB while it runs). 0: one per CPU, at least two, but
+    /// no more than fit in the cgroup memory limit after a 96 MiB headroom.
     #[arg(id = "argon2_permits", long = "argon2-permits", value_name = "ARGON2_PERMITS", env = ENV_ARGON2_PERMITS, default_value_t = DEFAULT_ARGON2_PERMITS, global = true)]
     pub permits: usize,
 
@@ -483,15 +494,76 @@ pub struct Argon2Config {
     pub max_waiting: Option<usize>,
 }
 
+/// How many Argon2 runs at once, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Permits {
+    pub permits: usize,
+    pub reason: PermitsReason,
+}
+
+/// Where [`Argon2Permits::permits`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitsReason {
+    /// `AUTH_ARGON2_PERMITS` set.
+    Configured,
+    /// One per CPU (at least two), no memory limit or one that holds them.
+    Cpus,
+    /// Fewer than the CPUs, so that the runs fit in the cgroup memory limit.
+    MemoryLimit { limit_bytes: u64 },
+}
+
 impl Argon2Config {
-    /// The permits in effect: `permits`, or one per CPU (at least two) for 0.
+    /// The permits in effect: `permits`, or for 0 one per CPU (at least two) capped by what the
+    /// cgroup memory limit holds.
     pub fn effective_permits(&self) -> usize {
+        self.permits_in_effect().permits
+    }
+
+    /// The permits in effect and why, reading the process's cgroup memory limit.
+    pub fn permits_in_effect(&self) -> Argon2Permits {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let limit = cgroup_memory_limit(
+            std::fs::read_to_string(CGROUP_V2_MEMORY_MAX)
+                .ok()
+                .as_deref(),
+            std::fs::read_to_string(CGROUP_V1_MEMORY_LIMIT)
+                .ok()
+                .as_deref(),
+        );
+        self.permits_for(cpus, limit)
+    }
+
+    /// The rule of [`Argon2Config::permits_in_effect`], without reading anything: an explicit
+    /// `permits` wins; else the smaller of max(`cpus`, 2) and (limit - headroom) / memory per
+    /// run, at least one.
+    pub fn permits_for(&self, cpus: usize, memory_limit: Option<u64>) -> Argon2Permits {
         if self.permits > 0 {
-            return self.permits;
+            return Argon2Permits {
+                permits: self.permits,
+                reason: PermitsReason::Configured,
+            };
         }
-        std::thread::available_parallelism()
-            .map_or(2, std::num::NonZero::get)
-            .max(2)
+        let by_cpu = cpus.max(2);
+        let Some(limit) = memory_limit else {
+            return Argon2Permits {
+                permits: by_cpu,
+                reason: PermitsReason::Cpus,
+            };
+        };
+        let by_memory =
+            limit.saturating_sub(ARGON2_MEMORY_HEADROOM) / crate::passwords::ARGON2_MEMORY_PER_RUN;
+        let by_memory = usize::try_from(by_memory).unwrap_or(usize::MAX).max(1);
+        if by_memory < by_cpu {
+            Argon2Permits {
+                permits: by_memory,
+                reason: PermitsReason::MemoryLimit { limit_bytes: limit },
+            }
+        } else {
+            Argon2Permits {
+                permits: by_cpu,
+                reason: PermitsReason::Cpus,
+            }
+        }
     }
 
     /// The waiting room in effect: `max_waiting`, or [`DEFAULT_ARGON2_WAITING_PER_PERMIT`] per
@@ -502,6 +574,25 @@ impl Argon2Config {
                 .saturating_mul(DEFAULT_ARGON2_WAITING_PER_PERMIT)
         })
     }
+}
+
+/// The memory limit of the process's cgroup from the contents of cgroup v2's `memory.max` or,
+/// without it, v1's `memory.limit_in_bytes`; `None` when neither sets one ("max", or v1's
+/// page-rounded `i64::MAX` meaning unlimited) or neither reads.
+pub fn cgroup_memory_limit(
+    v2_memory_max: Option<&str>,
+    v1_limit_in_bytes: Option<&str>,
+) -> Option<u64> {
+    /// v1 reports "no limit" as a number near `i64::MAX`; no real limit comes close to this.
+    const V1_UNLIMITED: u64 = 1 << 62;
+    if let Some(v2) = v2_memory_max {
+        return v2.trim().parse::<u64>().ok();
+    }
+    v1_limit_in_bytes?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|limit| *limit < V1_UNLIMITED)
 }
 
 /// A humantime duration greater than zero (an interval of zero would spin).
@@ -714,7 +805,7 @@ mod tests {
         assert_eq!(config.argon2.permits, 0);
         assert_eq!(config.argon2.max_waiting, None);
         let permits = config.argon2.effective_permits();
-        assert!(permits >= 2);
+        assert!(permits >= 1);
         assert_eq!(config.argon2.effective_max_waiting(), 8 * permits);
     }
 
@@ -745,6 +836,66 @@ mod tests {
         };
         assert_eq!(derived.effective_max_waiting(), 24);
         assert!(Cli::try_parse_from(["auth-service", "--client-auth-base-delay", "0s"]).is_err());
+    }
+
+    #[test]
+    fn the_cgroup_memory_limit_is_read_from_v2_then_v1() {
+        assert_eq!(
+            cgroup_memory_limit(Some("268435456\n"), None),
+            Some(256 << 20)
+        );
+        assert_eq!(cgroup_memory_limit(Some("max\n"), Some("1024")), None);
+        assert_eq!(
+            cgroup_memory_limit(None, Some("201326592\n")),
+            Some(192 << 20)
+        );
+        assert_eq!(
+            cgroup_memory_limit(None, Some("9223372036854771712\n")),
+            None
+        );
+        assert_eq!(cgroup_memory_limit(None, None), None);
+        assert_eq!(cgroup_memory_limit(Some("garbage"), None), None);
+    }
+
+    #[test]
+    fn argon2_permits_follow_the_cpus_within_the_memory_limit() {
+        let derived = Argon2Config::default();
+        let mib = 1u64 << 20;
+        // No limit: one per CPU, at least two.
+        assert_eq!(derived.permits_for(16, None).permits, 16);
+        assert_eq!(derived.permits_for(1, None).permits, 2);
+        // 256 MiB on 16 cores: (256 - 96) / 19 = 8 runs, not 16 (16 x 19 MiB is OOM).
+        let capped = derived.permits_for(16, Some(256 * mib));
+        assert_eq!(capped.permits, 8);
+        assert_eq!(
+            capped.reason,
+            PermitsReason::MemoryLimit {
+                limit_bytes: 256 * mib
+            }
+        );
+        assert!(96 * mib + 8 * crate::passwords::ARGON2_MEMORY_PER_RUN <= 256 * mib);
+        // A limit that holds the CPUs' runs changes nothing.
+        assert_eq!(
+            derived.permits_for(2, Some(1024 * mib)),
+            Argon2Permits {
+                permits: 2,
+                reason: PermitsReason::Cpus
+            }
+        );
+        // A tiny limit still leaves one run.
+        assert_eq!(derived.permits_for(4, Some(64 * mib)).permits, 1);
+        // An explicit AUTH_ARGON2_PERMITS wins.
+        let configured = Argon2Config {
+            permits: 6,
+            max_waiting: None,
+        };
+        assert_eq!(
+            configured.permits_for(16, Some(128 * mib)),
+            Argon2Permits {
+                permits: 6,
+                reason: PermitsReason::Configured
+            }
+        );
     }
 
     #[test]

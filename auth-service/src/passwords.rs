@@ -35,7 +35,7 @@ use argon2::{Argon2, password_hash};
 use aws_lc_rs::hmac;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
-use crate::config::Argon2Config;
+use crate::config::{Argon2Config, PermitsReason};
 
 /// Client secrets remembered as verified, at most. Every registered client takes one entry per
 /// secret in use (a wrong secret never takes one), so this covers far more clients than a
@@ -46,6 +46,11 @@ pub const CLIENT_SECRET_CACHE_CAPACITY: u64 = 1024;
 /// correctness (a changed secret hash misses at once, see `VerifiedSecrets`); it bounds how
 /// long the memory of a secret outlives its use.
 pub const CLIENT_SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Memory one Argon2 run holds while it runs: the memory cost of the parameters every hash is
+/// made with (the crate's defaults, `m=19456` KiB, 19 MiB). The default permits are derived
+/// from it and the cgroup memory limit (`Argon2Config::permits_in_effect`).
+pub const ARGON2_MEMORY_PER_RUN: u64 = argon2::Params::DEFAULT_M_COST as u64 * 1024;
 
 /// How long a caller refused with [`PasswordError::Busy`] is asked to wait (`Retry-After`): a
 /// full queue drains in well under a second.
@@ -115,7 +120,27 @@ impl Passwords {
 
     /// Prepares the hasher with `config`'s permits and waiting room.
     pub async fn with_limits(config: &Argon2Config) -> Result<Self, PasswordError> {
-        let permits = Arc::new(Semaphore::new(config.effective_permits()));
+        let chosen = config.permits_in_effect();
+        match chosen.reason {
+            PermitsReason::Configured => {
+                tracing::info!(
+                    permits = chosen.permits,
+                    "Argon2 permits: AUTH_ARGON2_PERMITS"
+                );
+            }
+            PermitsReason::Cpus => tracing::info!(
+                permits = chosen.permits,
+                "Argon2 permits: one per CPU (at least two), within the memory limit if any"
+            ),
+            PermitsReason::MemoryLimit { limit_bytes } => tracing::info!(
+                permits = chosen.permits,
+                memory_limit_bytes = limit_bytes,
+                per_run_bytes = ARGON2_MEMORY_PER_RUN,
+                "Argon2 permits: fewer than the CPUs, so that the runs fit in the cgroup memory \
+                 limit after its headroom"
+            ),
+        }
+        let permits = Arc::new(Semaphore::new(chosen.permits));
         let dummy = SecretString::from(crate::crypto::random_secret());
         let dummy_hash = hash_blocking(&permits, dummy).await?;
         Ok(Self {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::check::SessionCheck;
 use crate::error::LookupError;
+use crate::jwk::AllowedAlgorithms;
 use crate::jwks::{FetchError, JwksClient, JwksConfig};
 use crate::revocation::{FeedConfig, RevocationFeed};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -66,6 +67,11 @@ pub struct VerifierConfig {
     /// Longest accepted token lifetime (`exp - iat`).
     #[arg(long = "auth-max-token-lifetime", env = "AUTH_MAX_TOKEN_LIFETIME", value_parser = humantime::parse_duration, default_value = "1h")]
     pub max_token_lifetime: Duration,
+    /// The signature algorithms accepted, comma-separated (`RS256`, `ES256`, `EdDSA`). A token
+    /// is verified only with the algorithm of the key its `kid` names, and only if that
+    /// algorithm is listed here.
+    #[arg(long = "auth-allowed-algs", env = "AUTH_ALLOWED_ALGS", default_value = DEFAULT_ALLOWED_ALGS)]
+    pub allowed_algs: AllowedAlgorithms,
     /// Background JWKS refresh period.
     #[arg(long = "auth-jwks-refresh-interval", env = "AUTH_JWKS_REFRESH_INTERVAL", value_parser = humantime::parse_duration, default_value = "5m")]
     pub jwks_refresh_interval: Duration,
@@ -132,6 +138,7 @@ pub struct VerifierConfig {
 }
 
 pub const DEFAULT_TOKEN_CACHE_SIZE: u64 = 10_000;
+pub const DEFAULT_ALLOWED_ALGS: &str = "RS256,ES256,EdDSA";
 
 impl Default for VerifierConfig {
     fn default() -> Self {
@@ -142,6 +149,7 @@ impl Default for VerifierConfig {
             mode: AuthMode::Stateless,
             leeway: Policy::DEFAULT_LEEWAY,
             max_token_lifetime: Policy::DEFAULT_MAX_LIFETIME,
+            allowed_algs: AllowedAlgorithms::all(),
             jwks_refresh_interval: JwksConfig::DEFAULT_REFRESH_INTERVAL,
             jwks_min_refetch_interval: JwksConfig::DEFAULT_MIN_REFETCH_INTERVAL,
             jwks_timeout: JwksConfig::DEFAULT_TIMEOUT,
@@ -194,6 +202,7 @@ impl VerifierConfig {
             audience: self.audience.clone(),
             leeway: self.leeway,
             max_lifetime: self.max_token_lifetime,
+            algorithms: self.allowed_algs,
         }
     }
 

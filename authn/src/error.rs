@@ -14,7 +14,7 @@ pub enum RejectReason {
     TooLarge,
     /// Not a compact JWS of three canonical base64url segments with a JSON object header.
     Malformed,
-    /// `alg` is not the pinned RS256.
+    /// `alg` is not an allowed algorithm, or not the algorithm of the key its `kid` names.
     AlgorithmNotAllowed,
     /// `typ` is not `at+jwt`.
     WrongType,

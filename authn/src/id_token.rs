@@ -11,7 +11,8 @@ use serde::Deserialize;
 
 use crate::claims::Audience;
 use crate::error::{AuthError, RejectReason};
-use crate::jws::{ALGORITHM, CompactJws, MAX_KID_LEN};
+use crate::jwk::Algorithm;
+use crate::jws::{CompactJws, MAX_KID_LEN};
 use crate::verifier::Verifier;
 
 /// The `typ` an ID token may carry (OpenID Connect leaves it optional; the issuer sets `JWT`).
@@ -63,9 +64,9 @@ impl Verifier {
     ) -> Result<IdClaims, AuthError> {
         let jws = CompactJws::split(token)?;
         let header = jws.header()?;
-        if header.alg != ALGORITHM {
-            return Err(RejectReason::AlgorithmNotAllowed.into());
-        }
+        let alg = Algorithm::from_jose(&header.alg)
+            .filter(|alg| self.policy().algorithms.contains(*alg))
+            .ok_or(RejectReason::AlgorithmNotAllowed)?;
         if let Some(typ) = header.typ.as_deref() {
             let typ = typ.strip_prefix("application/").unwrap_or(typ);
             if !typ.eq_ignore_ascii_case(ID_TOKEN_TYPE) {
@@ -80,7 +81,10 @@ impl Verifier {
             _ => return Err(RejectReason::MissingKid.into()),
         };
         let key = self.key(kid).await?;
-        if !key.verify(jws.signing_input.as_bytes(), &jws.signature()?) {
+        if key.algorithm() != alg {
+            return Err(RejectReason::AlgorithmNotAllowed.into());
+        }
+        if !key.verify_as(alg, jws.signing_input.as_bytes(), &jws.signature()?) {
             return Err(RejectReason::BadSignature.into());
         }
         let claims: IdClaims = jws.payload()?;

@@ -1,4 +1,5 @@
-//! Access-token verification: one pinned algorithm, one issuer, one audience, checked times.
+//! Access-token verification: the algorithm pinned per key, one issuer, one audience, checked
+//! times.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,9 +10,9 @@ use crate::authz::Principal;
 use crate::check::SessionCheck;
 use crate::claims::AccessClaims;
 use crate::error::{AuthError, RejectReason};
-use crate::jwk::{KeySet, VerifyingKey};
+use crate::jwk::{Algorithm, AllowedAlgorithms, KeySet, VerifyingKey};
 use crate::jwks::JwksClient;
-use crate::jws::{ACCESS_TOKEN_TYPE, ALGORITHM, CompactJws, Header, MAX_KID_LEN};
+use crate::jws::{ACCESS_TOKEN_TYPE, CompactJws, Header, MAX_KID_LEN};
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct Policy {
     /// Longest accepted `exp - iat`: a token minted for longer than policy allows is refused
     /// even if its signature is good.
     pub max_lifetime: Duration,
+    /// The algorithms accepted at all (`AUTH_ALLOWED_ALGS`). A token's `alg` must be one of
+    /// them *and* the algorithm of the key its `kid` names.
+    pub algorithms: AllowedAlgorithms,
 }
 
 impl Policy {
@@ -38,15 +42,21 @@ impl Policy {
             audience: audience.into(),
             leeway: Self::DEFAULT_LEEWAY,
             max_lifetime: Self::DEFAULT_MAX_LIFETIME,
+            algorithms: AllowedAlgorithms::all(),
         }
     }
 
-    /// Checks the JOSE header: pinned `alg`, `typ` of an access token, no `crit`, a `kid`.
+    /// Checks the JOSE header: an allowed `alg` (exact JOSE name), `typ` of an access token,
+    /// no `crit`, a `kid`. Returns the `kid` and the algorithm the header claims, which the
+    /// caller must match against the key the `kid` names ([`VerifyingKey::verify_as`]).
     /// Runs before any key lookup, so a token refused here never causes a JWKS fetch.
-    pub fn check_header<'h>(&self, header: &'h Header) -> Result<&'h str, RejectReason> {
-        if header.alg != ALGORITHM {
-            return Err(RejectReason::AlgorithmNotAllowed);
-        }
+    pub fn check_header<'h>(
+        &self,
+        header: &'h Header,
+    ) -> Result<(&'h str, Algorithm), RejectReason> {
+        let alg = Algorithm::from_jose(&header.alg)
+            .filter(|alg| self.algorithms.contains(*alg))
+            .ok_or(RejectReason::AlgorithmNotAllowed)?;
         // RFC 9068 §4: "at+jwt"; RFC 7515 §4.1.9 allows the "application/" prefix, and media
         // types compare case-insensitively.
         let typ = header.typ.as_deref().unwrap_or_default();
@@ -58,7 +68,7 @@ impl Policy {
             return Err(RejectReason::CriticalHeader);
         }
         match header.kid.as_deref() {
-            Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => Ok(kid),
+            Some(kid) if !kid.is_empty() && kid.len() <= MAX_KID_LEN => Ok((kid, alg)),
             _ => Err(RejectReason::MissingKid),
         }
     }
@@ -183,11 +193,11 @@ struct Inner {
     sessions: SessionCheck,
     cache: Option<moka::sync::Cache<Box<str>, Verified>>,
     /// Header segments already decoded and accepted by [`Policy::check_header`], with their
-    /// `kid`. Every token one key signs carries the same header segment, so after the first
+    /// `kid` and claimed algorithm. Every token one key signs carries the same header segment, so after the first
     /// token of a key the header costs one lookup instead of a base64 decode and two JSON
     /// passes (a third of the work around the signature check). Only accepted headers are
     /// kept, and the capacity is small: a flood of distinct headers only evicts entries.
-    headers: moka::sync::Cache<Box<str>, Arc<str>>,
+    headers: moka::sync::Cache<Box<str>, (Arc<str>, Algorithm)>,
     /// Benchmark builds only: accept every well-formed token unchecked (see
     /// [`Verifier::insecure_skip_verification`]).
     #[cfg(feature = "bench-auth-off")]
@@ -339,18 +349,24 @@ impl Verifier {
         let jws = CompactJws::split(token)?;
         // The same checks, in the same order, as `jws::UnverifiedJws::parse` then `check_header`;
         // a header segment seen before was decoded, parsed and accepted then.
-        let (kid, signature) = match inner.headers.get(jws.header_b64) {
-            Some(kid) => (kid, jws.signature()?),
+        let ((kid, alg), signature) = match inner.headers.get(jws.header_b64) {
+            Some(checked) => (checked, jws.signature()?),
             None => {
                 let header = jws.header()?;
                 let signature = jws.signature()?;
-                let kid: Arc<str> = inner.policy.check_header(&header)?.into();
-                inner.headers.insert(jws.header_b64.into(), kid.clone());
-                (kid, signature)
+                let (kid, alg) = inner.policy.check_header(&header)?;
+                let checked: (Arc<str>, Algorithm) = (kid.into(), alg);
+                inner.headers.insert(jws.header_b64.into(), checked.clone());
+                (checked, signature)
             }
         };
         let key = inner.keys.key(&kid).await?;
-        if !key.verify(jws.signing_input.as_bytes(), &signature) {
+        // The pinning: the key decides the algorithm; a header naming another one (an ES256
+        // token with the kid of an RSA key) is refused before any signature check.
+        if key.algorithm() != alg {
+            return Err(RejectReason::AlgorithmNotAllowed.into());
+        }
+        if !key.verify_as(alg, jws.signing_input.as_bytes(), &signature) {
             return Err(RejectReason::BadSignature.into());
         }
         let claims: AccessClaims = jws.payload()?;

@@ -221,6 +221,13 @@ fn wycheproof_jwk_ingestion() {
             if public && valid && comment == "rs256" {
                 assert_eq!(keys.len(), 1, "case {id}: the RS256 key is kept");
                 assert!(dropped.is_empty());
+            } else if comment == "jws_mixedSymmetryKeyset" {
+                // The set's EC member is a well-formed public P-256 key, usable for ES256 since
+                // the platform accepts ES256; the symmetric key is dropped. What the case
+                // calls invalid is its HS256 token, which the JWS layer refuses.
+                assert_eq!(keys.kids().collect::<Vec<_>>(), ["kid-ec-sign"]);
+                assert_eq!(dropped.len(), 1);
+                assert!(!jws_layer_accepts(&keys, str_at(case, "/jws")), "case {id}");
             } else {
                 assert!(
                     keys.is_empty(),
@@ -238,13 +245,16 @@ fn jws_layer_accepts(keys: &KeySet, token: &str) -> bool {
     let Ok(jws) = UnverifiedJws::parse(token) else {
         return false;
     };
-    if jws.header.alg != "RS256" || jws.header.crit {
+    let Some(alg) = authn::jwk::Algorithm::from_jose(&jws.header.alg) else {
+        return false;
+    };
+    if jws.header.crit {
         return false;
     }
     let Some(key) = jws.header.kid.as_deref().and_then(|kid| keys.get(kid)) else {
         return false;
     };
-    key.verify(jws.signing_input.as_bytes(), &jws.signature)
+    key.verify_as(alg, jws.signing_input.as_bytes(), &jws.signature)
 }
 
 /// Wycheproof JWS (`json_web_signature_test.json`), all 401 cases: every invalid case is
@@ -254,33 +264,37 @@ fn jws_layer_accepts(keys: &KeySet, token: &str) -> bool {
 fn wycheproof_json_web_signature() {
     let v = vector("json_web_signature_test.json");
     // Valid in Wycheproof, refused here on purpose:
-    // - every case of a non-RS256 group (HS*, ES*, PS*, RS384, RS512): the verifier pins RS256.
-    //   This includes 372 and 373 (HS256, a `?` inside a segment), which strict base64url
-    //   would refuse anyway;
+    // - every case of a group whose algorithm the platform does not implement (HS*, PS*,
+    //   ES384, ES512, RS384, RS512): only RS256, ES256 and EdDSA exist here. This includes 372
+    //   and 373 (HS256, a `?` inside a segment), which strict base64url would refuse anyway;
     // - 259: an empty payload segment. A JWT always carries a claims object, and an empty
     //   segment is refused as malformed before anything else.
     // Keys with `use: enc` (cases 353, 355, invalid anyway) are dropped at ingestion.
     const EMPTY_PAYLOAD: [u64; 1] = [259];
-    let (mut cases, mut accepted_valid) = (0, 0);
+    // RS256: 33, 260-263, 345, 349; ES256: 18 and 378.
+    const ACCEPTED: [u64; 9] = [18, 33, 260, 261, 262, 263, 345, 349, 378];
+    let (mut cases, mut accepted_valid) = (0, Vec::new());
     for group in v["testGroups"].as_array().expect("groups") {
         let key_json = group.get("public").unwrap_or(&group["private"]);
         let jwks = JwkSet {
             keys: vec![key_json.clone()],
         };
         let (keys, _) = KeySet::from_jwks(&jwks);
-        let rs256_group = key_json["alg"] == "RS256";
+        let supported_group =
+            ["RS256", "ES256", "EdDSA"].contains(&key_json["alg"].as_str().unwrap_or_default());
         for case in group["tests"].as_array().expect("tests") {
             cases += 1;
             let id = case["tcId"].as_u64().expect("id");
             let token = str_at(case, "/jws");
             let accepted = jws_layer_accepts(&keys, token);
             match case["result"].as_str() {
-                Some("valid") if rs256_group && !EMPTY_PAYLOAD.contains(&id) => {
+                Some("valid") if supported_group && !EMPTY_PAYLOAD.contains(&id) => {
                     assert!(
                         accepted,
-                        "case {id} is a valid RS256 JWS and must be accepted"
+                        "case {id} is a valid {} JWS and must be accepted",
+                        key_json["alg"]
                     );
-                    accepted_valid += 1;
+                    accepted_valid.push(id);
                 }
                 Some("valid") => assert!(
                     !accepted,
@@ -291,6 +305,118 @@ fn wycheproof_json_web_signature() {
         }
     }
     assert_eq!(cases, 401);
-    // 33, 260, 261, 262, 263, 345 and 349.
-    assert_eq!(accepted_valid, 7);
+    assert_eq!(accepted_valid, ACCEPTED);
+}
+
+/// A Wycheproof group's key, ingested through the JWKS path (`KeySet::from_jwks`), so the key
+/// policy (curve, point on the curve, sizes) applies as it does to the issuer's JWKS. Groups
+/// without a JWK carry the uncompressed point, turned into one.
+fn wycheproof_jwks_key(group: &Value, alg: authn::jwk::Algorithm) -> std::sync::Arc<VerifyingKey> {
+    let mut jwk = match group.get("publicKeyJwk") {
+        Some(jwk) => jwk.clone(),
+        None => serde_json::to_value(
+            Jwk::ec_p256_public(&hex(&group["publicKey"]["uncompressed"])).expect("point"),
+        )
+        .expect("JWK"),
+    };
+    jwk["kid"] = "wycheproof".into();
+    jwk["alg"] = alg.as_str().into();
+    let (keys, dropped) = KeySet::from_jwks(&JwkSet { keys: vec![jwk] });
+    assert!(dropped.is_empty(), "{dropped:?}");
+    keys.get("wycheproof").expect("key").clone()
+}
+
+/// Runs every case of a Wycheproof verification file through `key.verify_as(alg, ..)`, the
+/// call the verifier makes after pinning: every valid case verifies, every invalid one is
+/// refused. Neither file has "acceptable" cases; if one appeared it would count as invalid (the
+/// strict reading). Returns (valid, invalid).
+fn run_wycheproof(file: &str, alg: authn::jwk::Algorithm) -> (usize, usize) {
+    let v = vector(file);
+    let (mut valid, mut invalid) = (0, 0);
+    for group in v["testGroups"].as_array().expect("groups") {
+        let key = wycheproof_jwks_key(group, alg);
+        assert_eq!(key.algorithm(), alg);
+        for case in group["tests"].as_array().expect("tests") {
+            let id = &case["tcId"];
+            let accepted = key.verify_as(alg, &hex(&case["msg"]), &hex(&case["sig"]));
+            match case["result"].as_str() {
+                Some("valid") => {
+                    assert!(accepted, "case {id} is valid and must verify");
+                    valid += 1;
+                }
+                Some("invalid" | "acceptable") => {
+                    assert!(!accepted, "case {id} ({}) must be refused", case["comment"]);
+                    invalid += 1;
+                }
+                other => panic!("case {id}: unknown result {other:?}"),
+            }
+            // The same signature under any other algorithm: refused, whatever the case says.
+            for other in authn::jwk::Algorithm::ALL.into_iter().filter(|a| *a != alg) {
+                assert!(!key.verify_as(other, &hex(&case["msg"]), &hex(&case["sig"])));
+            }
+        }
+    }
+    (valid, invalid)
+}
+
+/// Wycheproof ECDSA P-256 SHA-256 in P1363 form (JWS ES256): 262 cases, 173 valid, 89 invalid
+/// (DER-encoded and wrong-length signatures, r or s of 0 or n, edge-case keys), all matching.
+#[test]
+fn wycheproof_ecdsa_p256_sha256_p1363() {
+    assert_eq!(
+        run_wycheproof(
+            "ecdsa_secp256r1_sha256_p1363_test.json",
+            authn::jwk::Algorithm::Es256
+        ),
+        (173, 89)
+    );
+}
+
+/// Wycheproof Ed25519 (JWS EdDSA): 151 cases, 88 valid, 63 invalid (non-canonical `s`,
+/// truncated or extended signatures), all matching.
+#[test]
+fn wycheproof_ed25519() {
+    assert_eq!(
+        run_wycheproof("ed25519_test.json", authn::jwk::Algorithm::EdDsa),
+        (88, 63)
+    );
+}
+
+/// RFC 8037 Appendix A: the Ed25519 JWK's RFC 7638 thumbprint (A.3), and the example JWS (A.4)
+/// through the JWS layer: strict compact parsing, `alg: EdDSA` pinned to the key's algorithm,
+/// the signature. The same JWS with `alg` changed, or verified with an RSA key's algorithm,
+/// is refused. The private JWK is refused as a published key.
+#[test]
+fn rfc8037_ed25519_example() {
+    let v = vector("rfc8037-a-ed25519.json");
+    let public: Jwk = serde_json::from_value(v["jwk_public"].clone()).expect("JWK");
+    assert_eq!(
+        public.thumbprint().expect("thumbprint"),
+        str_at(&v, "/thumbprint_sha256")
+    );
+    let mut private: Jwk = serde_json::from_value(v["jwk_private"].clone()).expect("JWK");
+    private.kid = Some("private".into());
+    assert_eq!(
+        VerifyingKey::from_jwk(&private).unwrap_err(),
+        KeyError::PrivateMaterial
+    );
+
+    let key = public_key(&v["jwk_public"], "rfc8037");
+    assert_eq!(key.algorithm(), authn::jwk::Algorithm::EdDsa);
+    let compact = str_at(&v, "/compact");
+    let jws = UnverifiedJws::parse(compact).expect("compact JWS");
+    assert_eq!(jws.signing_input, str_at(&v, "/signing_input"));
+    let alg = authn::jwk::Algorithm::from_jose(&jws.header.alg).expect("EdDSA");
+    assert!(key.verify_as(alg, jws.signing_input.as_bytes(), &jws.signature));
+    assert!(!key.verify_as(
+        authn::jwk::Algorithm::Es256,
+        jws.signing_input.as_bytes(),
+        &jws.signature
+    ));
+    let mut altered = jws.signature.clone();
+    altered[0] ^= 1;
+    assert!(!key.verify_as(alg, jws.signing_input.as_bytes(), &altered));
+    // The JOSE names are case-sensitive: "EDDSA" and "eddsa" name no algorithm.
+    assert!(authn::jwk::Algorithm::from_jose("EDDSA").is_none());
+    assert!(authn::jwk::Algorithm::from_jose("eddsa").is_none());
 }

@@ -37,6 +37,11 @@ impl TestIssuer {
         Self::with_signer(Signer::generate().expect("RSA key generation"))
     }
 
+    /// An issuer signing with a fresh key of `alg` (RS256, ES256 or EdDSA).
+    pub fn with_alg(alg: authn::jwk::Algorithm) -> Self {
+        Self::with_signer(Signer::generate_for(alg).expect("key generation"))
+    }
+
     pub fn with_signer(signer: Signer) -> Self {
         Self {
             issuer: Self::ISSUER.to_owned(),
@@ -83,7 +88,7 @@ impl TestIssuer {
 
     /// The standard header of our tokens, to edit when forging.
     pub fn header(&self) -> Value {
-        json!({ "alg": "RS256", "typ": "at+jwt", "kid": self.kid() })
+        json!({ "alg": self.signer.algorithm().as_str(), "typ": "at+jwt", "kid": self.kid() })
     }
 
     /// Signs an arbitrary header and payload (given as JSON text, so duplicate members and odd

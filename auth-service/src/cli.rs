@@ -77,6 +77,9 @@ pub enum KeysCommand {
         /// minimum refetch interval).
         #[arg(long)]
         immediate: bool,
+        /// The new key's algorithm: RS256, ES256 or EdDSA. Default: AUTH_SIGNING_ALG.
+        #[arg(long)]
+        alg: Option<authn::jwk::Algorithm>,
     },
     /// Revoke a key at once (a leaked key): withdrawn from the JWKS and pushed to hybrid
     /// verifiers. The active key is first replaced by an immediate rotation.
@@ -439,8 +442,8 @@ async fn keys_command(
     let now = db::now();
     match command {
         KeysCommand::List => {}
-        KeysCommand::Rotate { immediate } => {
-            let outcome = keys.rotate(now, immediate).await?;
+        KeysCommand::Rotate { immediate, alg } => {
+            let outcome = keys.rotate_as(now, immediate, alg).await?;
             if outcome.is_empty() {
                 writeln!(
                     stdout,
@@ -500,8 +503,8 @@ fn print_listing(stdout: &mut impl Write, listing: &KeyListing) -> anyhow::Resul
     )?;
     writeln!(
         stdout,
-        "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}",
-        "KID", "STATE", "CREATED", "ACTIVATES", "RETIRED/REVOKED", "REMOVED"
+        "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}  {:<5}",
+        "KID", "STATE", "CREATED", "ACTIVATES", "RETIRED/REVOKED", "REMOVED", "ALG"
     )?;
     for key in &listing.keys {
         let info = &key.info;
@@ -512,13 +515,14 @@ fn print_listing(stdout: &mut impl Write, listing: &KeyListing) -> anyhow::Resul
         };
         writeln!(
             stdout,
-            "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}",
+            "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}  {:<5}",
             info.kid,
             info.state.as_str(),
             time(Some(info.created_at)),
             time(Some(info.activates_at)),
             time(stopped),
             time(key.removed_at),
+            key.alg.unwrap_or("-"),
         )?;
     }
     Ok(())

@@ -363,6 +363,18 @@ pub struct KeysConfig {
     /// How often each replica re-reads the key set and runs the rotation schedule.
     #[arg(long = "key-reload-interval", value_name = "KEY_RELOAD_INTERVAL", env = ENV_KEY_RELOAD_INTERVAL, default_value = DEFAULT_KEY_RELOAD_INTERVAL, value_parser = parse_positive_duration, global = true)]
     pub reload_interval: Duration,
+
+    /// The algorithm of the keys the service generates (the first key and scheduled
+    /// rotations): `RS256` (RSA-2048), `ES256` (P-256) or `EdDSA` (Ed25519). Keys already
+    /// stored keep theirs (docs/KEYS.md).
+    #[arg(
+        long = "signing-alg",
+        value_name = "SIGNING_ALG",
+        env = "AUTH_SIGNING_ALG",
+        default_value = "RS256",
+        global = true
+    )]
+    pub signing_alg: authn::jwk::Algorithm,
 }
 
 impl Default for KeysConfig {
@@ -374,6 +386,7 @@ impl Default for KeysConfig {
             rotation_interval: default_duration(DEFAULT_KEY_ROTATION_INTERVAL),
             prepublish: None,
             reload_interval: default_duration(DEFAULT_KEY_RELOAD_INTERVAL),
+            signing_alg: authn::jwk::Algorithm::Rs256,
         }
     }
 }

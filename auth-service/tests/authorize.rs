@@ -905,7 +905,7 @@ async fn discovery_names_the_code_flow_and_the_password_grant_can_be_turned_off(
     );
     assert_eq!(
         discovery["id_token_signing_alg_values_supported"],
-        serde_json::json!(["RS256"])
+        serde_json::json!(["RS256", "ES256", "EdDSA"])
     );
     assert_eq!(
         discovery["authorization_response_iss_parameter_supported"],

@@ -10,7 +10,7 @@
 //! | `PATCH /v1/admin/users/{user_id}` | `users:admin` | changes `roles`, `scopes`, `enabled` |
 //! | `POST /v1/admin/users/{user_id}/disable`, `.../enable` | `users:admin` | (204) |
 //! | `GET /v1/admin/keys` | `keys:admin` | the signing keys |
-//! | `POST /v1/admin/keys/rotate[?immediate=true]` | `keys:admin` | starts a rotation |
+//! | `POST /v1/admin/keys/rotate[?immediate=true][&alg=ES256]` | `keys:admin` | starts a rotation |
 //! | `POST /v1/admin/keys/{kid}/revoke` | `keys:admin` | revokes a key |
 //!
 //! Bodies are JSON objects; unknown members, a role or scope that is not well-formed, a missing
@@ -343,6 +343,7 @@ fn key_error(error: KeyStoreError) -> ApiError {
         KeyStoreError::ReadOnly => ApiError::Conflict(
             "the signing keys are mounted read-only: rotate them by replacing the files",
         ),
+        error @ KeyStoreError::NextKeyAlgorithm { .. } => ApiError::BadRequest(error.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -363,6 +364,9 @@ async fn list_keys(
 struct RotateQuery {
     #[serde(default)]
     immediate: bool,
+    /// The new key's algorithm (`RS256`, `ES256`, `EdDSA`); default `AUTH_SIGNING_ALG`.
+    #[serde(default)]
+    alg: Option<String>,
 }
 
 /// Starts a rotation (200): the next key signs after the pre-publication window, or at once
@@ -375,9 +379,15 @@ async fn rotate_keys(
     Query(query): Query<RotateQuery>,
 ) -> Result<Response, ApiError> {
     require_admin(&principal, Scope::KeysAdmin)?;
+    let alg = query
+        .alg
+        .as_deref()
+        .map(str::parse::<authn::jwk::Algorithm>)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let outcome = state
         .keys
-        .rotate(crate::db::now(), query.immediate)
+        .rotate_as(crate::db::now(), query.immediate, alg)
         .await
         .map_err(key_error)?;
     tracing::info!(immediate = query.immediate, created = ?outcome.created, activated = ?outcome.activated, "key rotation requested");

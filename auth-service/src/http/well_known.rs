@@ -63,13 +63,13 @@ impl WellKnown {
             "response_modes_supported": ["query"],
             "code_challenge_methods_supported": [pkce::S256],
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": scopes,
             "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "preferred_username", "roles", "scope"],
             "prompt_values_supported": ["none", "login"],
             "authorization_response_iss_parameter_supported": true,
-            "access_token_signing_alg_values_supported": ["RS256"],
+            "access_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         });
         Self {
             discovery: Bytes::from(

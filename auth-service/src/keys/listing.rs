@@ -12,6 +12,9 @@ pub struct ListedKey {
     pub info: KeyInfo,
     /// When a retired or revoked key leaves the set.
     pub removed_at: Option<i64>,
+    /// `RS256`, `ES256` or `EdDSA`; `null` for a key no longer published (its private key is
+    /// not loaded).
+    pub alg: Option<&'static str>,
 }
 
 /// The key set, its store and its schedule.
@@ -51,6 +54,7 @@ impl KeyManager {
             .into_iter()
             .map(|info| ListedKey {
                 removed_at: timing.removal_at(&info),
+                alg: self.algorithm_of(&info.kid).map(|alg| alg.as_str()),
                 info,
             })
             .collect()

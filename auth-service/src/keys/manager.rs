@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use authn::jwk::Algorithm;
 use authn::sign::Signer;
 use authn::verifier::LocalKeys;
 use sqlx::AnyPool;
@@ -12,7 +13,7 @@ use tokio::sync::Mutex;
 
 use super::KeyStoreError;
 use super::publication::PublishedJwks;
-use super::schedule::{self, KeyInfo, KeyTiming, Outcome};
+use super::schedule::{self, KeyInfo, KeyState, KeyTiming, Outcome};
 use super::settings::KeySettings;
 use super::snapshot::Snapshot;
 use super::storage::Storage;
@@ -134,6 +135,11 @@ impl KeyManager {
     }
 
     /// The schedule's timing (the served JWKS max-age included).
+    /// The algorithm of the published key `kid` (`None`: not published).
+    pub fn algorithm_of(&self, kid: &str) -> Option<Algorithm> {
+        self.snapshot().signers.get(kid).map(|s| s.algorithm())
+    }
+
     pub fn timing(&self) -> KeyTiming {
         self.inner.storage.timing
     }
@@ -208,11 +214,38 @@ impl KeyManager {
     /// once with `immediate` (verifiers that have not refetched the JWKS refuse its tokens
     /// until they do, which an unknown `kid` triggers, at most once per their minimum interval).
     pub async fn rotate(&self, now: i64, immediate: bool) -> Result<Outcome, KeyStoreError> {
+        self.rotate_as(now, immediate, None).await
+    }
+
+    /// [`KeyManager::rotate`] to a key of `alg` (`keys rotate --alg`); `None`: the configured
+    /// `AUTH_SIGNING_ALG`. A pending next key of another algorithm is an error rather than
+    /// silently promoted: revoke it first, or rotate without `--alg`.
+    pub async fn rotate_as(
+        &self,
+        now: i64,
+        immediate: bool,
+        alg: Option<Algorithm>,
+    ) -> Result<Outcome, KeyStoreError> {
         let timing = self.inner.storage.timing;
+        let snapshot = self.snapshot();
+        if let Some(requested) = alg
+            && let Some(next) = snapshot
+                .keys
+                .iter()
+                .filter(|k| k.state == KeyState::Next)
+                .find_map(|k| snapshot.signers.get(&k.kid))
+            && next.algorithm() != requested
+        {
+            return Err(KeyStoreError::NextKeyAlgorithm {
+                next: next.algorithm(),
+                requested,
+            });
+        }
+        let alg = alg.unwrap_or(self.inner.storage.signing_alg);
         let outcome = self
             .inner
             .storage
-            .mutate(now, &self.keys(), |keys, fresh| {
+            .mutate_as(alg, now, &self.keys(), |keys, fresh| {
                 schedule::rotate(keys, now, &timing, immediate, fresh)
             })
             .await?;

@@ -108,6 +108,13 @@ pub enum KeyStoreError {
     NoActive,
     #[error("a published signing key does not pass the verification key policy: {0}")]
     OwnKey(String),
+    #[error(
+        "a next key ({next}) is already published and would be promoted, not a {requested} key: revoke it first, or rotate without --alg"
+    )]
+    NextKeyAlgorithm {
+        next: authn::jwk::Algorithm,
+        requested: authn::jwk::Algorithm,
+    },
 }
 
 impl From<PlanError> for KeyStoreError {

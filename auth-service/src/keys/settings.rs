@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use authn::jwk::Algorithm;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::encryption::{EncryptionError, EncryptionKey};
@@ -32,6 +33,8 @@ pub struct KeySettings {
     pub jwks_max_age: Duration,
     /// `AUTH_ACCESS_TOKEN_TTL`: how long a retired key must stay published.
     pub access_token_ttl: Duration,
+    /// `AUTH_SIGNING_ALG`: the algorithm of generated keys (the first, scheduled rotations).
+    pub signing_alg: Algorithm,
 }
 
 impl KeySettings {
@@ -48,6 +51,7 @@ impl KeySettings {
             reload_interval: keys.reload_interval,
             jwks_max_age: config.jwks_max_age,
             access_token_ttl: config.access_token_ttl,
+            signing_alg: keys.signing_alg,
         }
     }
 

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use authn::jwk::Algorithm;
 use authn::sign::Signer;
 use sqlx::AnyPool;
 
@@ -29,6 +30,8 @@ pub(super) struct Storage {
     pub(super) store: KeyStore,
     pub(super) timing: KeyTiming,
     pub(super) log: RevocationLog,
+    /// `AUTH_SIGNING_ALG`: the algorithm of the keys generated without an explicit one.
+    pub(super) signing_alg: Algorithm,
 }
 
 impl Storage {
@@ -55,6 +58,7 @@ impl Storage {
             store,
             timing,
             log,
+            signing_alg: settings.signing_alg,
         };
         storage.prepare(&settings.dir).await?;
         if storage.store.is_writable() {
@@ -172,12 +176,26 @@ impl Storage {
     where
         F: Fn(&mut Vec<KeyInfo>, Option<&str>) -> Result<Outcome, PlanError>,
     {
+        self.mutate_as(self.signing_alg, now, hint, plan).await
+    }
+
+    /// [`Storage::mutate`], generating a key of `alg` if one is needed.
+    pub(super) async fn mutate_as<F>(
+        &self,
+        alg: Algorithm,
+        now: i64,
+        hint: &[KeyInfo],
+        plan: F,
+    ) -> Result<Outcome, KeyStoreError>
+    where
+        F: Fn(&mut Vec<KeyInfo>, Option<&str>) -> Result<Outcome, PlanError>,
+    {
         if !self.store.is_writable() {
             return Err(KeyStoreError::ReadOnly);
         }
         let mut fresh = None;
         if plan(&mut hint.to_vec(), None) == Err(PlanError::NeedKey) {
-            fresh = Some(generate().await?);
+            fresh = Some(generate(alg).await?);
         }
         loop {
             let mut tx = self.pool.begin().await?;
@@ -188,7 +206,7 @@ impl Storage {
                 Ok(outcome) => outcome,
                 Err(PlanError::NeedKey) => {
                     tx.rollback().await?;
-                    fresh = Some(generate().await?);
+                    fresh = Some(generate(alg).await?);
                     continue;
                 }
                 Err(error) => {
@@ -264,8 +282,8 @@ impl Storage {
     }
 }
 
-async fn generate() -> Result<Arc<Signer>, KeyStoreError> {
-    let signer = tokio::task::spawn_blocking(Signer::generate)
+async fn generate(alg: Algorithm) -> Result<Arc<Signer>, KeyStoreError> {
+    let signer = tokio::task::spawn_blocking(move || Signer::generate_for(alg))
         .await?
         .map_err(KeyStoreError::Generate)?;
     Ok(Arc::new(signer))

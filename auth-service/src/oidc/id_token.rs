@@ -29,17 +29,35 @@ pub struct IdTokenClaims {
 }
 
 /// OpenID Connect Core §3.1.3.6: the left half of the hash of the access token's ASCII, with the
-/// hash of the signing algorithm (SHA-256 for RS256, the only one the signer has), base64url.
+/// hash of the signing algorithm, base64url. The ID token is signed by the key that signed the
+/// access token it comes with, so the access token's own header names the algorithm: SHA-256
+/// for RS256 and ES256, SHA-512 for EdDSA with Ed25519 (the hash Ed25519 uses internally, as
+/// OpenID Connect's errata and the common libraries read it).
 pub fn at_hash(access_token: &str) -> String {
-    let hash = digest::digest(&digest::SHA256, access_token.as_bytes());
+    let alg = authn::jws::CompactJws::split(access_token)
+        .and_then(|jws| jws.header())
+        .ok()
+        .and_then(|header| authn::jwk::Algorithm::from_jose(&header.alg))
+        .unwrap_or_default();
+    at_hash_for(alg, access_token)
+}
+
+/// [`at_hash`] of an access token signed with `alg`.
+pub fn at_hash_for(alg: authn::jwk::Algorithm, access_token: &str) -> String {
+    let hash_alg = match alg {
+        authn::jwk::Algorithm::EdDsa => &digest::SHA512,
+        authn::jwk::Algorithm::Rs256 | authn::jwk::Algorithm::Es256 => &digest::SHA256,
+    };
+    let hash = digest::digest(hash_alg, access_token.as_bytes());
     let bytes = hash.as_ref();
     URL_SAFE_NO_PAD.encode(&bytes[..bytes.len() / 2])
 }
 
-/// Signs `claims` with `signer` under the header `{"alg":"RS256","typ":"JWT","kid":...}`.
+/// Signs `claims` with `signer` under the header `{"alg":..,"typ":"JWT","kid":...}`, `alg` being
+/// the signer's.
 pub fn sign(signer: &Signer, claims: &IdTokenClaims) -> Result<String, SignError> {
     let header = serde_json::json!({
-        "alg": authn::jwk::ALGORITHM,
+        "alg": signer.algorithm().as_str(),
         "typ": "JWT",
         "kid": signer.kid(),
     });
@@ -63,18 +81,20 @@ pub struct Hint {
     pub sid: Option<String>,
 }
 
-/// An ID token of this issuer presented as an `id_token_hint`: RS256, `typ: JWT`, no `crit`, a
-/// key of `keys` (a revoked key is no longer in it) and its signature, `iss` = `issuer`. Its
+/// An ID token of this issuer presented as an `id_token_hint`: `typ: JWT`, no `crit`, a key of
+/// `keys` (a revoked key is no longer in it), the algorithm of that key, and its signature,
+/// `iss` = `issuer`. Its
 /// expiry is not checked: RP-Initiated Logout 1.0 §2 lets a relying party send an expired ID
 /// token, which is what it usually holds when the user signs out.
 pub fn verify_hint(keys: &authn::jwk::KeySet, issuer: &str, token: &str) -> Option<Hint> {
     let jws = authn::jws::CompactJws::split(token).ok()?;
     let header = jws.header().ok()?;
-    if header.alg != authn::jwk::ALGORITHM || header.typ.as_deref() != Some("JWT") || header.crit {
+    let alg = authn::jwk::Algorithm::from_jose(&header.alg)?;
+    if header.typ.as_deref() != Some("JWT") || header.crit {
         return None;
     }
     let key = keys.get(header.kid.as_deref()?)?;
-    if !key.verify(jws.signing_input.as_bytes(), &jws.signature().ok()?) {
+    if !key.verify_as(alg, jws.signing_input.as_bytes(), &jws.signature().ok()?) {
         return None;
     }
     let hint: Hint = jws.payload().ok()?;

@@ -12,7 +12,14 @@ use testkit::attacks::catalog;
 
 #[tokio::test]
 async fn every_forged_token_is_refused_for_its_reason() {
-    let issuer = TestIssuer::new();
+    for alg in authn::jwk::Algorithm::ALL {
+        every_forged_token_is_refused_by_an_issuer_of(alg).await;
+    }
+}
+
+/// The catalog against a verifier trusting one issuer key of `alg`.
+async fn every_forged_token_is_refused_by_an_issuer_of(alg: authn::jwk::Algorithm) {
+    let issuer = TestIssuer::with_alg(alg);
     let attacker = TestIssuer::new();
     let verifier = issuer.verifier();
     let attacks = catalog(&issuer, &attacker, "http://127.0.0.1:9/never");

@@ -2,6 +2,7 @@
 //! over gRPC: every forged token gets `UNAUTHENTICATED` with a generic message, and causes no
 //! outbound request.
 
+use authn::jwk::Algorithm;
 use proto::orders::v1::ListOrdersRequest;
 use proto::orders::v1::order_service_client::OrderServiceClient;
 use testkit::Issuer;
@@ -25,7 +26,22 @@ async fn list_with(orders: &testkit::orders::Orders, values: &[&str]) -> Result<
 
 #[tokio::test]
 async fn every_forged_token_gets_unauthenticated_without_outbound_requests() {
-    let issuer = Issuer::start().await;
+    every_forged_token_gets_unauthenticated(Algorithm::Rs256).await;
+}
+
+#[tokio::test]
+async fn every_forged_token_gets_unauthenticated_from_an_es256_issuer() {
+    every_forged_token_gets_unauthenticated(Algorithm::Es256).await;
+}
+
+#[tokio::test]
+async fn every_forged_token_gets_unauthenticated_from_an_eddsa_issuer() {
+    every_forged_token_gets_unauthenticated(Algorithm::EdDsa).await;
+}
+
+/// The catalog against an orders-service whose issuer signs with `alg`.
+async fn every_forged_token_gets_unauthenticated(alg: Algorithm) {
+    let issuer = Issuer::start_with(alg).await;
     let orders = spawn_orders(&issuer).await;
     let sink = JwksServer::start(axum::http::StatusCode::OK, "{}".into()).await;
     let attacker = TestIssuer::new();

@@ -3,6 +3,7 @@
 //! outbound request (no fetch of an attacker's URL, no JWKS fetch beyond one refetch for
 //! unknown `kid`s per interval).
 
+use authn::jwk::Algorithm;
 use axum::http::StatusCode;
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderValue};
 use testkit::Issuer;
@@ -13,7 +14,22 @@ use testkit::{JwksServer, TestIssuer};
 
 #[tokio::test]
 async fn every_forged_token_gets_401_without_outbound_requests() {
-    let issuer = Issuer::start().await;
+    every_forged_token_gets_401(Algorithm::Rs256).await;
+}
+
+#[tokio::test]
+async fn every_forged_token_gets_401_from_an_es256_issuer() {
+    every_forged_token_gets_401(Algorithm::Es256).await;
+}
+
+#[tokio::test]
+async fn every_forged_token_gets_401_from_an_eddsa_issuer() {
+    every_forged_token_gets_401(Algorithm::EdDsa).await;
+}
+
+/// The catalog against a gateway whose issuer signs with `alg`.
+async fn every_forged_token_gets_401(alg: Algorithm) {
+    let issuer = Issuer::start_with(alg).await;
     let orders = spawn_orders(&issuer).await;
     let gateway = spawn_gateway(
         &issuer,

@@ -137,6 +137,24 @@ fn der_integer(big_endian: &[u8]) -> Vec<u8> {
 /// JWKS JSON, the raw modulus and its base64url text.
 fn public_key_encodings(issuer: &TestIssuer) -> Vec<(&'static str, Vec<u8>)> {
     let jwk = issuer.signer().public_jwk().clone();
+    if jwk.kty != "RSA" {
+        // EC and OKP keys: the JWK, the key set, the raw public key and its base64url text.
+        let x = b64_decode(jwk.x.as_deref().expect("x")).expect("x");
+        let mut raw = x.clone();
+        if let Some(y) = jwk.y.as_deref() {
+            raw.extend(b64_decode(y).expect("y"));
+        }
+        return vec![
+            ("JWK JSON", serde_json::to_vec(&jwk).expect("json")),
+            (
+                "JWKS JSON",
+                serde_json::to_vec(&issuer.jwks()).expect("json"),
+            ),
+            ("raw public key", raw),
+            ("x", x),
+            ("x base64url", jwk.x.clone().expect("x").into_bytes()),
+        ];
+    }
     let n = b64_decode(jwk.n.as_deref().expect("n")).expect("n");
     let e = b64_decode(jwk.e.as_deref().expect("e")).expect("e");
     let pkcs1 = der(0x30, &[der_integer(&n), der_integer(&e)].concat());
@@ -291,11 +309,16 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
         }
     }
 
-    // 4. Any other algorithm, including all-zero signatures.
+    // 4. Any other algorithm, including all-zero signatures (the issuer's own algorithm, and
+    // any algorithm that is not its key's, are left out: a key verifies only its own).
+    let own = issuer.signer().algorithm();
     for alg in [
-        "HS384", "HS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS384", "RS512",
-        "EdDSA", "rs256", "RS256 ", "",
-    ] {
+        "HS384", "HS512", "RS256", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS384",
+        "RS512", "EdDSA", "rs256", "RS256 ", "es256", "EDDSA", "Ed25519", "",
+    ]
+    .into_iter()
+    .filter(|alg| *alg != own.as_str())
+    {
         let header = json!({ "alg": alg, "typ": "at+jwt", "kid": kid });
         for len in [64, 256] {
             c.add(
@@ -312,10 +335,14 @@ pub fn catalog(issuer: &TestIssuer, attacker: &TestIssuer, sink_url: &str) -> Ve
         c.sign(&json!({ "typ": "at+jwt", "kid": kid }), &claims),
         &[Malformed],
     );
+    let signature_len = match own {
+        authn::jwk::Algorithm::Rs256 => 256,
+        authn::jwk::Algorithm::Es256 | authn::jwk::Algorithm::EdDsa => 64,
+    };
     c.add(
         4,
-        "RS256 with an all-zero signature",
-        unsigned(&c.header(), &claims, &b64_encode([0u8; 256])),
+        format!("{own} with an all-zero signature"),
+        unsigned(&c.header(), &claims, &b64_encode(vec![0u8; signature_len])),
         &[BadSignature],
     );
 

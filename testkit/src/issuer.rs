@@ -18,7 +18,12 @@ pub struct Issuer {
 
 impl Issuer {
     pub async fn start() -> Self {
-        let issuer = TestIssuer::new();
+        Self::start_with(authn::jwk::Algorithm::Rs256).await
+    }
+
+    /// An issuer signing with a key of `alg` (RS256, ES256 or EdDSA).
+    pub async fn start_with(alg: authn::jwk::Algorithm) -> Self {
+        let issuer = TestIssuer::with_alg(alg);
         let jwks = issuer.serve_jwks().await;
         Self { issuer, jwks }
     }

@@ -55,6 +55,8 @@ pub struct Options {
     pub web_public_url: Option<String>,
     /// auth-service's `AUTH_ACCESS_TOKEN_TTL` (default: the service's default).
     pub access_token_ttl: Option<Duration>,
+    /// auth-service's `AUTH_SIGNING_ALG` (default: RS256).
+    pub signing_alg: Option<authn::jwk::Algorithm>,
 }
 
 impl Default for Options {
@@ -70,6 +72,7 @@ impl Default for Options {
             web: false,
             web_public_url: None,
             access_token_ttl: None,
+            signing_alg: None,
         }
     }
 }
@@ -129,6 +132,9 @@ impl Stack {
         };
         if let Some(ttl) = options.access_token_ttl {
             auth_config.access_token_ttl = ttl;
+        }
+        if let Some(alg) = options.signing_alg {
+            auth_config.keys.signing_alg = alg;
         }
         let auth = auth_service::App::build(auth_config.clone())
             .await

@@ -6,7 +6,10 @@
 
 use std::path::Path;
 
-use testkit::auth::{TEST_AUDIENCE, TEST_ISSUER, spawn_auth};
+use std::sync::Arc;
+
+use authn::jwk::Algorithm;
+use testkit::auth::{TEST_AUDIENCE, TEST_ISSUER, spawn_auth_with, test_config};
 use tokio::process::Command;
 
 async fn pyjwt_available() -> bool {
@@ -20,11 +23,32 @@ async fn pyjwt_available() -> bool {
 #[tokio::test]
 #[ignore = "needs python3 with pyjwt[crypto]: run with -- --include-ignored"]
 async fn pyjwt_verifies_an_access_token_with_the_served_jwks() {
+    pyjwt_verifies(Algorithm::Rs256).await;
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with pyjwt[crypto]: run with -- --include-ignored"]
+async fn pyjwt_verifies_an_es256_access_token_with_the_served_jwks() {
+    pyjwt_verifies(Algorithm::Es256).await;
+}
+
+#[tokio::test]
+#[ignore = "needs python3 with pyjwt[crypto]: run with -- --include-ignored"]
+async fn pyjwt_verifies_an_eddsa_access_token_with_the_served_jwks() {
+    pyjwt_verifies(Algorithm::EdDsa).await;
+}
+
+/// PyJWT verifies a token of an issuer signing with `alg`, and refuses it under any other
+/// algorithm.
+async fn pyjwt_verifies(alg: Algorithm) {
     assert!(
         pyjwt_available().await,
         "python3 cannot import jwt and cryptography (pip install 'pyjwt[crypto]')"
     );
-    let auth = spawn_auth().await;
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let mut config = test_config(dir.path());
+    config.keys.signing_alg = alg;
+    let auth = spawn_auth_with(config, dir).await;
     let user = auth
         .create_user(
             "alice",
@@ -41,7 +65,13 @@ async fn pyjwt_verifies_an_access_token_with_the_served_jwks() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/pyjwt_verify.py");
     let output = Command::new("python3")
         .arg(&script)
-        .args([&auth.jwks_url(), &token, TEST_ISSUER, TEST_AUDIENCE])
+        .args([
+            &auth.jwks_url(),
+            &token,
+            TEST_ISSUER,
+            TEST_AUDIENCE,
+            alg.as_str(),
+        ])
         .output()
         .await
         .expect("python3 runs");
@@ -53,6 +83,8 @@ async fn pyjwt_verifies_an_access_token_with_the_served_jwks() {
     let verified: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("PyJWT prints JSON");
     assert_eq!(verified["kid"], auth.kid.as_str());
+    assert_eq!(verified["alg"], alg.as_str());
+    assert_eq!(verified["jwk_alg"], alg.as_str());
     let claims = &verified["claims"];
     assert_eq!(claims["iss"], TEST_ISSUER);
     assert_eq!(claims["aud"], TEST_AUDIENCE);
@@ -60,4 +92,21 @@ async fn pyjwt_verifies_an_access_token_with_the_served_jwks() {
     assert_eq!(claims["scope"], "orders:read orders:write");
     assert_eq!(claims["roles"], serde_json::json!(["user"]));
     assert!(claims["sid"].is_string());
+
+    // PyJWT, too, refuses the token under another algorithm than its key's.
+    for other in Algorithm::ALL.into_iter().filter(|a| *a != alg) {
+        let output = Command::new("python3")
+            .arg(&script)
+            .args([
+                &auth.jwks_url(),
+                &token,
+                TEST_ISSUER,
+                TEST_AUDIENCE,
+                other.as_str(),
+            ])
+            .output()
+            .await
+            .expect("python3 runs");
+        assert!(!output.status.success(), "PyJWT accepted {alg} as {other}");
+    }
 }

@@ -1,9 +1,10 @@
 """Verifies an access token issued by auth-service with an independent implementation.
 
-PyJWT is fed only the issuer's JWKS URL: it selects the key by `kid`, checks the RS256
-signature, `iss`, `aud` and `exp`, and prints the verified claims as JSON on stdout.
+PyJWT is fed only the issuer's JWKS URL: it selects the key by `kid`, checks the signature
+with the one algorithm given (RS256 unless told: ES256, EdDSA), `iss`, `aud` and `exp`, and
+prints the verified claims and the JWK's `alg` as JSON on stdout.
 
-Usage: python3 pyjwt_verify.py JWKS_URL TOKEN ISSUER AUDIENCE
+Usage: python3 pyjwt_verify.py JWKS_URL TOKEN ISSUER AUDIENCE [ALG]
 """
 
 import json
@@ -14,6 +15,7 @@ import jwt
 
 def main() -> int:
     jwks_url, token, issuer, audience = sys.argv[1:5]
+    alg = sys.argv[5] if len(sys.argv) > 5 else "RS256"
     header = jwt.get_unverified_header(token)
     if header.get("typ") != "at+jwt":
         print(f"unexpected typ: {header.get('typ')!r}", file=sys.stderr)
@@ -22,12 +24,13 @@ def main() -> int:
     claims = jwt.decode(
         token,
         signing_key.key,
-        algorithms=["RS256"],
+        algorithms=[alg],
         audience=audience,
         issuer=issuer,
         options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
     )
-    print(json.dumps({"kid": header["kid"], "claims": claims}))
+    jwk_alg = signing_key._jwk_data.get("alg")
+    print(json.dumps({"kid": header["kid"], "alg": header["alg"], "jwk_alg": jwk_alg, "claims": claims}))
     return 0
 
 

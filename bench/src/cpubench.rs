@@ -1,6 +1,7 @@
 //! `cpubench`: the per-token CPU cost of verifying and issuing, side by side with the machine's
-//! RSA-2048 rate (`openssl speed`) and with peer JWT libraries (node `jose`, PyJWT) on the same
-//! token, in one run.
+//! RSA-2048, ECDSA P-256 and Ed25519 rates (`openssl speed rsa2048|ecdsap256|ed25519`) and
+//! with peer JWT libraries (node `jose`, PyJWT) on the same token, in one run: RS256, ES256
+//! and EdDSA tokens alike.
 //!
 //! Every round measures everything once, one after the other on one core each, and each ratio
 //! is taken within a round, so drift of the machine between rounds hits both sides of a ratio
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use authn::claims::{AccessClaims, Audience};
-use authn::jwk::{JwkSet, KeySet};
+use authn::jwk::{Algorithm, JwkSet, KeySet};
 use authn::jws::UnverifiedJws;
 use authn::sign::Signer;
 use authn::verifier::{Keys, Policy, Verifier};
@@ -47,6 +48,26 @@ pub enum Measure {
     Jose,
     /// PyJWT `jwt.decode` with a parsed key.
     PyJwt,
+    /// `openssl speed ecdsap256`, verify.
+    OpensslEs256Verify,
+    /// `openssl speed ecdsap256`, sign.
+    OpensslEs256Sign,
+    /// One ECDSA P-256 SHA-256 verification with the parsed key (aws-lc-rs).
+    Es256RawVerify,
+    /// `Verifier::verify` of an ES256 token without the cache.
+    Es256FullVerify,
+    /// Serialising and signing an access token with an ES256 key.
+    Es256Sign,
+    /// `openssl speed ed25519`, verify.
+    OpensslEdDsaVerify,
+    /// `openssl speed ed25519`, sign.
+    OpensslEdDsaSign,
+    /// One Ed25519 verification with the parsed key (aws-lc-rs).
+    EdDsaRawVerify,
+    /// `Verifier::verify` of an EdDSA token without the cache.
+    EdDsaFullVerify,
+    /// Serialising and signing an access token with an Ed25519 key.
+    EdDsaSign,
 }
 
 impl Measure {
@@ -60,7 +81,34 @@ impl Measure {
             Measure::SignAccessToken => "ours: sign an access token",
             Measure::Jose => "node `jose` jwtVerify",
             Measure::PyJwt => "PyJWT decode",
+            Measure::OpensslEs256Verify => "`openssl speed ecdsap256` verify",
+            Measure::OpensslEs256Sign => "`openssl speed ecdsap256` sign",
+            Measure::Es256RawVerify => "ours: ES256 (P-256) verify alone (aws-lc-rs, parsed key)",
+            Measure::Es256FullVerify => "ours: ES256 full verification, no cache",
+            Measure::Es256Sign => "ours: sign an ES256 access token",
+            Measure::OpensslEdDsaVerify => "`openssl speed ed25519` verify",
+            Measure::OpensslEdDsaSign => "`openssl speed ed25519` sign",
+            Measure::EdDsaRawVerify => "ours: EdDSA (Ed25519) verify alone (aws-lc-rs, parsed key)",
+            Measure::EdDsaFullVerify => "ours: EdDSA full verification, no cache",
+            Measure::EdDsaSign => "ours: sign an EdDSA access token",
         }
+    }
+
+    /// The algorithm and the RS256 measure an in-process ES256 or EdDSA measure repeats.
+    fn in_process(self) -> Option<(Algorithm, Measure)> {
+        Some(match self {
+            Measure::RawVerify
+            | Measure::FullVerify
+            | Measure::CacheHit
+            | Measure::SignAccessToken => (Algorithm::Rs256, self),
+            Measure::Es256RawVerify => (Algorithm::Es256, Measure::RawVerify),
+            Measure::Es256FullVerify => (Algorithm::Es256, Measure::FullVerify),
+            Measure::Es256Sign => (Algorithm::Es256, Measure::SignAccessToken),
+            Measure::EdDsaRawVerify => (Algorithm::EdDsa, Measure::RawVerify),
+            Measure::EdDsaFullVerify => (Algorithm::EdDsa, Measure::FullVerify),
+            Measure::EdDsaSign => (Algorithm::EdDsa, Measure::SignAccessToken),
+            _ => return None,
+        })
     }
 }
 
@@ -74,7 +122,7 @@ pub struct Ratio {
     pub target: Option<Goal>,
 }
 
-pub const RATIOS: [Ratio; 6] = [
+pub const RATIOS: [Ratio; 12] = [
     Ratio {
         name: "full verification / openssl verify",
         numerator: Measure::FullVerify,
@@ -111,6 +159,42 @@ pub const RATIOS: [Ratio; 6] = [
         denominator: Measure::PyJwt,
         target: None,
     },
+    Ratio {
+        name: "ES256 full verification / openssl ecdsap256 verify",
+        numerator: Measure::Es256FullVerify,
+        denominator: Measure::OpensslEs256Verify,
+        target: None,
+    },
+    Ratio {
+        name: "ES256 verify alone (aws-lc-rs) / openssl ecdsap256 verify",
+        numerator: Measure::Es256RawVerify,
+        denominator: Measure::OpensslEs256Verify,
+        target: None,
+    },
+    Ratio {
+        name: "sign an ES256 access token / openssl ecdsap256 sign",
+        numerator: Measure::Es256Sign,
+        denominator: Measure::OpensslEs256Sign,
+        target: None,
+    },
+    Ratio {
+        name: "EdDSA full verification / openssl ed25519 verify",
+        numerator: Measure::EdDsaFullVerify,
+        denominator: Measure::OpensslEdDsaVerify,
+        target: None,
+    },
+    Ratio {
+        name: "EdDSA verify alone (aws-lc-rs) / openssl ed25519 verify",
+        numerator: Measure::EdDsaRawVerify,
+        denominator: Measure::OpensslEdDsaVerify,
+        target: None,
+    },
+    Ratio {
+        name: "sign an EdDSA access token / openssl ed25519 sign",
+        numerator: Measure::EdDsaSign,
+        denominator: Measure::OpensslEdDsaSign,
+        target: None,
+    },
 ];
 
 /// How a run is done.
@@ -144,7 +228,18 @@ pub fn run(
     if settings.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
-    let subject = Subject::new()?;
+    let subjects = [
+        Subject::new(Algorithm::Rs256)?,
+        Subject::new(Algorithm::Es256)?,
+        Subject::new(Algorithm::EdDsa)?,
+    ];
+    let subject_of = |alg: Algorithm| {
+        subjects
+            .iter()
+            .find(|s| s.signer.algorithm() == alg)
+            .expect("BUG: a subject per algorithm")
+    };
+    let subject = subject_of(Algorithm::Rs256);
     let mut rounds = Vec::new();
     for round in 1..=settings.rounds {
         let mut rates = Round::new();
@@ -174,6 +269,51 @@ pub fn run(
             progress(round, measure);
             rates.insert(measure, Ok(subject.rate(measure, settings.duration)));
         }
+        for (curve, verify, sign, ours) in [
+            (
+                openssl::Curve::EcdsaP256,
+                Measure::OpensslEs256Verify,
+                Measure::OpensslEs256Sign,
+                [
+                    Measure::Es256RawVerify,
+                    Measure::Es256FullVerify,
+                    Measure::Es256Sign,
+                ],
+            ),
+            (
+                openssl::Curve::Ed25519,
+                Measure::OpensslEdDsaVerify,
+                Measure::OpensslEdDsaSign,
+                [
+                    Measure::EdDsaRawVerify,
+                    Measure::EdDsaFullVerify,
+                    Measure::EdDsaSign,
+                ],
+            ),
+        ] {
+            if settings.selects(verify) || settings.selects(sign) {
+                progress(round, verify);
+                match openssl::measure_curve(curve, settings.duration) {
+                    Ok(speed) => {
+                        rates.insert(verify, Ok(speed.verify_per_sec));
+                        rates.insert(sign, Ok(speed.sign_per_sec));
+                    }
+                    Err(error) => {
+                        let reason = format!("{error:#}");
+                        rates.insert(verify, Err(reason.clone()));
+                        rates.insert(sign, Err(reason));
+                    }
+                }
+            }
+            for measure in ours {
+                if !settings.selects(measure) {
+                    continue;
+                }
+                let (alg, base) = measure.in_process().expect("BUG: an in-process measure");
+                progress(round, measure);
+                rates.insert(measure, Ok(subject_of(alg).rate(base, settings.duration)));
+            }
+        }
         for measure in [Measure::Jose, Measure::PyJwt] {
             if !settings.selects(measure) {
                 continue;
@@ -190,8 +330,8 @@ pub fn run(
     Ok(rounds)
 }
 
-/// The token and verifiers every measure works on: one RSA-2048 key and an access token like
-/// the ones auth-service issues to a user. (`testkit::TestIssuer` would do, but its
+/// The token and verifiers the measures of one algorithm work on: one key (RSA-2048, P-256 or
+/// Ed25519) and an access token like the ones auth-service issues to a user. (`testkit::TestIssuer` would do, but its
 /// feature would then be unified into the service binaries built next to this one.)
 struct Subject {
     signer: Signer,
@@ -203,8 +343,9 @@ impl Subject {
     const ISSUER: &'static str = "https://issuer.bench";
     const AUDIENCE: &'static str = "orders";
 
-    fn new() -> anyhow::Result<Self> {
-        let signer = Signer::generate().context("cannot generate an RSA key")?;
+    fn new(alg: Algorithm) -> anyhow::Result<Self> {
+        let signer =
+            Signer::generate_for(alg).with_context(|| format!("cannot generate a {alg} key"))?;
         let now = authn::unix_now();
         let claims = AccessClaims {
             iss: Self::ISSUER.to_owned(),
@@ -279,9 +420,7 @@ impl Subject {
                     .sign(std::hint::black_box(&self.claims))
                     .expect("BUG: signing works");
             }),
-            Measure::OpensslVerify | Measure::OpensslSign | Measure::Jose | Measure::PyJwt => {
-                unreachable!("BUG: {measure:?} is not measured in process")
-            }
+            _ => unreachable!("BUG: {measure:?} is not an RS256-named in-process measure"),
         }
     }
 
@@ -377,6 +516,20 @@ fn ratio_over(rounds: &[Round], ratio: &Ratio) -> Option<(f64, f64, f64)> {
     let low = values.iter().copied().fold(f64::INFINITY, f64::min);
     let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     Some((median(values.iter().copied())?, low, high))
+}
+
+/// The bytes of the benchmark's access token (the claims of a user token of auth-service)
+/// signed with each algorithm, as a Markdown line.
+pub fn token_sizes() -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for alg in Algorithm::ALL {
+        let subject = Subject::new(alg)?;
+        parts.push(format!("{alg} {} bytes", subject.token.len()));
+    }
+    Ok(format!(
+        "- Access token of the benchmark (same claims): {}",
+        parts.join(", ")
+    ))
 }
 
 /// The Markdown report of a run.
@@ -552,17 +705,19 @@ mod tests {
 
     #[test]
     fn the_in_process_measures_run() {
-        let subject = Subject::new().expect("subject");
-        for measure in [
-            Measure::RawVerify,
-            Measure::FullVerify,
-            Measure::CacheHit,
-            Measure::SignAccessToken,
-        ] {
-            assert!(
-                subject.rate(measure, Duration::from_millis(20)) > 0.0,
-                "{measure:?}"
-            );
+        for alg in Algorithm::ALL {
+            let subject = Subject::new(alg).expect("subject");
+            for measure in [
+                Measure::RawVerify,
+                Measure::FullVerify,
+                Measure::CacheHit,
+                Measure::SignAccessToken,
+            ] {
+                assert!(
+                    subject.rate(measure, Duration::from_millis(20)) > 0.0,
+                    "{alg} {measure:?}"
+                );
+            }
         }
     }
 }

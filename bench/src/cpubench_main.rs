@@ -65,6 +65,9 @@ fn main() -> ExitCode {
                 "{}",
                 bench::cpubench::render(&rounds, &settings, &machine, &command)
             );
+            if let Ok(sizes) = bench::cpubench::token_sizes() {
+                println!("\n{sizes}");
+            }
             ExitCode::SUCCESS
         }
         Err(error) => {

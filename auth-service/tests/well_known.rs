@@ -82,7 +82,7 @@ async fn discovery_document_points_at_the_issuer_endpoints() {
     );
     assert_eq!(
         doc["access_token_signing_alg_values_supported"],
-        serde_json::json!(["RS256"])
+        serde_json::json!(["RS256", "ES256", "EdDSA"])
     );
     assert_eq!(
         doc["revocation_endpoint"],

@@ -57,6 +57,9 @@ DATABASE_SERVICES = ("auth-service", "orders-service")
 # must stay below it.
 POSTGRES_MAX_CONNECTIONS = 100
 POSTGRES_HEADROOM = 10
+# Besides its pool, every pod holds one connection of its own for the readiness check
+# (platform::readiness: a busy pool must not make every replica unready at once).
+READINESS_CONNECTIONS = 1
 
 # Argon2id holds 19 MiB per run (m=19456 KiB); the memory limit of auth-service must hold the
 # baseline (measured peak RSS 26 MB, docs/BENCHMARKS.md, taken as 32 MiB) + permits x 19 MiB +
@@ -530,7 +533,7 @@ def check_migrate_jobs(name: str, by_kind: dict[str, dict[str, dict]], deploymen
 
 def check_connection_budget(name: str, by_kind: dict[str, dict[str, dict]], deployments: dict[str, dict],
                             hpas: dict[str, dict], envs: dict[str, dict[str, str]]) -> None:
-    """(maxReplicas + surge) x pool, summed over the services with a database, plus the migrate
+    """(maxReplicas + surge) x (pool + the readiness check's connection), summed over the services with a database, plus the migrate
     Jobs' pools, stays below PostgreSQL's max_connections minus the headroom."""
     budget = POSTGRES_MAX_CONNECTIONS - POSTGRES_HEADROOM
     total, terms = 0, []
@@ -547,8 +550,8 @@ def check_connection_budget(name: str, by_kind: dict[str, dict[str, dict]], depl
         except ValueError:
             problem(f"{name}: Deployment/{service}: DATABASE_MAX_CONNECTIONS must be set explicitly")
             continue
-        total += (most + surge) * pool
-        terms.append(f"{service} ({most} + {surge}) x {pool}")
+        total += (most + surge) * (pool + READINESS_CONNECTIONS)
+        terms.append(f"{service} ({most} + {surge}) x ({pool} + {READINESS_CONNECTIONS})")
     for job in by_kind.get("Job", {}).values():
         for container in job["spec"]["template"]["spec"]["containers"]:
             pool = next((e.get("value") for e in container.get("env", []) if e["name"] == "DATABASE_MAX_CONNECTIONS"), None)

@@ -60,6 +60,11 @@ pub const ENV_CLIENT_AUTH_LOCK_DURATION: &str = "AUTH_CLIENT_AUTH_LOCK_DURATION"
 pub const ENV_ARGON2_PERMITS: &str = "AUTH_ARGON2_PERMITS";
 pub const ENV_ARGON2_MAX_WAITING: &str = "AUTH_ARGON2_MAX_WAITING";
 
+/// Memory one Argon2 run holds while it runs: the memory cost of the parameters every hash is
+/// made with (`crate::passwords` uses the crate's defaults, `m=19456` KiB, 19 MiB). The default
+/// permits are derived from it and the cgroup memory limit (`Argon2Config::permits_in_effect`).
+pub const ARGON2_MEMORY_PER_RUN: u64 = argon2::Params::DEFAULT_M_COST as u64 * 1024;
+
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
@@ -563,8 +568,7 @@ impl Argon2Config {
                 reason: PermitsReason::Cpus,
             };
         };
-        let by_memory =
-            limit.saturating_sub(ARGON2_MEMORY_HEADROOM) / crate::passwords::ARGON2_MEMORY_PER_RUN;
+        let by_memory = limit.saturating_sub(ARGON2_MEMORY_HEADROOM) / ARGON2_MEMORY_PER_RUN;
         let by_memory = usize::try_from(by_memory).unwrap_or(usize::MAX).max(1);
         if by_memory < by_cpu {
             Argon2Permits {
@@ -886,7 +890,7 @@ mod tests {
                 limit_bytes: 256 * mib
             }
         );
-        assert!(96 * mib + 8 * crate::passwords::ARGON2_MEMORY_PER_RUN <= 256 * mib);
+        assert!(96 * mib + 8 * ARGON2_MEMORY_PER_RUN <= 256 * mib);
         // A limit that holds the CPUs' runs changes nothing.
         assert_eq!(
             derived.permits_for(2, Some(1024 * mib)),

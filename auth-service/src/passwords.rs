@@ -35,7 +35,7 @@ use argon2::{Argon2, password_hash};
 use aws_lc_rs::hmac;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
-use crate::config::{Argon2Config, PermitsReason};
+use crate::config::{ARGON2_MEMORY_PER_RUN, Argon2Config, PermitsReason};
 
 /// Client secrets remembered as verified, at most. Every registered client takes one entry per
 /// secret in use (a wrong secret never takes one), so this covers far more clients than a
@@ -46,11 +46,6 @@ pub const CLIENT_SECRET_CACHE_CAPACITY: u64 = 1024;
 /// correctness (a changed secret hash misses at once, see `VerifiedSecrets`); it bounds how
 /// long the memory of a secret outlives its use.
 pub const CLIENT_SECRET_CACHE_TTL: Duration = Duration::from_secs(60);
-
-/// Memory one Argon2 run holds while it runs: the memory cost of the parameters every hash is
-/// made with (the crate's defaults, `m=19456` KiB, 19 MiB). The default permits are derived
-/// from it and the cgroup memory limit (`Argon2Config::permits_in_effect`).
-pub const ARGON2_MEMORY_PER_RUN: u64 = argon2::Params::DEFAULT_M_COST as u64 * 1024;
 
 /// How long a caller refused with [`PasswordError::Busy`] is asked to wait (`Retry-After`): a
 /// full queue drains in well under a second.

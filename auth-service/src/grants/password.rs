@@ -5,13 +5,11 @@
 
 use std::net::IpAddr;
 
-use http::header::USER_AGENT;
-use http::request::Parts;
-
 use super::{GrantError, Issued};
 use crate::clients::Client;
 use crate::passwords::{Priority, SecretString};
 use crate::scope::ScopeSet;
+pub use crate::sessions::ClientMeta;
 use crate::sessions::{self, EndReason, NewSession, Session};
 use crate::state::AppState;
 use crate::throttle::Attempt;
@@ -20,32 +18,6 @@ use crate::users::{self, Login, User};
 
 /// The same answer for an unknown user, a wrong password and a disabled account.
 pub const BAD_CREDENTIALS: &str = "invalid username or password";
-
-/// Longest `User-Agent` recorded with a session.
-const MAX_USER_AGENT: usize = 256;
-
-/// Where a login comes from, recorded with its session (shown in the session list).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientMeta {
-    pub user_agent: Option<String>,
-    pub ip: Option<String>,
-}
-
-impl ClientMeta {
-    /// The `User-Agent` (truncated) of a request and the client's address as the throttle sees
-    /// it (see `platform::client_addr`). Informational: shown in the session list.
-    pub fn of(parts: &Parts, client_ip: Option<IpAddr>) -> Self {
-        let user_agent = parts
-            .headers
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
-        Self {
-            user_agent,
-            ip: client_ip.map(|ip| ip.to_string()),
-        }
-    }
-}
 
 /// Reserves a check of `username`'s password from `client_ip` with the login throttle, or
 /// refuses it unchecked. The first step of a login, before its client (if any) is
@@ -266,33 +238,4 @@ pub(crate) async fn start_session(
         tracing::warn!(%error, "cannot apply the per-user session cap");
     }
     Ok(refresh_token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn client_meta_records_the_resolved_client_and_a_truncated_user_agent() {
-        use std::net::SocketAddr;
-
-        use axum::extract::ConnectInfo;
-
-        let request = http::Request::builder()
-            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
-            .header(USER_AGENT, "x".repeat(1000))
-            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
-            .body(())
-            .unwrap();
-        let (parts, ()) = request.into_parts();
-        // Nobody trusted: the peer, whatever the header says.
-        let client = platform::client_addr::TrustedProxies::default().client_ip_of(&parts);
-        let meta = ClientMeta::of(&parts, client);
-        assert_eq!(meta.ip.as_deref(), Some("127.0.0.1"));
-        assert_eq!(meta.user_agent.map(|ua| ua.len()), Some(MAX_USER_AGENT));
-        // The loopback proxy trusted: the entry it wrote, the last one.
-        let trusted = platform::client_addr::TrustedProxies::parse("127.0.0.1").unwrap();
-        let meta = ClientMeta::of(&parts, trusted.client_ip_of(&parts));
-        assert_eq!(meta.ip.as_deref(), Some("10.0.0.1"));
-    }
 }

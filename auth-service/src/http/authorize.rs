@@ -39,13 +39,13 @@ use super::html::{self, escape};
 use crate::clients::{self, Client};
 use crate::crypto;
 use crate::db;
-use crate::grants::password::ClientMeta;
 use crate::grants::{self, GrantError};
 use crate::oidc::browser::{self, BrowserSession};
 use crate::oidc::codes::{self, CodeGrant};
 use crate::oidc::{OPENID, pkce};
 use crate::passwords::SecretString;
 use crate::scope::ScopeSet;
+use crate::sessions::ClientMeta;
 use crate::state::AppState;
 use crate::users;
 

@@ -11,8 +11,8 @@
 use sqlx::AnyPool;
 
 use crate::crypto;
-use crate::grants::password::ClientMeta;
 use crate::scope::ScopeSet;
+use crate::sessions::ClientMeta;
 
 /// Longest life of an authorization code (RFC 6749 §4.1.2 recommends at most 10 minutes; a
 /// browser redirect and a back-channel request take a second or two).

@@ -35,7 +35,7 @@ mod store;
 
 pub use self::family::find;
 pub use self::lookup::StoreLookup;
-pub use self::model::{EndReason, NewSession, Session, new_session};
+pub use self::model::{ClientMeta, EndReason, NewSession, Session, new_session};
 pub use self::purge::Purger;
 pub use self::redis::RedisStore;
 pub use self::refresh_tokens::create_family;

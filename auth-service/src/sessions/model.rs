@@ -2,7 +2,10 @@
 //! ends ([`EndReason`]).
 
 use std::fmt;
+use std::net::IpAddr;
 
+use http::header::USER_AGENT;
+use http::request::Parts;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto;
@@ -126,5 +129,59 @@ pub fn new_session(new: NewSession, now: i64) -> Session {
         revoked_at: None,
         user_agent: new.user_agent,
         ip: new.ip,
+    }
+}
+
+/// Longest `User-Agent` recorded with a session.
+const MAX_USER_AGENT: usize = 256;
+
+/// Where a login comes from, recorded with its session (shown in the session list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientMeta {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl ClientMeta {
+    /// The `User-Agent` (truncated) of a request and the client's address as the throttle sees
+    /// it (see `platform::client_addr`). Informational: shown in the session list.
+    pub fn of(parts: &Parts, client_ip: Option<IpAddr>) -> Self {
+        let user_agent = parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        Self {
+            user_agent,
+            ip: client_ip.map(|ip| ip.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn client_meta_records_the_resolved_client_and_a_truncated_user_agent() {
+        use std::net::SocketAddr;
+
+        use axum::extract::ConnectInfo;
+
+        let request = http::Request::builder()
+            .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+            .header(USER_AGENT, "x".repeat(1000))
+            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 5000))))
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+        // Nobody trusted: the peer, whatever the header says.
+        let client = platform::client_addr::TrustedProxies::default().client_ip_of(&parts);
+        let meta = ClientMeta::of(&parts, client);
+        assert_eq!(meta.ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(meta.user_agent.map(|ua| ua.len()), Some(MAX_USER_AGENT));
+        // The loopback proxy trusted: the entry it wrote, the last one.
+        let trusted = platform::client_addr::TrustedProxies::parse("127.0.0.1").unwrap();
+        let meta = ClientMeta::of(&parts, trusted.client_ip_of(&parts));
+        assert_eq!(meta.ip.as_deref(), Some("10.0.0.1"));
     }
 }

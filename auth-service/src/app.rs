@@ -110,6 +110,7 @@ pub struct App {
     feed: RevocationConfig,
     /// The purge of expired rows.
     purge: PurgeConfig,
+    session_stats_interval: Duration,
     http_listener: TcpListener,
     grpc_listener: TcpListener,
     metrics_listener: TcpListener,
@@ -199,6 +200,7 @@ impl App {
             state,
             feed: config.revocation,
             purge: config.purge,
+            session_stats_interval: config.session_stats_interval,
             http_listener,
             grpc_listener,
             metrics_listener,
@@ -267,6 +269,8 @@ impl App {
             self.purge,
         )
         .spawn(&mut background, background_stop.clone());
+        sessions::StatsRefresher::new(self.state.sessions.clone(), self.session_stats_interval)
+            .spawn(&mut background, background_stop.clone());
         self.state.keys.spawn(&mut background, background_stop);
 
         let router = crate::http::router(self.state.clone());
@@ -374,6 +378,7 @@ fn describe_metrics() {
     crate::throttle::describe_metrics();
     crate::passwords::describe_metrics();
     sessions::purge::describe_metrics();
+    sessions::describe_stats_metrics();
     metrics::describe_counter!(
         "auth_tokens_issued_total",
         "Access tokens issued by the token endpoint, by grant type"

@@ -1,8 +1,8 @@
 //! The command line: `serve` (the default), `migrate`, and the operator commands `user add`,
-//! `user list`, `user update`, `user disable`, `user enable`, `client add` and
-//! `keys list|rotate|revoke`. The commands open (and if need be create and migrate) the same
-//! database and key store as the server, so they work on a fresh data directory and next to
-//! running servers, which pick up key changes at their next reload
+//! `user list`, `user update`, `user disable`, `user enable`, `client add`,
+//! `keys list|rotate|revoke` and `sessions stats`. The commands open (and if need be create and
+//! migrate) the same database and key store as the server, so they work on a fresh data
+//! directory and next to running servers, which pick up key changes at their next reload
 //! (`AUTH_KEY_RELOAD_INTERVAL`) or, for a revocation, from the revocation feed at once.
 //!
 //! `migrate` applies the database migrations to `DATABASE_URL` and exits, touching nothing else
@@ -63,6 +63,22 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Inspect the sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// Count the active sessions and users, by client and by the UTC day they began (the last
+    /// 7), store-wide: the same numbers as `GET /v1/admin/sessions/stats`.
+    Stats {
+        /// Print the JSON of `GET /v1/admin/sessions/stats` instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -202,6 +218,9 @@ pub async fn run(
             command: ClientCommand::Add(add),
         } => client_add(&cli.config, add, stdout).await,
         Command::Keys { command } => keys_command(&cli.config, command, stdout).await,
+        Command::Sessions {
+            command: SessionsCommand::Stats { json },
+        } => sessions_stats(&cli.config, json, stdout).await,
     }
 }
 
@@ -303,6 +322,46 @@ async fn user_disable(
         disabled.ended_sessions.len()
     )?;
     pool.close().await;
+    Ok(())
+}
+
+async fn sessions_stats(
+    config: &Config,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    let pool = db::open(config).await?;
+    // The server's store: Redis when `REDIS_URL` is set, the database otherwise.
+    let (sessions, _log) = app::session_backend(&pool, config).await?;
+    let stats = sessions.stats(db::now()).await?;
+    pool.close().await;
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&stats)?)?;
+    } else {
+        print_session_stats(stdout, &stats)?;
+    }
+    Ok(())
+}
+
+fn print_session_stats(
+    stdout: &mut impl Write,
+    stats: &crate::sessions::SessionStats,
+) -> anyhow::Result<()> {
+    writeln!(stdout, "at {}", time(Some(stats.at)))?;
+    writeln!(stdout, "active sessions  {}", stats.active_sessions)?;
+    writeln!(stdout, "active users     {}", stats.active_users)?;
+    writeln!(stdout)?;
+    writeln!(stdout, "{:<36}  {:>10}", "CLIENT", "SESSIONS")?;
+    for client in &stats.by_client {
+        let name = client.client_id.as_deref().unwrap_or("(none)");
+        writeln!(stdout, "{name:<36}  {:>10}", client.sessions)?;
+    }
+    writeln!(stdout)?;
+    writeln!(stdout, "{:<36}  {:>10}", "BEGAN (UTC DAY)", "SESSIONS")?;
+    for day in &stats.by_day {
+        writeln!(stdout, "{:<36}  {:>10}", day.day, day.started)?;
+    }
+    writeln!(stdout, "{:<36}  {:>10}", "earlier", stats.started_earlier)?;
     Ok(())
 }
 

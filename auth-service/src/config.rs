@@ -29,6 +29,7 @@ pub const ENV_JWKS_MAX_AGE: &str = "AUTH_JWKS_MAX_AGE";
 pub const ENV_REDIS_URL: &str = "REDIS_URL";
 pub const ENV_REDIS_CA_FILE: &str = "REDIS_CA_FILE";
 pub const ENV_MAX_SESSIONS_PER_USER: &str = "AUTH_MAX_SESSIONS_PER_USER";
+pub const ENV_SESSION_STATS_INTERVAL: &str = "AUTH_SESSION_STATS_INTERVAL";
 pub const ENV_REVOCATION_HEARTBEAT: &str = "AUTH_REVOCATION_HEARTBEAT";
 pub const ENV_REVOCATION_POLL_INTERVAL: &str = "AUTH_REVOCATION_POLL_INTERVAL";
 pub const ENV_PURGE_INTERVAL: &str = "AUTH_PURGE_INTERVAL";
@@ -79,6 +80,7 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: &str = "5m";
 pub const DEFAULT_REFRESH_TOKEN_TTL: &str = "14d";
 pub const DEFAULT_JWKS_MAX_AGE: &str = "5m";
 pub const DEFAULT_MAX_SESSIONS_PER_USER: u32 = 0;
+pub const DEFAULT_SESSION_STATS_INTERVAL: &str = "15s";
 pub const DEFAULT_REVOCATION_HEARTBEAT: &str = "1s";
 pub const DEFAULT_REVOCATION_POLL_INTERVAL: &str = "2s";
 pub const DEFAULT_PURGE_INTERVAL: &str = "1m";
@@ -225,6 +227,11 @@ pub struct Config {
     /// unlimited.
     #[arg(long, env = ENV_MAX_SESSIONS_PER_USER, default_value_t = DEFAULT_MAX_SESSIONS_PER_USER, global = true)]
     pub max_sessions_per_user: u32,
+
+    /// How often `auth_sessions_active` and `auth_users_active` are recomputed from the session
+    /// store (`sessions::stats`); scrapes read the last values. `0s`: never (no such gauges).
+    #[arg(long = "session-stats-interval", value_name = "SESSION_STATS_INTERVAL", env = ENV_SESSION_STATS_INTERVAL, default_value = DEFAULT_SESSION_STATS_INTERVAL, value_parser = humantime::parse_duration, global = true)]
+    pub session_stats_interval: Duration,
 
     /// The revocation feed: `AUTH_REVOCATION_*`.
     #[command(flatten)]
@@ -652,6 +659,7 @@ impl Default for Config {
             redis_url: None,
             redis_ca_file: None,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
+            session_stats_interval: default_duration(DEFAULT_SESSION_STATS_INTERVAL),
             revocation: RevocationConfig::default(),
             purge: PurgeConfig::default(),
             keys: KeysConfig::default(),
@@ -685,6 +693,7 @@ impl fmt::Debug for Config {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_ca_file", &self.redis_ca_file)
             .field("max_sessions_per_user", &self.max_sessions_per_user)
+            .field("session_stats_interval", &self.session_stats_interval)
             .field("revocation", &self.revocation)
             .field("purge", &self.purge)
             .field("keys", &self.keys)

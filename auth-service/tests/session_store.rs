@@ -550,3 +550,191 @@ async fn concurrent_appends_on_postgres() {
     concurrent_appends_commit_in_sequence_order(&db).await;
     db.close().await;
 }
+
+/// A session of `user` from `client` that began `days_ago` UTC days before today's first second
+/// plus an hour, and ends `ends_in` seconds from now (negative: ended by expiry already).
+fn session_begun(user: &str, client: Option<&str>, days_ago: i64, ends_in: i64) -> Session {
+    let now = authn::unix_now();
+    let today = now - now.rem_euclid(86_400);
+    let created_at = (today - days_ago * 86_400 + 3_600).min(now);
+    let mut session = session_of(user, 0);
+    session.client_id = client.map(str::to_owned);
+    session.created_at = created_at;
+    session.created_at_ms = created_at * 1_000;
+    session.last_seen_at = created_at;
+    session.expires_at = now + ends_in;
+    session
+}
+
+fn day_counts(stats: &sessions::SessionStats) -> Vec<u64> {
+    stats.by_day.iter().map(|d| d.started).collect()
+}
+
+fn client_counts(stats: &sessions::SessionStats) -> Vec<(Option<&str>, u64)> {
+    stats
+        .by_client
+        .iter()
+        .map(|c| (c.client_id.as_deref(), c.sessions))
+        .collect()
+}
+
+/// The counts every backend gives, store-wide: only active sessions, distinct users, by client,
+/// by the UTC day each began (the last 7, oldest first) and the rest as earlier; logouts,
+/// logout-all and expiry take sessions out.
+async fn stats_contract(store: &dyn SessionStore, db: &Db) {
+    let empty = store.stats(authn::unix_now()).await.expect("stats");
+    assert_eq!((empty.active_sessions, empty.active_users), (0, 0));
+    assert_eq!(day_counts(&empty), [0; 7]);
+    assert!(empty.by_client.is_empty());
+
+    let alice = db.user().await;
+    let bob = db.user().await;
+    let carol = db.user().await;
+    let today = session_begun(&alice, Some("web"), 0, 3_600);
+    let alices_old = session_begun(&alice, Some("web"), 6, 3_600);
+    let alices_older = session_begun(&alice, None, 10, 3_600);
+    let bobs = session_begun(&bob, Some("cli"), 2, 3_600);
+    let bobs_second = session_begun(&bob, Some("web"), 0, 3_600);
+    let carols_expired = session_begun(&carol, Some("web"), 1, -10);
+    for session in [
+        &today,
+        &alices_old,
+        &alices_older,
+        &bobs,
+        &bobs_second,
+        &carols_expired,
+    ] {
+        store.create(session).await.expect("created");
+    }
+
+    let now = authn::unix_now();
+    let stats = store.stats(now).await.expect("stats");
+    assert_eq!(stats.at, now);
+    assert_eq!(stats.active_sessions, 5, "carol's has expired");
+    assert_eq!(stats.active_users, 2);
+    assert_eq!(
+        client_counts(&stats),
+        [(Some("cli"), 1), (Some("web"), 3), (None, 1)]
+    );
+    assert_eq!(day_counts(&stats), [1, 0, 0, 0, 1, 0, 2]);
+    assert_eq!(stats.started_earlier, 1, "alice's session of ten days ago");
+    let today_name = sessions::stats::day_name(sessions::stats::day_of(now));
+    assert_eq!(stats.by_day[6].day, today_name);
+
+    // A logout takes one session out; the user stays while another of hers is active.
+    assert!(
+        store
+            .end(&today.id, EndReason::Logout)
+            .await
+            .expect("ended")
+    );
+    let stats = store.stats(authn::unix_now()).await.expect("stats");
+    assert_eq!((stats.active_sessions, stats.active_users), (4, 2));
+    assert_eq!(day_counts(&stats), [1, 0, 0, 0, 1, 0, 1]);
+    // Logout-all takes the user out.
+    store
+        .end_all_for_user(&bob, EndReason::LogoutAll)
+        .await
+        .expect("ended");
+    let stats = store.stats(authn::unix_now()).await.expect("stats");
+    assert_eq!((stats.active_sessions, stats.active_users), (2, 1));
+    assert_eq!(client_counts(&stats), [(Some("web"), 1), (None, 1)]);
+    assert_eq!(day_counts(&stats), [1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(stats.started_earlier, 1);
+    // Ending the last one by its id leaves nothing.
+    store
+        .end(&alices_old.id, EndReason::Deleted)
+        .await
+        .expect("ended");
+    store
+        .end(&alices_older.id, EndReason::Deleted)
+        .await
+        .expect("ended");
+    let stats = store.stats(authn::unix_now()).await.expect("stats");
+    assert_eq!((stats.active_sessions, stats.active_users), (0, 0));
+    assert!(stats.by_client.is_empty());
+    assert_eq!(stats.started_earlier, 0);
+}
+
+#[tokio::test]
+async fn stats_of_the_sql_store_on_sqlite() {
+    let db = Db::sqlite().await;
+    let log = RevocationLog::new(db.pool.clone(), ACCESS_TTL, None)
+        .await
+        .expect("log");
+    stats_contract(&SqlStore::new(db.pool.clone(), log), &db).await;
+    db.close().await;
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_DATABASE_URL (PostgreSQL): run with -- --include-ignored"]
+async fn stats_of_the_sql_store_on_postgres() {
+    let db = Db::postgres().await;
+    let log = RevocationLog::new(db.pool.clone(), ACCESS_TTL, None)
+        .await
+        .expect("log");
+    stats_contract(&SqlStore::new(db.pool.clone(), log), &db).await;
+    db.close().await;
+}
+
+/// `TEST_REDIS_URL` on a logical database of this test's own (the counts are store-wide, and
+/// the other tests' sessions share database 0), emptied first.
+async fn own_redis_database(index: u8) -> String {
+    let url = test_redis_url();
+    let base = url.trim_end_matches('/');
+    let base = match base.rsplit_once('/') {
+        Some((head, db)) if !head.ends_with('/') && db.parse::<u8>().is_ok() => head,
+        _ => base,
+    };
+    let url = format!("{base}/{index}");
+    let client = redis::Client::open(url.as_str()).expect("Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connects");
+    let () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    url
+}
+
+#[tokio::test]
+#[ignore = "needs TEST_REDIS_URL (Redis): run with -- --include-ignored"]
+async fn stats_of_the_redis_store_on_redis() {
+    let url = own_redis_database(13).await;
+    let db = Db::sqlite().await;
+    let (store, _log, _) = open_redis_store(&url, &db).await;
+    stats_contract(&store, &db).await;
+    db.close().await;
+}
+
+/// Sessions written before the Redis index existed (by an earlier release: no `auth:stats:*`
+/// keys) are counted once the first snapshot has indexed them.
+#[tokio::test]
+#[ignore = "needs TEST_REDIS_URL (Redis): run with -- --include-ignored"]
+async fn redis_stats_index_the_sessions_of_an_earlier_release() {
+    let url = own_redis_database(12).await;
+    let db = Db::sqlite().await;
+    let (store, _log, mut redis) = open_redis_store(&url, &db).await;
+    let user = db.user().await;
+    let sessions: Vec<Session> = (0..3).map(|_| session_of(&user, 3_600)).collect();
+    for session in &sessions {
+        store.create(session).await.expect("created");
+    }
+    // What an earlier release leaves: the sessions, no index.
+    let stats_keys: Vec<String> = redis.keys("auth:stats:*").await.expect("KEYS");
+    let _: () = redis.del(&stats_keys).await.expect("DEL");
+    let stats = store.stats(authn::unix_now()).await.expect("stats");
+    assert_eq!((stats.active_sessions, stats.active_users), (3, 1));
+    assert_eq!(client_counts(&stats), [(Some("web"), 3)]);
+    assert_eq!(stats.by_day[6].started, 3);
+    // Once: a session deleted from the index now stays out of it.
+    let _: () = redis
+        .zrem("auth:stats:sessions", &sessions[0].id)
+        .await
+        .expect("ZREM");
+    let stats = store.stats(authn::unix_now()).await.expect("stats");
+    assert_eq!(stats.active_sessions, 2);
+    db.close().await;
+}

@@ -52,7 +52,7 @@ pub fn router() -> Router<AppState> {
 
 /// Role `admin` and `scope` (403 `forbidden` without the role, 403 `insufficient_scope`
 /// without the scope).
-fn require_admin(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
+pub(super) fn require_admin(principal: &Principal, scope: Scope) -> Result<(), ApiError> {
     if !principal.is(Role::Admin) {
         return Err(ApiError::Forbidden("role admin is required"));
     }

@@ -1,6 +1,7 @@
 //! The HTTP interface: one module per concern, merged into one [`router`].
 
 pub mod admin;
+pub mod admin_sessions;
 pub mod authorize;
 pub mod end_session;
 pub mod error;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token_state::router())
         .merge(sessions::router())
         .merge(admin::router())
+        .merge(admin_sessions::router())
         .merge(well_known::router(
             state.tokens.issuer(),
             state.password_grant,

@@ -17,13 +17,15 @@
 //! appends the matching revocation event ([`revocation`]) for `hybrid` verifiers.
 //!
 //! The modules, each using only those listed before it: `model` (what a session is and why it
-//! ends), `family` (the family row), [`refresh_tokens`] (the family's tokens and their
-//! rotation), [`revocation`] (the feed of ends, and of disabled users and revoked keys), `store`
-//! (the [`SessionStore`] contract and the session cap), [`sql`] and [`redis`] (the stores),
-//! `lookup` (the store as `authn`'s session lookup), and [`purge`] (the deletion of expired
-//! families and events: what is kept how long).
+//! ends), [`stats`] (what the counts of active sessions are), `family` (the family row),
+//! [`refresh_tokens`] (the family's tokens and their rotation), [`revocation`] (the feed of
+//! ends, and of disabled users and revoked keys), `store` (the [`SessionStore`] contract and the
+//! session cap), [`sql`] and [`redis`] (the stores), `lookup` (the store as `authn`'s session
+//! lookup), `gauges` (the counts as metrics), and [`purge`] (the deletion of expired families
+//! and events: what is kept how long).
 
 mod family;
+mod gauges;
 mod lookup;
 mod model;
 pub mod purge;
@@ -31,13 +33,16 @@ pub mod redis;
 pub mod refresh_tokens;
 pub mod revocation;
 pub mod sql;
+pub mod stats;
 mod store;
 
 pub use self::family::find;
+pub use self::gauges::{StatsRefresher, describe_metrics as describe_stats_metrics};
 pub use self::lookup::StoreLookup;
 pub use self::model::{ClientMeta, EndReason, NewSession, Session, new_session};
 pub use self::purge::Purger;
 pub use self::redis::RedisStore;
 pub use self::refresh_tokens::create_family;
 pub use self::sql::SqlStore;
+pub use self::stats::SessionStats;
 pub use self::store::{SessionStore, SharedStore, StoreError, enforce_cap};

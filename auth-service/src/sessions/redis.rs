@@ -12,6 +12,18 @@
 //!   of the last change of the user's roles or scopes, for one access-token lifetime and a
 //!   margin; verifiers read it with the session's key and refuse tokens issued at or before it.
 //!
+//! - `auth:stats:*`: sorted sets behind the session counts ([`super::stats`]), each member
+//!   scored by the end of its session (`expires_at`), so the active ones are those scored above
+//!   now: `auth:stats:sessions` (every session id), `auth:stats:users` (every user id, scored by
+//!   the latest end of its sessions), `auth:stats:client:{client_id}` (`auth:stats:client:` for
+//!   none; the clients listed in the set `auth:stats:clients`), `auth:stats:day:{day}` (days
+//!   since the epoch, UTC: the sessions begun that day; each key expires 8 days after its day).
+//!   The scripts that create and end sessions maintain them in the same atomic step; a
+//!   snapshot first removes the members whose session has expired. Sessions written by an
+//!   earlier release are indexed by the first snapshot (`auth:stats:indexed` records that it
+//!   ran); those an earlier replica writes during a rolling upgrade, after that, are counted
+//!   only once they are ended or refreshed by a new one, or not at all until they expire.
+//!
 //! Multi-key updates run as Lua scripts, so each is atomic. The scripts touch session keys they
 //! derive from the set's members, which a Redis Cluster would refuse: this store expects one
 //! Redis (with replicas and Sentinel if need be).
@@ -31,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{EndReason, Session};
 use super::revocation::{RevocationLog, Target};
+use super::stats::{DAYS, DaySessions, SessionStats, day_name, first_day};
 use super::store::{SessionStore, StoreError, count_ended};
 use crate::db;
 use crate::scope::ScopeSet;
@@ -66,6 +79,7 @@ pub async fn connect(
 const CREATE: &str = r"
 redis.call('SET', KEYS[1], ARGV[1], 'EXAT', ARGV[2], 'NX')
 redis.call('SADD', KEYS[2], ARGV[3])
+stats_index(cjson.decode(ARGV[1]))
 if redis.call('TTL', KEYS[2]) < tonumber(ARGV[4]) then
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
@@ -81,19 +95,27 @@ redis.call('DEL', KEYS[1])
 local ok, session = pcall(cjson.decode, record)
 if ok and type(session) == 'table' and type(session.user_id) == 'string' then
   redis.call('SREM', ARGV[1] .. session.user_id, ARGV[2])
+  stats_unindex(session, ARGV[1] .. session.user_id)
 end
 return record
 ";
 
-/// `KEYS[1]` user set; `ARGV[1]` session key prefix. Returns the ids of the sessions deleted.
+/// `KEYS[1]` user set; `ARGV[1]` session key prefix, `ARGV[2]` user id. Returns the ids of the
+/// sessions deleted.
 const END_ALL: &str = r"
 local ended = {}
 for _, sid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('DEL', ARGV[1] .. sid) == 1 then
+  local record = redis.call('GET', ARGV[1] .. sid)
+  if record and redis.call('DEL', ARGV[1] .. sid) == 1 then
     ended[#ended + 1] = sid
+    local ok, session = pcall(cjson.decode, record)
+    if ok and type(session) == 'table' and type(session.id) == 'string' then
+      stats_unindex(session, nil)
+    end
   end
 end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', 'auth:stats:users', ARGV[2])
 return ended
 ";
 
@@ -166,6 +188,8 @@ pub struct RedisStore {
     create: Script,
     end: Script,
     end_all: Script,
+    snapshot: Script,
+    backfill: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -179,9 +203,11 @@ impl RedisStore {
         Self {
             redis,
             log,
-            create: Script::new(CREATE),
-            end: Script::new(END),
-            end_all: Script::new(END_ALL),
+            create: Script::new(&format!("{REDIS_INDEX_SESSION}{CREATE}")),
+            end: Script::new(&format!("{REDIS_UNINDEX_SESSION}{END}")),
+            end_all: Script::new(&format!("{REDIS_UNINDEX_SESSION}{END_ALL}")),
+            snapshot: Script::new(REDIS_SNAPSHOT),
+            backfill: Script::new(&format!("{REDIS_INDEX_SESSION}{REDIS_BACKFILL}")),
         }
     }
 
@@ -301,7 +327,7 @@ impl SessionStore for RedisStore {
         Box::pin(async move {
             let mut conn = self.conn();
             let mut invocation = self.end_all.key(user_sessions_key(user_id));
-            invocation.arg(redis_session_key(""));
+            invocation.arg(redis_session_key("")).arg(user_id);
             let mut ended: Vec<String> = timed(invocation.invoke_async(&mut conn)).await?;
             if ended.is_empty() {
                 return Ok(ended);
@@ -402,7 +428,214 @@ impl SessionStore for RedisStore {
         })
     }
 
+    fn stats(&self, now: i64) -> BoxFuture<'_, Result<SessionStats, StoreError>> {
+        Box::pin(async move {
+            self.backfill_index().await?;
+            let mut conn = self.conn();
+            let mut invocation = self.snapshot.prepare_invoke();
+            invocation.arg(now).arg(first_day(now));
+            let reply: Vec<redis::Value> = timed(invocation.invoke_async(&mut conn)).await?;
+            parse_redis_snapshot(now, &reply)
+        })
+    }
+
     fn backend(&self) -> &'static str {
         "redis"
     }
+}
+
+/// Session keys indexed per call of the backfill script.
+const BACKFILL_BATCH: usize = 500;
+
+impl RedisStore {
+    /// Adds the sessions written before the stats index existed (by an earlier release) to it,
+    /// once: `SCAN`s the session keys in batches, each indexed by one script that skips the
+    /// sessions ended meanwhile, then sets [`STATS_INDEXED_KEY`]. Idempotent, so replicas
+    /// that start together may both run it.
+    async fn backfill_index(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let indexed: bool = timed(conn.exists(STATS_INDEXED_KEY)).await?;
+        if indexed {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut cursor: u64 = 0;
+        let mut sessions = 0usize;
+        loop {
+            let (next, keys): (u64, Vec<String>) = timed(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(redis_session_key("*"))
+                    .arg("COUNT")
+                    .arg(BACKFILL_BATCH)
+                    .query_async(&mut conn),
+            )
+            .await?;
+            if !keys.is_empty() {
+                sessions += keys.len();
+                let mut invocation = self.backfill.prepare_invoke();
+                for key in &keys {
+                    invocation.arg(key);
+                }
+                timed(invocation.invoke_async::<i64>(&mut conn)).await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        timed(conn.set::<_, _, ()>(STATS_INDEXED_KEY, 1)).await?;
+        tracing::info!(
+            sessions,
+            duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(0),
+            "indexed the existing Redis sessions for the session counts"
+        );
+        Ok(())
+    }
+}
+
+/// Set once the sessions of an earlier release have been added to the index
+/// ([`RedisStore::backfill_index`]).
+const STATS_INDEXED_KEY: &str = "auth:stats:indexed";
+
+/// Lua: indexes a session from its decoded record `session` (`sid`, `user_id`, `client_id`,
+/// `created_at`, `expires_at`). Shared by the create script and the backfill.
+const REDIS_INDEX_SESSION: &str = r"
+local function stats_index(session)
+  local sid = session.id
+  local ends = tonumber(session.expires_at)
+  local client = ''
+  if type(session.client_id) == 'string' then client = session.client_id end
+  local day = math.floor(tonumber(session.created_at) / 86400)
+  redis.call('ZADD', 'auth:stats:sessions', ends, sid)
+  local latest = redis.call('ZSCORE', 'auth:stats:users', session.user_id)
+  if not latest or tonumber(latest) < ends then
+    redis.call('ZADD', 'auth:stats:users', ends, session.user_id)
+  end
+  redis.call('SADD', 'auth:stats:clients', client)
+  redis.call('ZADD', 'auth:stats:client:' .. client, ends, sid)
+  local day_key = 'auth:stats:day:' .. string.format('%d', day)
+  redis.call('ZADD', day_key, ends, sid)
+  redis.call('EXPIREAT', day_key, (day + 8) * 86400)
+end
+";
+
+/// Lua: removes an ended session (its decoded record `session`) from the index; the user's
+/// score becomes the latest end of its other sessions (`user_set`: the key of the user's set of
+/// session ids, already without `sid`), or the user leaves the index.
+const REDIS_UNINDEX_SESSION: &str = r"
+local function stats_unindex(session, user_set)
+  local sid = session.id
+  local client = ''
+  if type(session.client_id) == 'string' then client = session.client_id end
+  local day = math.floor(tonumber(session.created_at) / 86400)
+  redis.call('ZREM', 'auth:stats:sessions', sid)
+  redis.call('ZREM', 'auth:stats:client:' .. client, sid)
+  redis.call('ZREM', 'auth:stats:day:' .. string.format('%d', day), sid)
+  if user_set then
+    local latest = nil
+    for _, other in ipairs(redis.call('SMEMBERS', user_set)) do
+      local ends = redis.call('ZSCORE', 'auth:stats:sessions', other)
+      if ends and (not latest or tonumber(ends) > latest) then latest = tonumber(ends) end
+    end
+    if latest then
+      redis.call('ZADD', 'auth:stats:users', latest, session.user_id)
+    else
+      redis.call('ZREM', 'auth:stats:users', session.user_id)
+    end
+  end
+end
+";
+
+/// `ARGV[1]` now (Unix seconds), `ARGV[2]` the first day of the window. Removes what has
+/// expired, then returns `{sessions, users, {client, count}..., {day, count}...}` flattened as
+/// `sessions, users, n_clients, client1, count1, ..., day1, count1, ...`.
+const REDIS_SNAPSHOT: &str = r"
+local now = tonumber(ARGV[1])
+local first = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', 'auth:stats:sessions', '-inf', now)
+redis.call('ZREMRANGEBYSCORE', 'auth:stats:users', '-inf', now)
+local out = {redis.call('ZCARD', 'auth:stats:sessions'), redis.call('ZCARD', 'auth:stats:users')}
+local clients = redis.call('SMEMBERS', 'auth:stats:clients')
+local counted = {}
+for _, client in ipairs(clients) do
+  local key = 'auth:stats:client:' .. client
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local n = redis.call('ZCARD', key)
+  if n == 0 then
+    redis.call('SREM', 'auth:stats:clients', client)
+  else
+    counted[#counted + 1] = client
+    counted[#counted + 1] = n
+  end
+end
+out[#out + 1] = #counted / 2
+for _, v in ipairs(counted) do out[#out + 1] = v end
+for day = first, first + 6 do
+  local key = 'auth:stats:day:' .. string.format('%d', day)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  out[#out + 1] = day
+  out[#out + 1] = redis.call('ZCARD', key)
+end
+return out
+";
+
+/// `ARGV`: session keys. Indexes those that still exist (the backfill, a batch at a time).
+const REDIS_BACKFILL: &str = r"
+for _, key in ipairs(ARGV) do
+  local record = redis.call('GET', key)
+  if record then
+    local ok, session = pcall(cjson.decode, record)
+    if ok and type(session) == 'table' and type(session.user_id) == 'string'
+      and type(session.id) == 'string' then
+      stats_index(session)
+    end
+  end
+end
+return 1
+";
+
+/// Parses the reply of [`REDIS_SNAPSHOT`].
+fn parse_redis_snapshot(now: i64, reply: &[redis::Value]) -> Result<SessionStats, StoreError> {
+    let corrupt = || StoreError::Corrupt("unexpected reply to the stats script".to_owned());
+    let int = |v: &redis::Value| -> Result<i64, StoreError> {
+        redis::from_redis_value_ref::<i64>(v).map_err(|_| corrupt())
+    };
+    let count = |v: &redis::Value| int(v).map(|n| u64::try_from(n).unwrap_or(0));
+    let sessions = count(reply.first().ok_or_else(corrupt)?)?;
+    let users = count(reply.get(1).ok_or_else(corrupt)?)?;
+    let clients =
+        usize::try_from(int(reply.get(2).ok_or_else(corrupt)?)?).map_err(|_| corrupt())?;
+    let mut rest = reply.get(3..).ok_or_else(corrupt)?.chunks_exact(2);
+    let mut by_client = Vec::with_capacity(clients);
+    for pair in rest.by_ref().take(clients) {
+        let client: String = redis::from_redis_value_ref(&pair[0]).map_err(|_| corrupt())?;
+        by_client.push((client, count(&pair[1])?));
+    }
+    let mut by_day = Vec::new();
+    for pair in rest {
+        by_day.push((int(&pair[0])?, count(&pair[1])?));
+    }
+    let in_window: u64 = by_day.iter().map(|(_, n)| n).sum();
+    // The client sets and the day sets count the same sessions, grouped two ways: the
+    // sessions begun before the window are the rest.
+    let mut groups: Vec<(Option<String>, Option<i64>, u64)> = Vec::new();
+    for (client, n) in by_client {
+        groups.push(((!client.is_empty()).then_some(client), None, n));
+    }
+    let mut stats = SessionStats::from_groups(now, users, groups);
+    let first = first_day(now);
+    stats.by_day = (first..first + DAYS)
+        .map(|day| DaySessions {
+            day: day_name(day),
+            started: by_day
+                .iter()
+                .find(|(d, _)| *d == day)
+                .map_or(0, |(_, n)| *n),
+        })
+        .collect();
+    stats.active_sessions = sessions;
+    stats.started_earlier = sessions.saturating_sub(in_window);
+    Ok(stats)
 }

@@ -8,6 +8,7 @@ use sqlx::AnyPool;
 use super::family::{SESSION_COLUMNS, SessionRow, insert_row};
 use super::model::{EndReason, Session};
 use super::revocation::{RevocationLog, Target};
+use super::stats::{SECONDS_PER_DAY, SessionStats, first_day};
 use super::store::{SessionStore, StoreError, count_ended};
 use crate::db;
 
@@ -194,6 +195,10 @@ impl SessionStore for SqlStore {
         })
     }
 
+    fn stats(&self, now: i64) -> BoxFuture<'_, Result<SessionStats, StoreError>> {
+        Box::pin(sql_stats(&self.pool, now))
+    }
+
     fn sql_rows_are_authoritative(&self) -> bool {
         true
     }
@@ -201,4 +206,39 @@ impl SessionStore for SqlStore {
     fn backend(&self) -> &'static str {
         "sql"
     }
+}
+
+/// The snapshot of the SQL store: one grouped count and one distinct count over the active
+/// rows, in one transaction.
+async fn sql_stats(pool: &AnyPool, now: i64) -> Result<SessionStats, StoreError> {
+    let window_start = first_day(now) * SECONDS_PER_DAY;
+    let mut tx = pool.begin().await?;
+    // Both statements use `sessions_active_idx` (partial, `revoked_at IS NULL`).
+    let groups: Vec<(Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT client_id, \
+         CASE WHEN created_at >= $2 THEN created_at / 86400 ELSE -1 END AS day, \
+         COUNT(*) FROM sessions \
+         WHERE revoked_at IS NULL AND expires_at > $1 \
+         GROUP BY client_id, CASE WHEN created_at >= $2 THEN created_at / 86400 ELSE -1 END",
+    )
+    .bind(now)
+    .bind(window_start)
+    .fetch_all(&mut *tx)
+    .await?;
+    let users: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT user_id FROM sessions \
+         WHERE revoked_at IS NULL AND expires_at > $1) AS active_users",
+    )
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let count = |n: i64| u64::try_from(n).unwrap_or(0);
+    Ok(SessionStats::from_groups(
+        now,
+        count(users),
+        groups
+            .into_iter()
+            .map(|(client, day, sessions)| (client, (day >= 0).then_some(day), count(sessions))),
+    ))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use super::model::{EndReason, Session};
+use super::stats::SessionStats;
 use crate::users::LookupError;
 
 /// Why a store operation failed. Callers fail closed: a session whose state cannot be read is
@@ -100,6 +101,9 @@ pub trait SessionStore: Send + Sync + fmt::Debug + 'static {
     fn sql_rows_are_authoritative(&self) -> bool {
         false
     }
+
+    /// The active sessions counted at `now`, store-wide ([`super::stats`]).
+    fn stats(&self, now: i64) -> BoxFuture<'_, Result<SessionStats, StoreError>>;
 
     /// Whether the store answers (for `/readyz`).
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;

@@ -1369,3 +1369,48 @@ async fn new_rights_show_at_the_next_click_in_stateful_and_hybrid_modes() {
         assert!(laptop.home().await.contains("Your orders"), "{mode:?}");
     }
 }
+
+/// In `stateless` mode neither the gateway nor orders-service knows that a person's rights
+/// changed, but the issuer does, and the page asks it for the session list: it refuses the old
+/// access token as stale. The gateway renews the session then and there and serves the page with
+/// the new rights; the person stays signed in (a refusal of the old token is not a sign-out).
+/// The same renewal covers `hybrid` verifiers that hear of the change after the issuer.
+#[tokio::test]
+async fn a_change_the_issuer_reports_renews_the_session_instead_of_signing_out() {
+    use authn::config::AuthMode;
+    use testkit::auth::claims_of;
+    use testkit::stack::{Options, Stack};
+    let stack = Stack::start(Options {
+        mode: AuthMode::Stateless,
+        web: true,
+        ..Options::default()
+    })
+    .await;
+    let alice = stack
+        .add_user("alice", "user", "orders:read orders:write")
+        .await;
+    stack.add_user("root", "admin,user", "users:admin").await;
+    let mut laptop = Browser::at(&stack.gateway, FIREFOX);
+    laptop.sign_in("alice", None).await;
+    assert!(laptop.home().await.contains("Place order"));
+    let before = laptop.jar["__Host-access_token"].clone();
+
+    let admin = stack.token("root", None).await;
+    let changed = stack
+        .http
+        .patch(stack.auth_url(&format!("/v1/admin/users/{alice}")))
+        .bearer_auth(&admin)
+        .json(&json!({"scopes": "orders:read"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+
+    let page = laptop.home().await;
+    assert!(page.contains("Your sessions"), "still signed in: {page}");
+    assert!(!page.contains("Place order"), "the new rights show: {page}");
+    let after = claims_of(&laptop.jar["__Host-access_token"]);
+    assert_eq!(after["scope"], "openid orders:read");
+    assert_eq!(after["sid"], claims_of(&before)["sid"], "same session");
+    assert!(laptop.home().await.contains("Your sessions"));
+}

@@ -58,6 +58,7 @@ pub struct SessionView {
 }
 
 /// Who the gateway calls on behalf of, for the issuer's records and the trace.
+#[derive(Clone, Copy)]
 pub struct OnBehalf<'a> {
     pub client_ip: IpAddr,
     pub headers: &'a HeaderMap,
@@ -202,6 +203,17 @@ impl Browser {
     }
 }
 
+/// Whether a 401 refuses the token only as older than the user's last change: the challenge
+/// says so (`authn` writes the same description into it).
+fn claims_changed(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains(authn::CLAIMS_CHANGED_DESCRIPTION))
+}
+
 /// The session API, with the browser's access token.
 pub struct SessionApi<'a> {
     pub proxy: &'a Proxy,
@@ -223,6 +235,7 @@ impl SessionApi<'_> {
         let response = self.on_behalf.apply(request).send().await.map_err(failed)?;
         match response.status().as_u16() {
             200..=299 => Ok(response),
+            401 if claims_changed(&response) => Err(WebError::ClaimsChanged),
             401 => Err(WebError::SignedOut),
             404 => Err(WebError::NotFound),
             status => Err(WebError::Upstream(format!("session API answered {status}"))),

@@ -244,6 +244,11 @@ pub enum WebError {
     SignedOut,
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// A service refused the access token as older than the user's last change: the session
+    /// stands, and a renewal brings the new claims. Handlers renew and try once more; if it
+    /// escapes them, the access cookie is dropped and the page reloaded, which renews it.
+    #[error("the user's claims changed")]
+    ClaimsChanged,
     /// The issuer does not know the session (ended meanwhile, or another user's).
     #[error("not found")]
     NotFound,
@@ -271,6 +276,18 @@ impl IntoResponse for WebError {
             WebError::SignedOut => {
                 let mut response = Redirect::to("/login").into_response();
                 session::clear_cookies(&mut response);
+                return response;
+            }
+            WebError::ClaimsChanged => {
+                let mut response = Redirect::to("/").into_response();
+                if let Some(expired) = session::set_cookie(
+                    authn::bearer::ACCESS_TOKEN_COOKIE,
+                    "",
+                    session::SameSite::Strict,
+                    Some(0),
+                ) {
+                    response.headers_mut().append(header::SET_COOKIE, expired);
+                }
                 return response;
             }
             WebError::BadRequest(_) => (

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use authn::Scope;
 use authn::bearer::BearerToken;
 use authn::config::AuthMode;
 use authn::http::Authenticated;
+use authn::{AuthError, RejectReason, Scope};
 use axum::Form;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{ConnectInfo, Path, State};
@@ -29,6 +29,7 @@ use crate::orders::OrderJson;
 const MAX_ID_LEN: usize = 128;
 
 /// The request context every web handler passes around.
+#[derive(Clone, Copy)]
 struct Visit<'a> {
     state: &'a WebState,
     browser: &'a Browser,
@@ -64,7 +65,7 @@ impl<'a> Visit<'a> {
         }
     }
 
-    fn sessions<'s>(&'s self, signed: &'s Signed) -> SessionApi<'s> {
+    fn sessions<'s>(&'s self, access_token: &'s str) -> SessionApi<'s> {
         SessionApi {
             proxy: &self.state.proxy,
             on_behalf: OnBehalf {
@@ -72,35 +73,91 @@ impl<'a> Visit<'a> {
                 headers: self.headers,
                 context: self.on_behalf.context,
             },
-            access_token: &signed.token,
-        }
-    }
-
-    fn authenticated(signed: &Signed) -> Authenticated {
-        Authenticated {
-            principal: signed.principal.clone(),
-            token: BearerToken::new(signed.token.clone()),
+            access_token,
         }
     }
 
     fn orders_request<T>(
         &self,
-        signed: &Signed,
+        access_token: &str,
         message: T,
     ) -> Result<tonic::Request<T>, WebError> {
-        let auth = Self::authenticated(signed);
         let mut request = tonic::Request::new(message);
-        authn::grpc::with_bearer(&mut request, auth.token.as_str())
+        authn::grpc::with_bearer(&mut request, access_token)
             .map_err(|_| WebError::Internal("cannot attach the token".into()))?;
         platform::grpc::with_trace(&mut request, self.on_behalf.context);
         request.set_timeout(self.state.app.request_timeout);
         Ok(request)
+    }
+
+    /// The user's orders, or `None` without the right to see them.
+    async fn list_orders(&self, auth: &Authenticated) -> Result<Option<Vec<OrderJson>>, WebError> {
+        if !auth.principal.has_scope(Scope::OrdersRead) {
+            return Ok(None);
+        }
+        let request = self.orders_request(auth.token.as_str(), pb::ListOrdersRequest::default())?;
+        let page = self
+            .state
+            .app
+            .orders
+            .clone()
+            .list_orders(request)
+            .await
+            .map_err(orders_error)?
+            .into_inner();
+        let orders = page
+            .orders
+            .into_iter()
+            .map(OrderJson::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| WebError::Upstream(e.to_string()))?;
+        Ok(Some(orders))
+    }
+
+    /// Runs `call` with the session's access token and rights. When a service refuses the
+    /// token as older than the user's last change ([`WebError::ClaimsChanged`]: it heard of the
+    /// change before this gateway did), renews the session and runs `call` once more, so the
+    /// person sees the new rights at this click instead of an error.
+    async fn with_fresh_claims<T, F, Fut>(
+        &self,
+        signed: &mut Signed,
+        call: F,
+    ) -> Result<T, WebError>
+    where
+        F: Fn(Authenticated) -> Fut,
+        Fut: Future<Output = Result<T, WebError>>,
+    {
+        match call(authenticated(signed)).await {
+            Err(WebError::ClaimsChanged) => {
+                tracing::info!("web: a service found the claims stale; renewing the session");
+                session::renew(
+                    self.state,
+                    self.browser,
+                    self.headers,
+                    &self.on_behalf,
+                    signed,
+                )
+                .await?;
+                call(authenticated(signed)).await
+            }
+            outcome => outcome,
+        }
+    }
+}
+
+fn authenticated(signed: &Signed) -> Authenticated {
+    Authenticated {
+        principal: signed.principal.clone(),
+        token: BearerToken::new(signed.token.clone()),
     }
 }
 
 /// An orders-service refusal, as the web app answers it.
 fn orders_error(status: tonic::Status) -> WebError {
     match ApiError::from(status) {
+        ApiError::Auth(AuthError::Unauthenticated(RejectReason::ClaimsChanged)) => {
+            WebError::ClaimsChanged
+        }
         ApiError::InvalidToken => WebError::SignedOut,
         ApiError::InvalidRequest(detail) => WebError::BadRequest(detail.into_owned()),
         ApiError::NotFound(_) | ApiError::Conflict(_) => {
@@ -140,37 +197,23 @@ pub async fn home(
         Resolved::Ended => return Err(WebError::SignedOut),
         Resolved::Signed(signed) => *signed,
     };
-    let orders = async {
-        if !signed.principal.has_scope(Scope::OrdersRead) {
-            return Ok(None);
-        }
-        let request = visit.orders_request(&signed, pb::ListOrdersRequest::default())?;
-        let page = state
-            .app
-            .orders
-            .clone()
-            .list_orders(request)
-            .await
-            .map_err(orders_error)?
-            .into_inner();
-        let orders = page
-            .orders
-            .into_iter()
-            .map(OrderJson::try_from)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| WebError::Upstream(e.to_string()))?;
-        Ok::<_, WebError>(Some(orders))
-    };
-    let api = visit.sessions(&signed);
-    let (orders, sessions) = tokio::join!(orders, api.list());
-    let orders = orders?;
-    let (sessions, ended_elsewhere) = match sessions {
-        // Stateless: this device's session was ended elsewhere, but its access token verifies
-        // until it expires, as every stateless verifier would accept it; the page says so, and
-        // the next renewal (refused by the issuer) signs it out.
-        Err(WebError::SignedOut) if state.mode == AuthMode::Stateless => (Vec::new(), true),
-        other => (other?, false),
-    };
+    let mut signed = signed;
+    let (orders, sessions, ended_elsewhere) = visit
+        .with_fresh_claims(&mut signed, |auth| async move {
+            let api = visit.sessions(auth.token.as_str());
+            let (orders, sessions) = tokio::join!(visit.list_orders(&auth), api.list());
+            let (sessions, ended_elsewhere) = match sessions {
+                // Stateless: this device's session was ended elsewhere, but its access token
+                // verifies until it expires, as every stateless verifier would accept it; the
+                // page says so, and the next renewal (refused by the issuer) signs it out.
+                Err(WebError::SignedOut) if visit.state.mode == AuthMode::Stateless => {
+                    (Vec::new(), true)
+                }
+                other => (other?, false),
+            };
+            Ok((orders?, sessions, ended_elsewhere))
+        })
+        .await?;
     let mut body = home_body(&signed, state.mode, orders.as_deref(), &sessions);
     if ended_elsewhere {
         body.push_str(&format!(
@@ -404,7 +447,7 @@ pub async fn create_order(
 ) -> Result<Response, WebError> {
     let visit = Visit::new(&state, peer, &headers, &context)?;
     let body = form(body).map_err(|_| WebError::Forbidden)?;
-    let signed = visit.signed_form(&body.csrf).await?;
+    let mut signed = visit.signed_form(&body.csrf).await?;
     let quantity: i32 = body
         .quantity
         .trim()
@@ -414,14 +457,16 @@ pub async fn create_order(
         item: body.item.trim().to_owned(),
         quantity,
     };
-    let request = visit.orders_request(&signed, message)?;
-    state
-        .app
-        .orders
-        .clone()
-        .create_order(request)
-        .await
-        .map_err(orders_error)?;
+    visit
+        .with_fresh_claims(&mut signed, |auth| {
+            let message = message.clone();
+            async move {
+                let request = visit.orders_request(auth.token.as_str(), message)?;
+                let orders = &mut visit.state.app.orders.clone();
+                orders.create_order(request).await.map_err(orders_error)
+            }
+        })
+        .await?;
     Ok(back_home(signed))
 }
 
@@ -437,18 +482,20 @@ pub async fn cancel_order(
 ) -> Result<Response, WebError> {
     let visit = Visit::new(&state, peer, &headers, &context)?;
     let body = form(body).map_err(|_| WebError::Forbidden)?;
-    let signed = visit.signed_form(&body.csrf).await?;
+    let mut signed = visit.signed_form(&body.csrf).await?;
     if id.len() > MAX_ID_LEN {
         return Err(WebError::BadRequest("order id".into()));
     }
-    let request = visit.orders_request(&signed, pb::CancelOrderRequest { id })?;
-    state
-        .app
-        .orders
-        .clone()
-        .cancel_order(request)
-        .await
-        .map_err(orders_error)?;
+    visit
+        .with_fresh_claims(&mut signed, |auth| {
+            let message = pb::CancelOrderRequest { id: id.clone() };
+            async move {
+                let request = visit.orders_request(auth.token.as_str(), message)?;
+                let orders = &mut visit.state.app.orders.clone();
+                orders.cancel_order(request).await.map_err(orders_error)
+            }
+        })
+        .await?;
     Ok(back_home(signed))
 }
 
@@ -464,12 +511,17 @@ pub async fn end_session(
 ) -> Result<Response, WebError> {
     let visit = Visit::new(&state, peer, &headers, &context)?;
     let body = form(body).map_err(|_| WebError::Forbidden)?;
-    let signed = visit.signed_form(&body.csrf).await?;
+    let mut signed = visit.signed_form(&body.csrf).await?;
     if sid.len() > MAX_ID_LEN {
         return Err(WebError::BadRequest("session id".into()));
     }
     let ends_this_one = signed.principal.sid() == Some(sid.as_str());
-    visit.sessions(&signed).end(&sid).await?;
+    let sid = sid.as_str();
+    visit
+        .with_fresh_claims(&mut signed, |auth| async move {
+            visit.sessions(auth.token.as_str()).end(sid).await
+        })
+        .await?;
     if ends_this_one {
         return Ok(signed_out_redirect());
     }
@@ -488,13 +540,18 @@ pub async fn end_other_sessions(
 ) -> Result<Response, WebError> {
     let visit = Visit::new(&state, peer, &headers, &context)?;
     let body = form(body).map_err(|_| WebError::Forbidden)?;
-    let signed = visit.signed_form(&body.csrf).await?;
-    let api = visit.sessions(&signed);
-    for session in api.list().await? {
-        if !session.current {
-            api.end(&session.id).await?;
-        }
-    }
+    let mut signed = visit.signed_form(&body.csrf).await?;
+    visit
+        .with_fresh_claims(&mut signed, |auth| async move {
+            let api = visit.sessions(auth.token.as_str());
+            for session in api.list().await? {
+                if !session.current {
+                    api.end(&session.id).await?;
+                }
+            }
+            Ok(())
+        })
+        .await?;
     Ok(back_home(signed))
 }
 
@@ -509,8 +566,12 @@ pub async fn logout_everywhere(
 ) -> Result<Response, WebError> {
     let visit = Visit::new(&state, peer, &headers, &context)?;
     let body = form(body).map_err(|_| WebError::Forbidden)?;
-    let signed = visit.signed_form(&body.csrf).await?;
-    visit.sessions(&signed).logout_all().await?;
+    let mut signed = visit.signed_form(&body.csrf).await?;
+    visit
+        .with_fresh_claims(&mut signed, |auth| async move {
+            visit.sessions(auth.token.as_str()).logout_all().await
+        })
+        .await?;
     Ok(flow::end_session(&state, visit.browser, &visit.on_behalf, &headers).await)
 }
 

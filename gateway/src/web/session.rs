@@ -144,28 +144,12 @@ pub async fn resolve(
                 Resolved::Anonymous
             });
         };
-        let tokens = match browser
-            .refreshes
-            .refresh(browser, &state.proxy, on_behalf, refresh)
-            .await
-        {
-            Ok(tokens) => tokens,
-            Err(GrantError::Refused(error)) => {
-                tracing::info!(error, "web: refresh refused; the browser signs in again");
-                return Ok(Resolved::Ended);
+        match refreshed(state, browser, on_behalf, refresh).await? {
+            Some(renewal) => {
+                set_cookies = renewal.cookies;
+                verified = Some((renewal.token, renewal.principal));
             }
-            Err(GrantError::Failed(detail)) => return Err(WebError::Upstream(detail)),
-        };
-        match state.app.verifier.verify(&tokens.access_token).await {
-            Ok(principal) => {
-                set_cookies = token_cookies(&tokens);
-                verified = Some((tokens.access_token.clone(), principal));
-            }
-            Err(AuthError::Unavailable) => return Err(WebError::Unavailable),
-            Err(error) => {
-                tracing::warn!(%error, "web: a refreshed access token does not verify");
-                return Ok(Resolved::Ended);
-            }
+            None => return Ok(Resolved::Ended),
         }
     }
     let Some((token, principal)) = verified else {
@@ -186,6 +170,87 @@ pub async fn resolve(
         csrf: browser.keys().csrf_token(&csrf_cookie),
         set_cookies,
     })))
+}
+
+/// Renews a signed-in session from its refresh cookie at once, although its access token still
+/// verifies here: a service refused that token as older than the user's last change, which this
+/// gateway has not heard of yet (in `hybrid` mode each verifier receives the push on its own;
+/// the issuer knows first). The renewed token carries the new claims; the session stays.
+pub async fn renew(
+    state: &WebState,
+    browser: &Browser,
+    headers: &HeaderMap,
+    on_behalf: &OnBehalf<'_>,
+    signed: &mut Signed,
+) -> Result<(), WebError> {
+    // A refresh earlier in this request rotated the cookie: its successor is the one to use.
+    let rotated = signed
+        .set_cookies
+        .iter()
+        .find_map(|cookie| set_cookie_value(cookie, REFRESH_TOKEN_COOKIE));
+    let Some(refresh) = rotated.or_else(|| cookie_value(headers, REFRESH_TOKEN_COOKIE)) else {
+        return Err(WebError::SignedOut);
+    };
+    let Some(renewal) = refreshed(state, browser, on_behalf, refresh).await? else {
+        return Err(WebError::SignedOut);
+    };
+    // The new cookies replace any set earlier in this request (the CSRF cookie stays).
+    signed.set_cookies.retain(|cookie| {
+        set_cookie_value(cookie, ACCESS_TOKEN_COOKIE).is_none()
+            && set_cookie_value(cookie, REFRESH_TOKEN_COOKIE).is_none()
+    });
+    signed.set_cookies.extend(renewal.cookies);
+    signed.token = renewal.token;
+    signed.principal = renewal.principal;
+    Ok(())
+}
+
+/// A session renewed from its refresh token.
+struct Renewal {
+    token: String,
+    principal: Principal,
+    /// The rotated token cookies.
+    cookies: Vec<HeaderValue>,
+}
+
+/// Redeems `refresh` and verifies the access token it brings; `None` when the session is over
+/// (the refresh token refused, or its access token not accepted).
+async fn refreshed(
+    state: &WebState,
+    browser: &Browser,
+    on_behalf: &OnBehalf<'_>,
+    refresh: &str,
+) -> Result<Option<Renewal>, WebError> {
+    let tokens = match browser
+        .refreshes
+        .refresh(browser, &state.proxy, on_behalf, refresh)
+        .await
+    {
+        Ok(tokens) => tokens,
+        Err(GrantError::Refused(error)) => {
+            tracing::info!(error, "web: refresh refused; the browser signs in again");
+            return Ok(None);
+        }
+        Err(GrantError::Failed(detail)) => return Err(WebError::Upstream(detail)),
+    };
+    match state.app.verifier.verify(&tokens.access_token).await {
+        Ok(principal) => Ok(Some(Renewal {
+            cookies: token_cookies(&tokens),
+            token: tokens.access_token,
+            principal,
+        })),
+        Err(AuthError::Unavailable) => Err(WebError::Unavailable),
+        Err(error) => {
+            tracing::warn!(%error, "web: a refreshed access token does not verify");
+            Ok(None)
+        }
+    }
+}
+
+/// The value a `Set-Cookie` header gives the cookie `name`, if it is that cookie's.
+fn set_cookie_value<'c>(cookie: &'c HeaderValue, name: &str) -> Option<&'c str> {
+    let (pair, _) = cookie.to_str().ok()?.split_once(';')?;
+    pair.strip_prefix(name)?.strip_prefix('=')
 }
 
 /// For the REST routes (`/v1/orders...`): a browser signed in through the web app (it holds the
@@ -360,6 +425,16 @@ impl Default for Refreshes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_cookie_is_read_back_only_under_its_own_name() {
+        let cookie = set_cookie(REFRESH_TOKEN_COOKIE, "r1", SameSite::Strict, None).unwrap();
+        assert_eq!(set_cookie_value(&cookie, REFRESH_TOKEN_COOKIE), Some("r1"));
+        assert_eq!(set_cookie_value(&cookie, ACCESS_TOKEN_COOKIE), None);
+        // A name that is a prefix of another is not that other.
+        let longer = set_cookie("__Host-access_token2", "x", SameSite::Strict, None).unwrap();
+        assert_eq!(set_cookie_value(&longer, ACCESS_TOKEN_COOKIE), None);
+    }
 
     #[test]
     fn cookies_are_host_prefixed_http_only_and_secure() {

@@ -19,6 +19,9 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Lookup(#[from] LookupError),
+    /// The change would give the user more roles or scopes than a token may carry.
+    #[error(transparent)]
+    TooManyGrants(#[from] crate::scope::GrantsTooLarge),
 }
 
 /// A change of a user's grants: `None` keeps the current value.
@@ -54,6 +57,7 @@ pub async fn change_user(
     if roles == user.roles && scopes == user.scopes {
         return Ok(Some(user));
     }
+    crate::scope::check_grants(&roles, &scopes)?;
     users::set_grants(&mut tx, user_id, &roles, &scopes, now).await?;
     let appended = log
         .append_in(

@@ -93,6 +93,8 @@ pub enum CreateClientError {
     #[error("a public client needs at least one redirect URI (it has no other use)")]
     PublicWithoutRedirectUri,
     #[error(transparent)]
+    TooManyGrants(#[from] crate::scope::GrantsTooLarge),
+    #[error(transparent)]
     Password(#[from] PasswordError),
     #[error("database error: {0}")]
     Db(#[source] sqlx::Error),
@@ -122,6 +124,7 @@ pub fn validate_registration(new: &Registration) -> Result<(), CreateClientError
     if !validate_client_id(&new.id) {
         return Err(CreateClientError::InvalidId);
     }
+    crate::scope::check_grants(&new.roles, &new.scopes)?;
     for uri in &new.redirect_uris {
         redirect_uris::validate(uri).map_err(|reason| CreateClientError::RedirectUri {
             uri: uri.clone(),

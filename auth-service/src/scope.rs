@@ -109,6 +109,60 @@ pub fn parse_roles(roles: &str) -> Result<Vec<String>, InvalidRoles> {
     Ok(set.into_iter().collect())
 }
 
+/// The most roles a user or client may hold: every one goes into each of its access tokens.
+pub const MAX_ROLES: usize = 64;
+/// The most scopes a user or client may hold (a token carries those granted, at most all).
+pub const MAX_SCOPES: usize = 64;
+/// The most bytes the roles and scopes may take together in a token's payload (see
+/// [`grant_bytes`]). With it, the largest access token (RS256, the largest signature) stays
+/// under [`MAX_ACCESS_TOKEN_BYTES`]: base64url makes 2,048 bytes of claims 2,731, the rest of
+/// a token takes about 850 (docs/MODES.md, "Token size").
+pub const MAX_GRANT_BYTES: usize = 2048;
+/// The longest access token the issuer signs. Browsers keep a cookie only when its name and
+/// value fit in 4,096 bytes, and the gateway carries the access token in the
+/// `__Host-access_token` cookie: a larger token would be dropped without a word, and the user
+/// would seem logged out. It also stays well inside the 8 KB header line of common proxies.
+pub const MAX_ACCESS_TOKEN_BYTES: usize = 4000;
+
+/// Roles and scopes beyond the bounds a token may carry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrantsTooLarge {
+    #[error("too many roles: {0}, at most {MAX_ROLES} (every role goes into each access token)")]
+    Roles(usize),
+    #[error("too many scopes: {0}, at most {MAX_SCOPES} (scopes go into each access token)")]
+    Scopes(usize),
+    #[error(
+        "roles and scopes too long: {0} bytes in each access token, at most {MAX_GRANT_BYTES} \
+         (keeps a token under {MAX_ACCESS_TOKEN_BYTES} bytes, the size of a browser cookie)"
+    )]
+    Bytes(usize),
+}
+
+/// The bytes `roles` and `scopes` take in a token's payload: each role name with its quotes and
+/// comma (`"admin",`), each scope token with its separating space.
+pub fn grant_bytes(roles: &[String], scopes: &ScopeSet) -> usize {
+    roles.iter().map(|r| r.len() + 3).sum::<usize>()
+        + scopes.iter().map(|s| s.len() + 1).sum::<usize>()
+}
+
+/// Checks roles and scopes against [`MAX_ROLES`], [`MAX_SCOPES`] and [`MAX_GRANT_BYTES`]:
+/// what a user or client may be given, so that none of its tokens grows past
+/// [`MAX_ACCESS_TOKEN_BYTES`].
+pub fn check_grants(roles: &[String], scopes: &ScopeSet) -> Result<(), GrantsTooLarge> {
+    if roles.len() > MAX_ROLES {
+        return Err(GrantsTooLarge::Roles(roles.len()));
+    }
+    let scope_count = scopes.iter().count();
+    if scope_count > MAX_SCOPES {
+        return Err(GrantsTooLarge::Scopes(scope_count));
+    }
+    let bytes = grant_bytes(roles, scopes);
+    if bytes > MAX_GRANT_BYTES {
+        return Err(GrantsTooLarge::Bytes(bytes));
+    }
+    Ok(())
+}
+
 /// The stored form of a role list.
 pub fn roles_to_string(roles: &[String]) -> String {
     roles.join(" ")
@@ -120,6 +174,33 @@ mod tests {
 
     fn set(s: &str) -> ScopeSet {
         ScopeSet::parse(s).expect("valid scope")
+    }
+
+    fn roles(n: usize, len: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{i:0len$}")).collect()
+    }
+
+    #[test]
+    fn grants_are_bounded_by_count_and_by_bytes() {
+        assert_eq!(check_grants(&roles(MAX_ROLES, 4), &set("a b")), Ok(()));
+        assert_eq!(
+            check_grants(&roles(MAX_ROLES + 1, 4), &ScopeSet::default()),
+            Err(GrantsTooLarge::Roles(MAX_ROLES + 1))
+        );
+        let scopes = ScopeSet::parse(&roles(MAX_SCOPES + 1, 3).join(" ")).unwrap();
+        assert_eq!(
+            check_grants(&[], &scopes),
+            Err(GrantsTooLarge::Scopes(MAX_SCOPES + 1))
+        );
+        // 32 roles of 61 characters: 64 bytes each in the token, 2,048 in all.
+        assert_eq!(grant_bytes(&roles(32, 61), &ScopeSet::default()), 2048);
+        assert_eq!(check_grants(&roles(32, 61), &ScopeSet::default()), Ok(()));
+        assert_eq!(
+            check_grants(&roles(32, 61), &set("x")),
+            Err(GrantsTooLarge::Bytes(2050))
+        );
+        let message = GrantsTooLarge::Roles(65).to_string();
+        assert!(message.contains("at most 64"), "{message}");
     }
 
     #[test]

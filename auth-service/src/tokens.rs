@@ -8,7 +8,22 @@ use authn::claims::{AccessClaims, Audience};
 use authn::sign::{SignError, Signer};
 
 use crate::keys::ActiveSigner;
-use crate::scope::ScopeSet;
+use crate::scope::{self, GrantsTooLarge, MAX_ACCESS_TOKEN_BYTES, ScopeSet};
+
+/// Why no token was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// The subject holds more roles or scopes than a token may carry: stored before the bound
+    /// existed, since it is checked whenever roles and scopes are written.
+    #[error("the subject's grants exceed what a token may carry: {0}")]
+    TooManyGrants(#[from] GrantsTooLarge),
+    /// The signed token is longer than [`MAX_ACCESS_TOKEN_BYTES`] (an issuer, audience or
+    /// client id much longer than usual, with grants near their bound).
+    #[error("the access token would take {0} bytes, at most {MAX_ACCESS_TOKEN_BYTES}")]
+    TooLarge(usize),
+}
 
 /// Signs access tokens for one issuer and audience.
 pub struct TokenIssuer {
@@ -106,10 +121,16 @@ impl TokenIssuer {
         }
     }
 
-    /// Builds and signs the access token of `grant`.
-    pub fn issue(&self, grant: Grant, now: i64) -> Result<AccessToken, SignError> {
+    /// Builds and signs the access token of `grant`. Refuses grants over the bounds of
+    /// [`scope::check_grants`] and, whatever they hold, a token over [`MAX_ACCESS_TOKEN_BYTES`]:
+    /// the issuer never hands out a token a browser would drop.
+    pub fn issue(&self, grant: Grant, now: i64) -> Result<AccessToken, IssueError> {
+        scope::check_grants(&grant.roles, &grant.scope)?;
         let claims = self.claims(grant, now);
         let token = self.signer.get().sign(&claims)?;
+        if token.len() > MAX_ACCESS_TOKEN_BYTES {
+            return Err(IssueError::TooLarge(token.len()));
+        }
         Ok(AccessToken {
             token,
             expires_in: self.access_ttl_secs,

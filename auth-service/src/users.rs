@@ -52,6 +52,8 @@ pub enum CreateUserError {
     #[error("a user named {0:?} already exists")]
     Duplicate(String),
     #[error(transparent)]
+    TooManyGrants(#[from] scope::GrantsTooLarge),
+    #[error(transparent)]
     Password(#[from] PasswordError),
     #[error("database error: {0}")]
     Db(#[source] sqlx::Error),
@@ -142,6 +144,7 @@ pub async fn create(
 ) -> Result<User, CreateUserError> {
     validate_username(&new.username)?;
     validate_password(&new.password)?;
+    scope::check_grants(&new.roles, &new.scopes)?;
     let password_hash = passwords.hash(&new.password).await?;
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),

@@ -13,8 +13,9 @@
 //! | `POST /v1/admin/keys/rotate[?immediate=true][&alg=ES256]` | `keys:admin` | starts a rotation |
 //! | `POST /v1/admin/keys/{kid}/revoke` | `keys:admin` | revokes a key |
 //!
-//! Bodies are JSON objects; unknown members, a role or scope that is not well-formed, a missing
-//! member answer 400 `invalid_request` with what is wrong. A change of roles or scopes makes the
+//! Bodies are JSON objects; unknown members, a role or scope that is not well-formed, more roles
+//! or scopes than a token may carry ([`crate::scope::check_grants`]), a missing member answer
+//! 400 `invalid_request` with what is wrong. A change of roles or scopes makes the
 //! verifiers refuse the user's older tokens as stale ([`accounts::change_user`]).
 
 use authn::{Principal, Role, Scope};
@@ -186,9 +187,9 @@ async fn create_user(
     )
     .await
     .map_err(|error| match error {
-        CreateUserError::InvalidUsername(_) | CreateUserError::WeakPassword => {
-            ApiError::BadRequest(error.to_string())
-        }
+        CreateUserError::InvalidUsername(_)
+        | CreateUserError::WeakPassword
+        | CreateUserError::TooManyGrants(_) => ApiError::BadRequest(error.to_string()),
         CreateUserError::Duplicate(_) => {
             ApiError::Conflict("a user with this username already exists")
         }
@@ -243,7 +244,10 @@ async fn update_user(
             change,
         )
         .await
-        .map_err(ApiError::internal)?
+        .map_err(|error| match error {
+            accounts::AccountError::TooManyGrants(error) => ApiError::BadRequest(error.to_string()),
+            other => ApiError::internal(other),
+        })?
         .ok_or(NO_SUCH_USER)?;
     }
     match body.enabled {

@@ -307,6 +307,7 @@ impl App {
                     },
                     self.feed.heartbeat,
                     lifecycle.clone(),
+                    self.state.keys.clone(),
                 )
                 .into_server(),
             )

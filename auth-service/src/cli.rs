@@ -499,10 +499,12 @@ async fn keys_command(
         .await
         .context("cannot open the signing keys")?;
     let now = db::now();
+    let mut immediately_activated = None;
     match command {
         KeysCommand::List => {}
         KeysCommand::Rotate { immediate, alg } => {
             let outcome = keys.rotate_as(now, immediate, alg).await?;
+            immediately_activated = outcome.activated.first().cloned();
             if outcome.is_empty() {
                 writeln!(
                     stdout,
@@ -524,7 +526,11 @@ async fn keys_command(
             describe(stdout, &outcome)?;
         }
     }
-    print_listing(stdout, &KeyListing::of(&keys))?;
+    let listing = KeyListing::load(&keys).await?;
+    if let Some(kid) = immediately_activated.as_deref() {
+        describe_immediate(stdout, kid, &listing)?;
+    }
+    print_listing(stdout, &listing)?;
     pool.close().await;
     Ok(())
 }
@@ -545,6 +551,39 @@ fn describe(stdout: &mut impl Write, outcome: &Outcome) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After an immediate rotation: how many connected verifiers do not hold the key that signs now.
+fn describe_immediate(
+    stdout: &mut impl Write,
+    kid: &str,
+    listing: &KeyListing,
+) -> anyhow::Result<()> {
+    let missing = listing.verifiers_without_signing_key;
+    let connected = listing.connected_verifiers;
+    if connected == 0 {
+        writeln!(
+            stdout,
+            "no connected verifier reports its keys: nothing is known of who holds key {kid}"
+        )?;
+    } else if missing == 0 {
+        writeln!(stdout, "all {connected} connected verifiers hold key {kid}")?;
+    } else {
+        writeln!(
+            stdout,
+            "{missing} of {connected} connected verifiers do not hold key {kid} yet: they refuse \
+             its tokens until they fetch the JWKS (hybrid verifiers at once, on the KeyAdded \
+             event; others at their next refresh or first unknown kid)"
+        )?;
+    }
+    Ok(())
+}
+
+fn verifiers(coverage: Option<crate::keys::KeyCoverage>) -> String {
+    coverage.map_or_else(
+        || "-".to_owned(),
+        |c| format!("{}/{}", c.holding, c.connected),
+    )
+}
+
 fn time(at: Option<i64>) -> String {
     at.and_then(|at| u64::try_from(at).ok())
         .map(|at| {
@@ -557,13 +596,13 @@ fn time(at: Option<i64>) -> String {
 fn print_listing(stdout: &mut impl Write, listing: &KeyListing) -> anyhow::Result<()> {
     writeln!(
         stdout,
-        "store: {}; signing: {}",
-        listing.store, listing.signing_kid
+        "store: {}; signing: {}; connected verifiers: {}",
+        listing.store, listing.signing_kid, listing.connected_verifiers
     )?;
     writeln!(
         stdout,
-        "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}  {:<5}",
-        "KID", "STATE", "CREATED", "ACTIVATES", "RETIRED/REVOKED", "REMOVED", "ALG"
+        "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}  {:<9}  {:<5}",
+        "KID", "STATE", "CREATED", "ACTIVATES", "RETIRED/REVOKED", "REMOVED", "VERIFIERS", "ALG"
     )?;
     for key in &listing.keys {
         let info = &key.info;
@@ -574,13 +613,14 @@ fn print_listing(stdout: &mut impl Write, listing: &KeyListing) -> anyhow::Resul
         };
         writeln!(
             stdout,
-            "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}  {:<5}",
+            "{:<43}  {:<7}  {:<20}  {:<20}  {:<20}  {:<20}  {:<9}  {:<5}",
             info.kid,
             info.state.as_str(),
             time(Some(info.created_at)),
             time(Some(info.activates_at)),
             time(stopped),
             time(key.removed_at),
+            verifiers(key.verifiers),
             key.alg.unwrap_or("-"),
         )?;
     }

@@ -41,6 +41,8 @@ pub const ENV_KEY_ENCRYPTION_KEY_FILE: &str = "AUTH_KEY_ENCRYPTION_KEY_FILE";
 pub const ENV_KEY_ROTATION_INTERVAL: &str = "AUTH_KEY_ROTATION_INTERVAL";
 pub const ENV_KEY_PREPUBLISH: &str = "AUTH_KEY_PREPUBLISH";
 pub const ENV_KEY_RELOAD_INTERVAL: &str = "AUTH_KEY_RELOAD_INTERVAL";
+pub const ENV_KEY_PROMOTION_MAX_WAIT: &str = "AUTH_KEY_PROMOTION_MAX_WAIT";
+pub const ENV_VERIFIER_REPORT_TTL: &str = "AUTH_VERIFIER_REPORT_TTL";
 pub const ENV_SHUTDOWN_DELAY: &str = "AUTH_SHUTDOWN_DELAY";
 pub const ENV_LOGIN_THROTTLE_AFTER: &str = "AUTH_LOGIN_THROTTLE_AFTER";
 pub const ENV_LOGIN_LOCK_AFTER: &str = "AUTH_LOGIN_LOCK_AFTER";
@@ -90,6 +92,8 @@ pub const DEFAULT_PURGE_GRACE: &str = "1h";
 pub const DEFAULT_PURGE_PAUSE: Duration = Duration::from_millis(50);
 pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "30d";
 pub const DEFAULT_KEY_RELOAD_INTERVAL: &str = "10s";
+pub const DEFAULT_KEY_PROMOTION_MAX_WAIT: &str = "15m";
+pub const DEFAULT_VERIFIER_REPORT_TTL: &str = "90s";
 pub const DEFAULT_SHUTDOWN_DELAY: &str = "5s";
 pub const DEFAULT_SHUTDOWN_GRACE: &str = "20s";
 pub const DEFAULT_CLIENT_CACHE_TTL: &str = "5s";
@@ -376,6 +380,17 @@ pub struct KeysConfig {
     #[arg(long = "key-reload-interval", value_name = "KEY_RELOAD_INTERVAL", env = ENV_KEY_RELOAD_INTERVAL, default_value = DEFAULT_KEY_RELOAD_INTERVAL, value_parser = parse_positive_duration, global = true)]
     pub reload_interval: Duration,
 
+    /// How long a due `next` key waits for every connected verifier to report that it holds
+    /// it before it signs anyway (with a warning and `auth_key_promotions_forced_total`).
+    /// `0s`: promote on time, without waiting.
+    #[arg(long = "key-promotion-max-wait", value_name = "KEY_PROMOTION_MAX_WAIT", env = ENV_KEY_PROMOTION_MAX_WAIT, default_value = DEFAULT_KEY_PROMOTION_MAX_WAIT, value_parser = humantime::parse_duration, global = true)]
+    pub promotion_max_wait: Duration,
+
+    /// How long a verifier's report of the keys it holds counts: a verifier that has not
+    /// reported for this long is no longer waited for. Verifiers renew theirs every third of it.
+    #[arg(long = "verifier-report-ttl", value_name = "VERIFIER_REPORT_TTL", env = ENV_VERIFIER_REPORT_TTL, default_value = DEFAULT_VERIFIER_REPORT_TTL, value_parser = parse_positive_duration, global = true)]
+    pub verifier_report_ttl: Duration,
+
     /// The algorithm of the keys the service generates (the first key and scheduled
     /// rotations): `RS256` (RSA-2048), `ES256` (P-256) or `EdDSA` (Ed25519). Keys already
     /// stored keep theirs (docs/KEYS.md).
@@ -398,6 +413,8 @@ impl Default for KeysConfig {
             rotation_interval: default_duration(DEFAULT_KEY_ROTATION_INTERVAL),
             prepublish: None,
             reload_interval: default_duration(DEFAULT_KEY_RELOAD_INTERVAL),
+            promotion_max_wait: default_duration(DEFAULT_KEY_PROMOTION_MAX_WAIT),
+            verifier_report_ttl: default_duration(DEFAULT_VERIFIER_REPORT_TTL),
             signing_alg: authn::jwk::Algorithm::Rs256,
         }
     }

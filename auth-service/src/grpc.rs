@@ -1,5 +1,6 @@
 //! gRPC: `auth.v1.SessionService`, for verifiers in `stateful` mode (`CheckSession`) and in
-//! `hybrid` mode (`WatchRevocations`).
+//! `hybrid` mode (`WatchRevocations`), and for every verifier with credentials (`ReportKeys`:
+//! the signing keys it holds, which a due `next` key waits for; see `crate::keys::verifiers`).
 //!
 //! Callers authenticate with an access token of this issuer (a `client_credentials` token)
 //! carrying scope `sessions:check`; [`authn::grpc::RequireAuthLayer`] verifies it against the
@@ -18,8 +19,8 @@ use platform::shutdown::Lifecycle;
 use proto::auth::v1::session_service_server::{SessionService, SessionServiceServer};
 use proto::auth::v1::watch_revocations_response::Message;
 use proto::auth::v1::{
-    CheckSessionRequest, CheckSessionResponse, Heartbeat, Reset, WatchRevocationsRequest,
-    WatchRevocationsResponse,
+    CheckSessionRequest, CheckSessionResponse, Heartbeat, ReportKeysRequest, ReportKeysResponse,
+    Reset, WatchRevocationsRequest, WatchRevocationsResponse,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -28,6 +29,8 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::clients::ClientRows;
+use crate::keys::KeyManager;
+use crate::keys::verifiers::ReportError;
 use crate::sessions::SharedStore;
 use crate::sessions::revocation::{Event, LogState, PAGE, RevocationLog};
 
@@ -35,6 +38,7 @@ use crate::sessions::revocation::{Event, LogState, PAGE, RevocationLog};
 pub const RPC_METHODS: &[&str] = &[
     "/auth.v1.SessionService/CheckSession",
     "/auth.v1.SessionService/WatchRevocations",
+    "/auth.v1.SessionService/ReportKeys",
 ];
 
 /// `auth_grpc_requests_total{rpc, code}` and `auth_grpc_request_duration_seconds{rpc, code}`,
@@ -66,6 +70,8 @@ pub struct SessionChecker {
     /// by itself. While the service only reports not ready (the shutdown delay), streams go on:
     /// their verifiers keep receiving revocations until they reconnect elsewhere.
     lifecycle: Lifecycle,
+    /// Where `ReportKeys` reports go.
+    keys: KeyManager,
 }
 
 /// How a stream's caller is authorized again while its stream lasts: the issuer's own verifier
@@ -83,6 +89,7 @@ impl SessionChecker {
         callers: Callers,
         heartbeat: Duration,
         lifecycle: Lifecycle,
+        keys: KeyManager,
     ) -> Self {
         Self {
             sessions,
@@ -90,6 +97,7 @@ impl SessionChecker {
             callers,
             heartbeat,
             lifecycle,
+            keys,
         }
     }
 
@@ -136,6 +144,52 @@ impl SessionService for SessionChecker {
             active: true,
             expires_at: session.expires_at,
             user_changed_at: user_changed_at.unwrap_or(0),
+        }))
+    }
+
+    #[tracing::instrument(
+        name = "auth.v1.SessionService/ReportKeys",
+        skip_all,
+        fields(caller, instance, kids)
+    )]
+    async fn report_keys(
+        &self,
+        request: Request<ReportKeysRequest>,
+    ) -> Result<Response<ReportKeysResponse>, Status> {
+        let principal = authn::grpc::principal(&request)?;
+        tracing::Span::current().record("caller", principal.sub());
+        principal.require(Scope::SessionsCheck)?;
+        let claims = principal.claims();
+        // A verifier reports with its own client's token; a user's token names no verifier.
+        if claims.sid.is_some() {
+            return Err(Status::permission_denied(
+                "a verifier reports with its client's token",
+            ));
+        }
+        let client = claims
+            .client_id
+            .clone()
+            .unwrap_or_else(|| claims.sub.clone());
+        let report = request.into_inner();
+        tracing::Span::current().record("instance", report.instance.as_str());
+        tracing::Span::current().record("kids", report.kids.len());
+        match self
+            .keys
+            .report(&client, &report.instance, &report.kids)
+            .await
+        {
+            Ok(()) => {}
+            Err(ReportError::Invalid(reason)) => return Err(Status::invalid_argument(reason)),
+            Err(ReportError::Db(error)) => {
+                tracing::error!(%error, "cannot record a verifier's key report");
+                return Err(Status::unavailable("cannot record the report; retry"));
+            }
+        }
+        let reports = self.keys.reports();
+        let secs = |d: Duration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
+        Ok(Response::new(ReportKeysResponse {
+            report_interval_seconds: secs(reports.report_interval()),
+            ttl_seconds: secs(reports.ttl()),
         }))
     }
 
@@ -573,10 +627,10 @@ mod tests {
                 .strip_prefix(&format!("/{SERVICE_NAME}/"))
                 .unwrap_or_else(|| panic!("{method} is not a method of {SERVICE_NAME}"));
             assert!(
-                ["CheckSession", "WatchRevocations"].contains(&name),
+                ["CheckSession", "WatchRevocations", "ReportKeys"].contains(&name),
                 "{method}"
             );
         }
-        assert_eq!(RPC_METHODS.len(), 2);
+        assert_eq!(RPC_METHODS.len(), 3);
     }
 }

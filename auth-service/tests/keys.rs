@@ -198,7 +198,7 @@ async fn the_lifecycle_follows_the_clock() {
         removal >= retired_at + ttl + leeway,
         "a token signed at the retirement is accepted until then"
     );
-    let listing = keys.listed();
+    let listing = keys.listed(&keys.coverage().await.expect("coverage"));
     let retired = listing.iter().find(|k| k.info.kid == k1).expect("k1");
     assert_eq!(retired.info.state, KeyState::Retired);
     assert_eq!(retired.removed_at, Some(removal));

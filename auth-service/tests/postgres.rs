@@ -91,6 +91,7 @@ async fn login_refresh_clients_and_sessions_on_postgres() {
             Target::UserDisabled(_) => "user_disabled event".to_owned(),
             Target::KeyRevoked(_) => "key".to_owned(),
             Target::UserChanged(_) => "user_changed event".to_owned(),
+            Target::KeyAdded(_) => "key_added event".to_owned(),
         })
         .collect();
     assert_eq!(

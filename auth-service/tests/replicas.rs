@@ -130,6 +130,7 @@ async fn fresh_feed_on(a: &TestAuth) -> authn::revocation::RevocationFeed {
         token: Arc::new(token),
         max_staleness: Duration::from_millis(500),
         fallback: None,
+        jwks: None,
     })
     .expect("feed starts");
     testkit::eventually("the feed is fresh", Duration::from_secs(10), || async {

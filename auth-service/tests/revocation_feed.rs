@@ -645,6 +645,7 @@ async fn a_verifier_whose_token_expires_reconnects_and_misses_nothing() {
         token: Arc::new(token),
         max_staleness: Duration::from_secs(1),
         fallback: None,
+        jwks: None,
     })
     .expect("feed starts");
     eventually("the feed is fresh", Duration::from_secs(10), || async {

@@ -9,6 +9,7 @@ use crate::check::SessionCheck;
 use crate::error::LookupError;
 use crate::jwk::AllowedAlgorithms;
 use crate::jwks::{FetchError, JwksClient, JwksConfig};
+use crate::key_report::{KeyReporter, ReporterConfig};
 use crate::revocation::{FeedConfig, RevocationFeed};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -228,8 +229,9 @@ impl VerifierConfig {
             return Err(ConfigError::RefreshFasterThanRefetchLimit);
         }
         let client = JwksClient::start(self.jwks())?;
-        let verifier = Verifier::new(Keys::remote(client), self.policy())
-            .with_session_check(self.session_check()?)
+        self.start_key_reporter(&client)?;
+        let verifier = Verifier::new(Keys::remote(client.clone()), self.policy())
+            .with_session_check(self.session_check(&client)?)
             .with_token_cache(self.token_cache_size);
         #[cfg(feature = "bench-auth-off")]
         if skip_verification {
@@ -296,7 +298,22 @@ impl VerifierConfig {
         Ok(Some(StatefulCheck::new(lookup, self.session_cache_ttl)))
     }
 
-    fn session_check(&self) -> Result<SessionCheck, ConfigError> {
+    /// With client credentials, whatever the mode: reports the keys `client` holds to the
+    /// issuer, for as long as it lives, so that rotations wait for this verifier.
+    fn start_key_reporter(&self, client: &JwksClient) -> Result<(), ConfigError> {
+        if let Some(token) = self.service_token()? {
+            KeyReporter::start(ReporterConfig {
+                grpc_url: self.grpc_url.clone(),
+                token,
+                jwks: client.clone(),
+                instance: None,
+            })
+            .map_err(|e| ConfigError::GrpcUrl(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn session_check(&self, jwks: &JwksClient) -> Result<SessionCheck, ConfigError> {
         match self.mode {
             AuthMode::Stateless => Ok(SessionCheck::Stateless),
             AuthMode::Stateful => self.stateful_check()?.map(SessionCheck::Stateful).ok_or(
@@ -311,6 +328,7 @@ impl VerifierConfig {
                     token,
                     max_staleness: self.max_staleness,
                     fallback: self.stateful_check()?,
+                    jwks: Some(jwks.clone()),
                 })
                 .map_err(|e| ConfigError::GrpcUrl(e.to_string()))?;
                 Ok(SessionCheck::Hybrid(feed))

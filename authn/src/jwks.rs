@@ -11,9 +11,17 @@
 //! - A new set replaces the old one only when it parsed and holds at least one usable key; when
 //!   a fetch fails the last good set keeps serving for up to `max_stale`, after which the
 //!   verifier fails closed ([`AuthError::Unavailable`]).
+//! - The issuer's `KeyAdded` event ([`JwksClient::fetch_until_holds`]) fetches at once, past
+//!   `min_refetch_interval` (the issuer announced a key: this is not a flood of unknown kids),
+//!   still one fetch at a time. Every change of the set's `kid`s is announced on
+//!   [`JwksClient::changes`], for the report of the keys a verifier holds
+//!   ([`crate::key_report`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::error::{AuthError, RejectReason};
 use crate::jwk::{JwkSet, KeySet, VerifyingKey};
@@ -74,12 +82,30 @@ pub struct JwksClient {
     inner: Arc<Inner>,
 }
 
+/// A [`JwksClient`] that does not keep it alive: for background tasks that should end with it.
+#[derive(Clone)]
+pub struct WeakJwksClient(Weak<Inner>);
+
+impl WeakJwksClient {
+    /// The client, unless every clone of it has been dropped.
+    pub fn upgrade(&self) -> Option<JwksClient> {
+        self.0.upgrade().map(|inner| JwksClient { inner })
+    }
+}
+
 struct Inner {
     config: JwksConfig,
     http: reqwest::Client,
     current: RwLock<Option<Loaded>>,
     /// The single-flight gate: holds the last fetch's outcome for `min_refetch_interval`.
     last_fetch: moka::future::Cache<(), Result<(), FetchError>>,
+    /// One forced fetch at a time ([`JwksClient::refresh_now`]).
+    forcing: tokio::sync::Mutex<()>,
+    /// Fetches completed (successful or not): a forced fetch that waited for another one can
+    /// tell that one finished meanwhile.
+    fetches_completed: AtomicU64,
+    /// Bumped whenever the set's `kid`s change.
+    changed: watch::Sender<u64>,
 }
 
 #[derive(Clone)]
@@ -157,6 +183,9 @@ impl JwksClient {
                 http,
                 current: RwLock::new(None),
                 last_fetch,
+                forcing: tokio::sync::Mutex::new(()),
+                fetches_completed: AtomicU64::new(0),
+                changed: watch::channel(0).0,
             }),
         })
     }
@@ -172,6 +201,11 @@ impl JwksClient {
 
     pub fn config(&self) -> &JwksConfig {
         &self.inner.config
+    }
+
+    /// A handle that does not keep the client alive.
+    pub fn downgrade(&self) -> WeakJwksClient {
+        WeakJwksClient(Arc::downgrade(&self.inner))
     }
 
     /// The key `kid`. An unknown `kid` triggers a refetch (shared with every concurrent caller
@@ -229,6 +263,77 @@ impl JwksClient {
             .is_ok()
     }
 
+    /// Fetches the key set now, even within `min_refetch_interval` of the last fetch: for a key
+    /// the issuer announced. Forced fetches run one at a time, and a caller that waited while
+    /// another fetch finished shares its result. The interval restarts from
+    /// this fetch for the unknown-`kid` refetches. Returns whether a key set is loaded.
+    pub async fn refresh_now(&self) -> bool {
+        self.fetch_now_unless(None).await
+    }
+
+    /// [`JwksClient::refresh_now`], unless the set holds `kid` by the time this caller's turn
+    /// comes.
+    async fn fetch_now_unless(&self, kid: Option<&str>) -> bool {
+        let completed_before = self.inner.fetches_completed.load(Ordering::Acquire);
+        let _one_at_a_time = self.inner.forcing.lock().await;
+        if self.inner.fetches_completed.load(Ordering::Acquire) > completed_before
+            || kid.is_some_and(|kid| self.has(kid))
+        {
+            // A fetch finished while this call waited: callers share it (one that started a
+            // moment too early is caught by the caller's retry, see `fetch_until_holds`).
+            return self.is_ready();
+        }
+        if kid.is_some() {
+            metrics::counter!("jwks_announced_fetch_total").increment(1);
+        }
+        self.inner.last_fetch.invalidate(&()).await;
+        self.refresh().await
+    }
+
+    /// Fetches at once until the set holds `kid` (the issuer's `KeyAdded`): the replica that
+    /// answers may not have loaded the new key yet, so a fetch without it is retried after
+    /// 0.1, 0.2, 0.4, ... 6.4 s (12.7 s in all). Returns whether the set holds `kid`.
+    pub async fn fetch_until_holds(&self, kid: &str) -> bool {
+        let mut pause = Duration::from_millis(100);
+        for attempt in 0..8 {
+            if self.has(kid) {
+                return true;
+            }
+            if attempt > 0 {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                if self.has(kid) {
+                    return true;
+                }
+            }
+            self.fetch_now_unless(Some(kid)).await;
+        }
+        let held = self.has(kid);
+        if !held {
+            tracing::warn!(
+                kid,
+                "the issuer announced a key that its JWKS still does not list; it will be \
+                 picked up at the next refresh"
+            );
+        }
+        held
+    }
+
+    /// The `kid`s of the usable key set, sorted; empty before the first fetch.
+    pub fn kids(&self) -> Vec<String> {
+        let mut kids: Vec<String> = self
+            .usable_keys()
+            .map(|keys| keys.kids().map(str::to_owned).collect())
+            .unwrap_or_default();
+        kids.sort();
+        kids
+    }
+
+    /// Changes of the set's `kid`s: the value is bumped at each.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
     fn loaded(&self) -> Option<Loaded> {
         self.inner
             .current
@@ -247,6 +352,12 @@ impl JwksClient {
     }
 
     async fn fetch_and_install(&self) -> Result<(), FetchError> {
+        let result = self.fetch_and_install_once().await;
+        self.inner.fetches_completed.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    async fn fetch_and_install_once(&self) -> Result<(), FetchError> {
         let url = &self.inner.config.url;
         let previous = self.loaded();
         match self
@@ -287,11 +398,23 @@ impl JwksClient {
                     metrics::gauge!("jwks_last_success_timestamp_seconds")
                         .set(crate::unix_now() as f64);
                 }
+                let kids = |keys: &KeySet| {
+                    let mut kids: Vec<&str> = keys.kids().collect();
+                    kids.sort_unstable();
+                    kids.join(" ")
+                };
+                let changed = self.loaded().is_none_or(|previous| {
+                    !Arc::ptr_eq(&previous.keys, &loaded.keys)
+                        && kids(&previous.keys) != kids(&loaded.keys)
+                });
                 *self
                     .inner
                     .current
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(loaded);
+                if changed {
+                    self.inner.changed.send_modify(|version| *version += 1);
+                }
                 Ok(())
             }
             Err(error) => {

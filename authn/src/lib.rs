@@ -26,6 +26,8 @@
 //! - [`jwk`]: JWK ingestion with a key policy, RFC 7638 thumbprints, validated
 //!   [`jwk::KeySet`]s.
 //! - [`jwks`]: the remote key-set client: cached, single-flight, refreshed in the background.
+//! - `key_report` (feature `tonic`): tells the issuer which keys this verifier holds, so that a
+//!   rotation waits for it.
 //! - [`verifier`]: pinned algorithm, issuer, audience, type and time checks, producing a
 //!   [`Principal`] or an [`AuthError`] that says why (for logs and metrics, never for the
 //!   caller).
@@ -57,6 +59,8 @@ pub mod id_token;
 pub mod jwk;
 pub mod jwks;
 pub mod jws;
+#[cfg(feature = "tonic")]
+pub mod key_report;
 mod outbound;
 #[cfg(feature = "tonic")]
 pub mod revocation;

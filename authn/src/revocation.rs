@@ -30,6 +30,10 @@
 //!   was stale or disconnected when the key was revoked): the verifier's next successful JWKS
 //!   refresh, which no longer lists the key, or its reconnection, whose backlog has the event.
 //!   Both need the issuer reachable; until then a stale feed fails closed without a fallback.
+//! - Added keys: a `KeyAdded` event revokes nothing; when the feed knows the verifier's JWKS
+//!   client ([`FeedConfig::jwks`]) and the key is not in its set, it fetches the JWKS at once
+//!   ([`JwksClient::fetch_until_holds`]), and the key reporter tells the issuer
+//!   ([`crate::key_report`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +48,7 @@ use proto::auth::v1::{Heartbeat, Reset, RevocationEvent, WatchRevocationsRequest
 use crate::bearer::with_bearer;
 use crate::claims::AccessClaims;
 use crate::error::{AuthError, RejectReason};
+use crate::jwks::JwksClient;
 use crate::service_token::ServiceToken;
 use crate::session::StatefulCheck;
 
@@ -133,6 +138,8 @@ struct Inner {
     started: Instant,
     max_staleness: Duration,
     fallback: Option<StatefulCheck>,
+    /// Fetches a key the issuer announces (`KeyAdded`).
+    jwks: Option<JwksClient>,
 }
 
 /// The epoch of the log the feed follows and the fingerprint of the last event it applied.
@@ -165,6 +172,9 @@ pub struct FeedConfig {
     pub max_staleness: Duration,
     /// The `stateful` check used while the feed is stale; `None` fails closed instead.
     pub fallback: Option<StatefulCheck>,
+    /// The verifier's JWKS client, fetched at once when the issuer announces a key it does not
+    /// hold (`KeyAdded`); `None`: the key is picked up at the next refresh.
+    pub jwks: Option<JwksClient>,
 }
 
 /// What the stream should do after a message ([`RevocationFeed::receive`]).
@@ -183,6 +193,15 @@ const RESET_REASONS: &[&str] = &["epoch", "behind", "diverged", "restored", "hea
 impl RevocationFeed {
     /// An empty feed that is not fed by anything (tests); see [`RevocationFeed::start`].
     pub fn new(max_staleness: Duration, fallback: Option<StatefulCheck>) -> Self {
+        Self::with_jwks(max_staleness, fallback, None)
+    }
+
+    /// [`RevocationFeed::new`], fetching `jwks` when the issuer announces a key it lacks.
+    pub fn with_jwks(
+        max_staleness: Duration,
+        fallback: Option<StatefulCheck>,
+        jwks: Option<JwksClient>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 sessions: revocation_cache(),
@@ -197,6 +216,7 @@ impl RevocationFeed {
                 started: Instant::now(),
                 max_staleness,
                 fallback,
+                jwks,
             }),
         }
     }
@@ -205,7 +225,7 @@ impl RevocationFeed {
     /// with backoff and resuming from the last applied sequence. It ends when the last clone of
     /// the feed is dropped. Needs a Tokio runtime.
     pub fn start(config: FeedConfig) -> Result<Self, tonic::transport::Error> {
-        let feed = Self::new(config.max_staleness, config.fallback);
+        let feed = Self::with_jwks(config.max_staleness, config.fallback, config.jwks);
         let endpoint = tonic::transport::Endpoint::from_shared(config.grpc_url)?
             .connect_timeout(Duration::from_secs(2))
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -343,6 +363,7 @@ impl RevocationFeed {
                 Some(Target::UserDisabled(user)) => revoke(&inner.users, &user.user_id, entry),
                 Some(Target::UserChanged(user)) => revoke(&inner.changed, &user.user_id, entry),
                 Some(Target::KeyRevoked(key)) => revoke(&inner.kids, &key.kid, entry),
+                Some(Target::KeyAdded(key)) => self.key_added(&key.kid),
                 None => {
                     tracing::warn!(sequence = event.sequence, "revocation event without target")
                 }
@@ -356,6 +377,23 @@ impl RevocationFeed {
             .clone_from(&event.fingerprint);
         inner.last_sequence.store(event.sequence, Ordering::Release);
         metrics::counter!("auth_revocation_events_applied_total").increment(1);
+    }
+
+    /// The issuer published `kid`: fetch the JWKS now if the set lacks it, in the background
+    /// (the stream goes on meanwhile).
+    fn key_added(&self, kid: &str) {
+        let Some(jwks) = &self.inner.jwks else {
+            return;
+        };
+        if jwks.has(kid) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        tracing::info!(kid, "the issuer published a signing key; fetching the JWKS");
+        let (jwks, kid) = (jwks.clone(), kid.to_owned());
+        runtime.spawn(async move { jwks.fetch_until_holds(&kid).await });
     }
 
     /// A heartbeat: the feed is current, unless the heartbeat says the issuer follows another

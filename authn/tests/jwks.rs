@@ -300,3 +300,67 @@ async fn no_cache_is_bounded_by_the_minimum_interval() {
         server.hits() - before
     );
 }
+
+#[tokio::test]
+async fn an_announced_key_is_fetched_past_the_minimum_interval_one_fetch_at_a_time() {
+    let old = TestIssuer::new();
+    let new = TestIssuer::new();
+    let server = old.serve_jwks().await;
+    let config = JwksConfig {
+        min_refetch_interval: Duration::from_secs(600),
+        refresh_interval: Duration::from_secs(600),
+        timeout: Duration::from_millis(500),
+        ..JwksConfig::new(server.url())
+    };
+    let client = JwksClient::start(config).unwrap();
+    let mut changes = client.changes();
+    eventually("keys are loaded", PATIENCE, || {
+        std::future::ready(client.is_ready())
+    })
+    .await;
+    let old_kid = old.signer().kid().to_owned();
+    let new_kid = new.signer().kid().to_owned();
+    assert_eq!(client.kids(), std::slice::from_ref(&old_kid));
+    let before = server.hits();
+
+    // The issuer publishes a key: an unknown kid would wait ten minutes for the next fetch.
+    let both =
+        authn::jwk::JwkSet::from_keys([old.signer().public_jwk(), new.signer().public_jwk()]);
+    server.respond(StatusCode::OK, serde_json::to_string(&both).unwrap());
+    client.refresh().await;
+    assert!(!client.has(&new_kid));
+    assert_eq!(
+        server.hits(),
+        before,
+        "the minimum interval holds for others"
+    );
+
+    // Announced (`KeyAdded`), many times at once: fetched now, in one fetch.
+    changes.borrow_and_update();
+    let announced: Vec<_> = (0..20)
+        .map(|_| {
+            let (client, kid) = (client.clone(), new_kid.clone());
+            tokio::spawn(async move { client.fetch_until_holds(&kid).await })
+        })
+        .collect();
+    for task in announced {
+        assert!(task.await.unwrap());
+    }
+    assert!(client.has(&new_kid));
+    let mut kids = vec![old_kid, new_kid.clone()];
+    kids.sort();
+    assert_eq!(client.kids(), kids);
+    assert!(
+        changes.has_changed().unwrap(),
+        "the change is announced to the key reporter"
+    );
+    assert_eq!(
+        server.hits() - before,
+        1,
+        "one fetch for twenty announcements"
+    );
+    // A key already held costs nothing.
+    let hits = server.hits();
+    assert!(client.fetch_until_holds(&new_kid).await);
+    assert_eq!(server.hits(), hits);
+}

@@ -9,12 +9,17 @@
 //! - An emergency revocation refuses the revoked key's tokens at both verifiers within the
 //!   documented bound: at once in `hybrid` mode (the `KeyRevoked` event), after the JWKS refresh
 //!   in `stateless` mode.
+//! - Rotation coordinated with the verifiers: with JWKS refresh and minimum refetch intervals of
+//!   ten minutes, `hybrid` verifiers fetch the next key on the `KeyAdded` event and report it;
+//!   the due key waits for a verifier cut off from the issuer, and signs within a second of its
+//!   report once it is back, refusing no token.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use auth_service::keys::{KeyCoverage, KeyManager};
 use authn::config::AuthMode;
 use authn::jws::UnverifiedJws;
 use proto::orders::v1 as pb;
@@ -61,6 +66,29 @@ impl Traffic {
         )
         .await;
     }
+}
+
+/// Until `expected` connected verifiers all hold `kid` by their reports.
+async fn until_reported(keys: &KeyManager, kid: &str, expected: usize) -> Duration {
+    eventually(
+        &format!("{expected} verifiers report holding {kid}"),
+        Duration::from_secs(30),
+        || async {
+            keys.coverage().await.expect("coverage").of_key(kid)
+                == KeyCoverage {
+                    holding: expected,
+                    connected: expected,
+                }
+        },
+    )
+    .await
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .expect("after 1970")
 }
 
 /// Until stopped: logs in for a fresh token, then calls `GET /v1/orders` at the gateway and
@@ -160,6 +188,8 @@ async fn rotations_under_continuous_traffic_fail_no_request() {
     // the test sees it through the taps before moving the clock on.
     let waited = stack.wait_for_current_jwks(Duration::from_secs(10)).await;
     eprintln!("verifiers held the next key {waited:?} after its publication");
+    // They report it too; the due key would wait for them otherwise.
+    until_reported(&keys, &k2, 2).await;
     let activated = keys.tick(t0 + interval).await.expect("tick");
     assert_eq!(activated.activated, [k2.as_str()]);
     traffic.until_rounds(5).await;
@@ -189,6 +219,7 @@ async fn rotations_under_continuous_traffic_fail_no_request() {
         .expect("activation time");
     traffic.until_rounds(2).await;
     stack.wait_for_current_jwks(Duration::from_secs(10)).await;
+    until_reported(&keys, &k3, 2).await;
     let activated = keys.tick(activates_at).await.expect("tick");
     assert_eq!(activated.activated, [k3.as_str()]);
     traffic.until_rounds(5).await;
@@ -208,6 +239,141 @@ async fn rotations_under_continuous_traffic_fail_no_request() {
         *kids,
         BTreeSet::from([k1, k2, k3]),
         "the traffic used every key"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_waits_for_every_verifier_and_signs_as_the_last_one_reports() {
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
+    let stack = Arc::new(
+        Stack::start(Options {
+            mode: AuthMode::Hybrid,
+            // Neither verifier fetches the JWKS by itself during the test: only the
+            // `KeyAdded` event makes them.
+            jwks_refresh_interval: Some(TEN_MINUTES),
+            jwks_min_refetch_interval: Some(TEN_MINUTES),
+            orders_feed_proxy: true,
+            // orders-service's last report counts while it is cut off, and its revocation set
+            // stays trusted meanwhile.
+            verifier_report_ttl: Some(TEN_MINUTES),
+            max_staleness: Duration::from_secs(120),
+            ..Options::default()
+        })
+        .await,
+    );
+    stack.add_user("traffic", "user", SCOPES).await;
+    stack.add_user("root", "admin,user", "keys:admin").await;
+    let keys = stack.auth_state.keys.clone();
+    let k1 = keys.kid();
+    until_reported(&keys, &k1, 2).await;
+    let traffic = Arc::new(Traffic::default());
+    let task = tokio::spawn(send_traffic(stack.clone(), traffic.clone()));
+    traffic.until_rounds(3).await;
+
+    // orders-service loses its line to the issuer: no feed, no reports.
+    let proxy = stack.orders_feed_proxy.as_ref().expect("the proxy");
+    proxy.refuse();
+
+    // The schedule publishes the next key; the gateway hears `KeyAdded` and reports it.
+    let timing = keys.timing();
+    let t0 = keys.keys()[0].activates_at;
+    let due = t0 + timing.rotation_interval.expect("scheduled").as_secs() as i64
+        - timing.prepublish.as_secs() as i64;
+    let published = keys.tick(due).await.expect("tick");
+    let published_ms = unix_ms();
+    keys.set_clock(due);
+    let k2 = published.created.expect("the next key is published");
+    eventually(
+        "the gateway reports k2",
+        Duration::from_secs(30),
+        || async { keys.coverage().await.expect("coverage").holding(&k2) == 1 },
+    )
+    .await;
+    let gateway_report = keys
+        .reports()
+        .all()
+        .await
+        .expect("reports")
+        .into_iter()
+        .find(|r| r.kids.contains(&k2))
+        .expect("the gateway's report");
+    eprintln!(
+        "KeyAdded to the gateway's report of the new key: {} ms",
+        gateway_report.reported_at_ms - published_ms
+    );
+
+    // Its activation time comes: it waits for orders-service, and k1 goes on signing.
+    let activates_at = keys
+        .keys()
+        .iter()
+        .find(|k| k.kid == k2)
+        .expect("k2")
+        .activates_at;
+    let waiting = keys.tick(activates_at).await.expect("tick");
+    assert!(waiting.activated.is_empty(), "{waiting:?}");
+    keys.set_clock(activates_at);
+    assert_eq!(keys.kid(), k1);
+    let admin = stack.token("root", None).await;
+    let listing: Value = stack
+        .http
+        .get(stack.auth_url("/v1/admin/keys"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    let next = listing["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == k2.as_str())
+        .expect("k2 listed");
+    assert_eq!(next["state"], "next");
+    assert_eq!(
+        next["verifiers"],
+        serde_json::json!({"holding": 1, "connected": 2})
+    );
+    traffic.until_rounds(2).await;
+
+    // orders-service is back: its feed's backlog carries `KeyAdded`, it fetches the JWKS past
+    // its ten-minute interval and reports; that report makes the issuer promote k2.
+    proxy.restore();
+    eventually("k2 signs", Duration::from_secs(60), || async {
+        keys.kid() == k2
+    })
+    .await;
+    let signed_ms = unix_ms();
+    let last_report = keys
+        .reports()
+        .all()
+        .await
+        .expect("reports")
+        .into_iter()
+        .filter(|r| r.kids.contains(&k2))
+        .map(|r| r.reported_at_ms)
+        .max()
+        .expect("reports of k2");
+    let lag = signed_ms - last_report;
+    eprintln!("k2 signed at most {lag} ms after the last verifier reported it");
+    assert!(lag < 1000, "k2 signed {lag} ms after the last report");
+    until_reported(&keys, &k2, 2).await;
+
+    traffic.until_rounds(5).await;
+    traffic.stop.store(true, Ordering::SeqCst);
+    task.await.expect("traffic task");
+    let failures = traffic.failures.lock().await;
+    let rounds = traffic.rounds.load(Ordering::SeqCst);
+    eprintln!(
+        "{rounds} rounds ({} requests), {} failed",
+        rounds * 4,
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:#?}");
+    assert!(
+        traffic.kids.lock().await.contains(&k2),
+        "fresh tokens use k2"
     );
 }
 

@@ -46,6 +46,12 @@ pub struct Options {
     /// Route each verifier's JWKS fetches through a [`JwksTap`], so a test can wait until both
     /// hold the issuer's current key set ([`Stack::wait_for_current_jwks`]).
     pub jwks_taps: bool,
+    /// Route orders-service's gRPC calls to the issuer (its revocation feed, key reports and
+    /// session lookups) through a [`crate::TcpProxy`] the test can cut
+    /// ([`Stack::orders_feed_proxy`]).
+    pub orders_feed_proxy: bool,
+    /// auth-service's `AUTH_VERIFIER_REPORT_TTL` (default: the service's default).
+    pub verifier_report_ttl: Option<Duration>,
     /// Register the gateway's browser client ([`WEB_CLIENT_ID`], redirect URI
     /// `{WEB_PUBLIC_URL}/callback`, scopes `openid orders:read orders:write`) and turn the
     /// gateway's browser sign-in on with it.
@@ -69,6 +75,8 @@ impl Default for Options {
             jwks_refresh_interval: None,
             jwks_min_refetch_interval: None,
             jwks_taps: false,
+            orders_feed_proxy: false,
+            verifier_report_ttl: None,
             web: false,
             web_public_url: None,
             access_token_ttl: None,
@@ -105,6 +113,9 @@ pub struct Stack {
     pub http: reqwest::Client,
     /// The JWKS taps of the gateway and of orders-service, with [`Options::jwks_taps`].
     pub jwks_taps: Vec<JwksTap>,
+    /// The proxy between orders-service and the issuer's gRPC, with
+    /// [`Options::orders_feed_proxy`].
+    pub orders_feed_proxy: Option<crate::TcpProxy>,
     auth_config: auth_service::Config,
     auth: Option<Running>,
     _services: Vec<Running>,
@@ -135,6 +146,9 @@ impl Stack {
         }
         if let Some(alg) = options.signing_alg {
             auth_config.keys.signing_alg = alg;
+        }
+        if let Some(ttl) = options.verifier_report_ttl {
+            auth_config.keys.verifier_report_ttl = ttl;
         }
         let auth = auth_service::App::build(auth_config.clone())
             .await
@@ -184,6 +198,13 @@ impl Stack {
             verifier.jwks_url = tap.url();
             jwks_taps.push(tap);
         }
+        let orders_feed_proxy = if options.orders_feed_proxy {
+            let proxy = crate::TcpProxy::start(vec![auth_config.grpc_addr]).await;
+            verifier.grpc_url = proxy.url("http", "");
+            Some(proxy)
+        } else {
+            None
+        };
         let orders = orders_service::App::build(orders_service::Config {
             grpc_addr: any_port,
             http_addr: any_port,
@@ -196,6 +217,7 @@ impl Stack {
         let orders_grpc = format!("http://{}", orders.grpc_addr());
         let orders_ready = format!("http://{}/readyz", orders.http_addr());
         services.push(run(|stopped| orders.run(stopped)));
+        verifier.grpc_url = auth_grpc.clone();
 
         let gateway_secret = create_client(&auth_state, "gateway", "sessions:check").await;
         verifier.client_id = Some("gateway".into());
@@ -247,6 +269,7 @@ impl Stack {
             auth_state,
             http: platform::http::client_builder().build().unwrap(),
             jwks_taps,
+            orders_feed_proxy,
             auth_config,
             auth: Some(auth_running),
             _services: services,

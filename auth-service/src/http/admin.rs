@@ -361,7 +361,9 @@ async fn list_keys(
     require_admin(&principal, Scope::KeysAdmin)?;
     // Show what the store holds now, not this replica's view of up to one reload ago.
     state.keys.reload().await.map_err(key_error)?;
-    Ok(json_no_store(KeyListing::of(&state.keys)))
+    Ok(json_no_store(
+        KeyListing::load(&state.keys).await.map_err(key_error)?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,7 +399,7 @@ async fn rotate_keys(
     tracing::info!(immediate = query.immediate, created = ?outcome.created, activated = ?outcome.activated, "key rotation requested");
     Ok(json_no_store(Changed {
         outcome,
-        listing: KeyListing::of(&state.keys),
+        listing: KeyListing::load(&state.keys).await.map_err(key_error)?,
     }))
 }
 
@@ -423,6 +425,6 @@ async fn revoke_key(
     tracing::warn!(kid, replacement = ?outcome.activated.first(), "signing key revoked");
     Ok(json_no_store(Changed {
         outcome,
-        listing: KeyListing::of(&state.keys),
+        listing: KeyListing::load(&state.keys).await.map_err(key_error)?,
     }))
 }

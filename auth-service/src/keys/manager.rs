@@ -3,20 +3,22 @@
 //! every change to [`Storage`]; [`KeyManager::spawn`] (in `task`) starts its background task.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
 use authn::jwk::Algorithm;
 use authn::sign::Signer;
 use authn::verifier::LocalKeys;
 use sqlx::AnyPool;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 use super::KeyStoreError;
 use super::publication::PublishedJwks;
 use super::schedule::{self, KeyInfo, KeyState, KeyTiming, Outcome};
 use super::settings::KeySettings;
 use super::snapshot::Snapshot;
-use super::storage::Storage;
+use super::storage::{Applied, Storage};
+use super::verifiers::{self, Coverage, ReportError, VerifierReports};
 use crate::config::KeyStoreKind;
 use crate::sessions::revocation::RevocationLog;
 
@@ -51,6 +53,11 @@ struct Inner {
     local: LocalKeys,
     /// One reload at a time in this process.
     reloading: Mutex<()>,
+    /// Seconds added to the wall clock for the schedule's clock ([`KeyManager::now`]).
+    clock_offset: AtomicI64,
+    /// Wakes the background task for a tick before its interval: a verifier reported while a
+    /// due key waits for it.
+    poke: Notify,
 }
 
 impl std::fmt::Debug for KeyManager {
@@ -96,6 +103,8 @@ impl KeyManager {
                 current: ArcSwap::from_pointee(snapshot),
                 storage,
                 reloading: Mutex::new(()),
+                clock_offset: AtomicI64::new(0),
+                poke: Notify::new(),
             }),
         })
     }
@@ -187,8 +196,10 @@ impl KeyManager {
     }
 
     /// Runs the schedule at `now` (Unix seconds): catches up with the stored set, then, if a
-    /// step is due (a key to publish, activate or remove), applies it under the lock. Safe to
-    /// call from every replica at once; only one applies each step.
+    /// step is due (a key to publish, activate or remove), applies it under the lock. A due
+    /// `next` key signs once every connected verifier reported it, or after
+    /// `AUTH_KEY_PROMOTION_MAX_WAIT`. Safe to call from every replica at once; only one
+    /// applies each step.
     pub async fn tick(&self, now: i64) -> Result<Outcome, KeyStoreError> {
         self.reload().await?;
         if !self.inner.storage.store.is_writable() {
@@ -196,18 +207,80 @@ impl KeyManager {
         }
         let timing = self.inner.storage.timing;
         let hint = self.keys();
-        if schedule::tick(&mut hint.clone(), now, &timing, None).is_ok_and(|o| o.is_empty()) {
+        // The reports matter only while a key is due; most ticks need no query for them.
+        let coverage = match schedule::due_next(&hint, now) {
+            Some(_) => self.coverage().await?,
+            None => Coverage::nobody(),
+        };
+        let waiting = schedule::due_next(&hint, now).map_or(0, |key| coverage.missing(&key.kid));
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("auth_key_promotion_waiting_verifiers").set(waiting as f64);
+        if schedule::tick(&mut hint.clone(), now, &timing, &coverage, None)
+            .is_ok_and(|o| o.is_empty())
+        {
             return Ok(Outcome::default());
         }
-        let outcome = self
+        let applied = self
             .inner
             .storage
             .mutate(now, &hint, |keys, fresh| {
-                schedule::tick(keys, now, &timing, fresh)
+                schedule::tick(keys, now, &timing, &coverage, fresh)
             })
             .await?;
-        self.changed(&outcome).await?;
-        Ok(outcome)
+        if !applied.outcome.activated.is_empty() {
+            metrics::gauge!("auth_key_promotion_waiting_verifiers").set(0.0);
+        }
+        self.changed(applied).await
+    }
+
+    /// The schedule's clock, in Unix seconds: the wall clock, unless a test moved it
+    /// ([`KeyManager::set_clock`]). The background task and the ticks a verifier's report
+    /// triggers run at it.
+    pub fn now(&self) -> i64 {
+        crate::db::now().saturating_add(self.inner.clock_offset.load(Ordering::Acquire))
+    }
+
+    /// Moves this replica's schedule clock so that [`KeyManager::now`] reads `at` now, for tests
+    /// that drive the schedule through time (the background task then ticks at that time too).
+    /// Reports keep the wall clock.
+    pub fn set_clock(&self, at: i64) {
+        self.inner
+            .clock_offset
+            .store(at.saturating_sub(crate::db::now()), Ordering::Release);
+    }
+
+    /// The verifiers' reports.
+    pub fn reports(&self) -> &VerifierReports {
+        &self.inner.storage.reports
+    }
+
+    /// What the live reports say now.
+    pub async fn coverage(&self) -> Result<Coverage, KeyStoreError> {
+        Ok(self.reports().coverage(verifiers::now_ms()).await?)
+    }
+
+    /// Records a verifier's report (`SessionService.ReportKeys`). When a due `next` key waits
+    /// for verifiers, the background task ticks at once, so the key signs as soon as the last
+    /// of them holds it rather than at the next reload interval.
+    pub async fn report(
+        &self,
+        client_id: &str,
+        instance: &str,
+        kids: &[String],
+    ) -> Result<(), ReportError> {
+        self.reports()
+            .record(client_id, instance, kids, verifiers::now_ms())
+            .await?;
+        let snapshot = self.snapshot();
+        if schedule::due_next(&snapshot.keys, self.now()).is_some() {
+            self.inner.poke.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Resolves when a report asks for a tick before the interval.
+    pub(super) async fn poked(&self) {
+        self.inner.poke.notified().await;
     }
 
     /// A manual rotation at `now`: the next key signs after the pre-publication window, or at
@@ -242,40 +315,52 @@ impl KeyManager {
             });
         }
         let alg = alg.unwrap_or(self.inner.storage.signing_alg);
-        let outcome = self
+        let applied = self
             .inner
             .storage
             .mutate_as(alg, now, &self.keys(), |keys, fresh| {
                 schedule::rotate(keys, now, &timing, immediate, fresh)
             })
             .await?;
-        self.changed(&outcome).await?;
-        Ok(outcome)
+        self.changed(applied).await
     }
 
     /// Revokes `kid` at `now`: withdrawn from the JWKS at once and a `KeyRevoked` event on the
     /// revocation feed. The active key is first replaced by an immediate rotation.
     pub async fn revoke(&self, kid: &str, now: i64) -> Result<Outcome, KeyStoreError> {
-        let outcome = self
+        let applied = self
             .inner
             .storage
             .mutate(now, &self.keys(), |keys, fresh| {
                 schedule::revoke(keys, kid, now, fresh)
             })
             .await?;
-        self.changed(&outcome).await?;
-        Ok(outcome)
+        self.changed(applied).await
     }
 
-    async fn changed(&self, outcome: &Outcome) -> Result<(), KeyStoreError> {
+    /// Installs the set `applied` produced, then announces its events: a verifier told of a
+    /// new key finds it in this replica's JWKS.
+    async fn changed(&self, applied: Applied) -> Result<Outcome, KeyStoreError> {
+        let outcome = &applied.outcome;
         if outcome.is_empty() {
             // Nothing to do after all: another replica did it while this one waited for the
             // lock. Catch up with what it did.
             self.reload().await?;
-            return Ok(());
+            return Ok(applied.announce(self.revocations()).await);
         }
         if let Some(kind) = outcome.rotation {
             metrics::counter!("auth_key_rotations_total", "kind" => kind.as_str()).increment(1);
+        }
+        if let Some(forced) = &outcome.forced {
+            metrics::counter!("auth_key_promotions_forced_total").increment(1);
+            tracing::warn!(
+                kid = %forced.kid,
+                missing = forced.missing,
+                waited_secs = forced.waited_secs,
+                "the next signing key signs although connected verifiers have not reported it \
+                 (AUTH_KEY_PROMOTION_MAX_WAIT ran out); they refuse its tokens until they \
+                 refetch the JWKS"
+            );
         }
         tracing::info!(
             created = ?outcome.created,
@@ -285,10 +370,14 @@ impl KeyManager {
             revoked = ?outcome.revoked,
             rescheduled = ?outcome.rescheduled,
             rotation = outcome.rotation.map(|k| k.as_str()),
+            forced = outcome.forced.is_some(),
             "signing keys changed"
         );
-        self.refresh(true).await?;
-        Ok(())
+        let installed = self.refresh(true).await;
+        // Committed events are announced whatever happened to the reload.
+        let outcome = applied.announce(self.revocations()).await;
+        installed?;
+        Ok(outcome)
     }
 
     /// The revocation feed key changes are announced on.

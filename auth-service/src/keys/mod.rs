@@ -13,6 +13,8 @@
 //! - [`KeyManager`]: the facade: the loaded set, the active signer, reloads, rotation and
 //!   revocation; its background task (`task`) runs the schedule on every replica.
 //! - [`listing`]: the key set as the admin API and the command line show it.
+//! - [`verifiers`]: which keys the verifiers hold (their `ReportKeys` calls, in the database):
+//!   a due `next` key waits until every connected verifier holds it.
 
 pub mod database;
 pub mod encryption;
@@ -25,6 +27,7 @@ pub mod settings;
 mod snapshot;
 mod storage;
 mod task;
+pub mod verifiers;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,7 @@ pub use manager::{ActiveSigner, KeyManager};
 pub use publication::PublishedJwks;
 pub use schedule::{KeyInfo, KeyState, KeyTiming, Outcome, RotationKind};
 pub use settings::KeySettings;
+pub use verifiers::{Coverage, KeyCoverage, VerifierReports};
 
 use crate::config::KeyStoreKind;
 use database::DbStore;

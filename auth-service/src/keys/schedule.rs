@@ -2,10 +2,16 @@
 //! or a revocation changes at a given time. No I/O and no clock here, so every transition is
 //! tested with plain numbers; [`super::KeyManager`] loads the list, applies one of these under
 //! the database lock and stores the result.
+//!
+//! A due `next` key signs only once every connected verifier holds it ([`Coverage`], from the
+//! verifiers' reports), or once it has waited [`KeyTiming::promotion_max_wait`] past its
+//! activation time, whichever comes first ([`Outcome::forced`] says it went ahead without some).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::verifiers::Coverage;
 
 /// Where a key is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -104,7 +110,15 @@ pub struct KeyTiming {
     /// reload interval is taken off, so a verifier that fetched just before a key appeared sees
     /// it, with one refresh to spare, before it signs.
     pub jwks_max_age: Duration,
+    /// How long a due `next` key waits for the connected verifiers that do not hold it yet
+    /// before it signs anyway (`AUTH_KEY_PROMOTION_MAX_WAIT`); zero: it never waits.
+    pub promotion_max_wait: Duration,
 }
+
+/// `AUTH_KEY_PROMOTION_MAX_WAIT` unless configured: longer than a verifier's default JWKS
+/// refresh (5 min) plus a lost report or two, short enough that a verifier gone wrong delays a
+/// scheduled rotation by minutes, not days.
+pub const DEFAULT_PROMOTION_MAX_WAIT: Duration = Duration::from_secs(15 * 60);
 
 /// Kept beyond `access-token TTL + reload interval` before a retired key is removed: the
 /// verifiers' leeway on `exp` (30 s by default) and clock skew between hosts.
@@ -164,7 +178,22 @@ impl KeyTiming {
             retention: access_token_ttl + reload_interval + RETENTION_MARGIN,
             reload_interval,
             jwks_max_age: configured_max_age.min(allowed),
+            promotion_max_wait: DEFAULT_PROMOTION_MAX_WAIT,
         })
+    }
+
+    /// This timing with `AUTH_KEY_PROMOTION_MAX_WAIT` = `max_wait`.
+    #[must_use]
+    pub fn with_promotion_max_wait(self, max_wait: Duration) -> Self {
+        Self {
+            promotion_max_wait: max_wait,
+            ..self
+        }
+    }
+
+    /// When a `next` key due at `activates_at` signs even if some verifiers lack it.
+    pub fn promotion_deadline(&self, activates_at: i64) -> i64 {
+        activates_at.saturating_add(secs(self.promotion_max_wait))
     }
 
     fn prepublish_secs(&self) -> i64 {
@@ -218,6 +247,19 @@ pub struct Outcome {
     pub rescheduled: Option<String>,
     /// The rotation this step started, if any.
     pub rotation: Option<RotationKind>,
+    /// A `next` key that started signing after waiting the maximum time, while connected
+    /// verifiers still did not hold it.
+    pub forced: Option<ForcedPromotion>,
+}
+
+/// A promotion that went ahead without every connected verifier holding the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForcedPromotion {
+    pub kid: String,
+    /// Connected verifiers that did not hold it.
+    pub missing: usize,
+    /// Seconds it waited past its activation time.
+    pub waited_secs: i64,
 }
 
 impl Outcome {
@@ -300,13 +342,24 @@ fn activate_now(
     Ok(())
 }
 
-/// The schedule at `now`: removes keys whose retention has passed, activates pending keys that
-/// are due (retiring the previous one), creates the first key of an empty set, and publishes
-/// the next key once the active one is due for rotation.
+/// The pending key whose activation time has come at `now`, if any (signing or waiting for
+/// verifiers).
+pub fn due_next(keys: &[KeyInfo], now: i64) -> Option<&KeyInfo> {
+    next_index(keys)
+        .map(|i| &keys[i])
+        .filter(|k| k.activates_at <= now)
+}
+
+/// The schedule at `now`: removes keys whose retention has passed, activates the pending key
+/// once it is due and every verifier of `coverage` holds it (or it has waited
+/// [`KeyTiming::promotion_max_wait`]), retiring the previous one, creates the first key of an
+/// empty set, and publishes the next key once the active one is due for rotation. A promoted
+/// key's `activates_at` becomes the time it started signing.
 pub fn tick(
     keys: &mut Vec<KeyInfo>,
     now: i64,
     timing: &KeyTiming,
+    coverage: &Coverage,
     fresh: Option<&str>,
 ) -> Result<Outcome, PlanError> {
     let mut outcome = Outcome::default();
@@ -318,9 +371,25 @@ pub fn tick(
         !expired
     });
     while let Some(i) = next_index(keys).filter(|&i| keys[i].activates_at <= now) {
+        let key = &keys[i];
+        let missing = coverage.missing(&key.kid);
+        // Without an active key nothing signs: no verifier is worth that wait.
+        let has_active = active_index(keys).is_some();
+        if missing > 0 && has_active {
+            if now < timing.promotion_deadline(key.activates_at) {
+                break;
+            }
+            outcome.forced = Some(ForcedPromotion {
+                kid: key.kid.clone(),
+                missing,
+                waited_secs: now.saturating_sub(key.activates_at),
+            });
+        }
         retire_active(keys, now, &mut outcome);
-        keys[i].state = KeyState::Active;
-        outcome.activated.push(keys[i].kid.clone());
+        let key = &mut keys[i];
+        key.state = KeyState::Active;
+        key.activates_at = now;
+        outcome.activated.push(key.kid.clone());
     }
     let Some(active) = active_index(keys) else {
         // An empty set (first start), or one whose active key vanished from storage: sign at
@@ -422,6 +491,10 @@ pub fn revoke(
 mod tests {
     use super::*;
 
+    fn nobody() -> Coverage {
+        Coverage::nobody()
+    }
+
     const MIN: i64 = 60;
     const DAY: i64 = 24 * 3600;
 
@@ -492,15 +565,22 @@ mod tests {
         let t = timing();
         let t0 = 1_000_000;
         let mut keys = Vec::new();
-        assert_eq!(tick(&mut keys, t0, &t, None), Err(PlanError::NeedKey));
-        let first = tick(&mut keys, t0, &t, Some("k1")).unwrap();
+        assert_eq!(
+            tick(&mut keys, t0, &t, &nobody(), None),
+            Err(PlanError::NeedKey)
+        );
+        let first = tick(&mut keys, t0, &t, &nobody(), Some("k1")).unwrap();
         assert_eq!(first.activated, ["k1"]);
         assert_eq!(first.rotation, None);
         assert_eq!(states(&keys), [("k1", KeyState::Active)]);
 
         let due = t0 + 30 * DAY - 11 * MIN;
-        assert!(tick(&mut keys, due - 1, &t, None).unwrap().is_empty());
-        let created = tick(&mut keys, due, &t, Some("k2")).unwrap();
+        assert!(
+            tick(&mut keys, due - 1, &t, &nobody(), None)
+                .unwrap()
+                .is_empty()
+        );
+        let created = tick(&mut keys, due, &t, &nobody(), Some("k2")).unwrap();
         assert_eq!(created.created.as_deref(), Some("k2"));
         assert_eq!(created.rotation, Some(RotationKind::Scheduled));
         assert_eq!(
@@ -509,14 +589,18 @@ mod tests {
         );
         assert_eq!(keys[1].activates_at, t0 + 30 * DAY);
         // Another tick does not publish a second next key.
-        assert!(tick(&mut keys, due + 1, &t, Some("k3")).unwrap().is_empty());
-
         assert!(
-            tick(&mut keys, t0 + 30 * DAY - 1, &t, None)
+            tick(&mut keys, due + 1, &t, &nobody(), Some("k3"))
                 .unwrap()
                 .is_empty()
         );
-        let activated = tick(&mut keys, t0 + 30 * DAY, &t, None).unwrap();
+
+        assert!(
+            tick(&mut keys, t0 + 30 * DAY - 1, &t, &nobody(), None)
+                .unwrap()
+                .is_empty()
+        );
+        let activated = tick(&mut keys, t0 + 30 * DAY, &t, &nobody(), None).unwrap();
         assert_eq!(activated.activated, ["k2"]);
         assert_eq!(activated.retired, ["k1"]);
         assert_eq!(
@@ -526,8 +610,12 @@ mod tests {
         assert_eq!(keys[0].retired_at, Some(t0 + 30 * DAY));
 
         let removal = t0 + 30 * DAY + 300 + 10 + 60;
-        assert!(tick(&mut keys, removal - 1, &t, None).unwrap().is_empty());
-        let removed = tick(&mut keys, removal, &t, None).unwrap();
+        assert!(
+            tick(&mut keys, removal - 1, &t, &nobody(), None)
+                .unwrap()
+                .is_empty()
+        );
+        let removed = tick(&mut keys, removal, &t, &nobody(), None).unwrap();
         assert_eq!(removed.removed, ["k1"]);
         assert_eq!(states(&keys), [("k2", KeyState::Active)]);
     }
@@ -536,10 +624,10 @@ mod tests {
     fn a_late_schedule_still_prepublishes_for_the_whole_window() {
         let t = timing();
         let mut keys = Vec::new();
-        tick(&mut keys, 0, &t, Some("k1")).unwrap();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
         // The replicas were all down when the next key was due.
         let late = 40 * DAY;
-        tick(&mut keys, late, &t, Some("k2")).unwrap();
+        tick(&mut keys, late, &t, &nobody(), Some("k2")).unwrap();
         assert_eq!(keys[1].activates_at, late + 11 * MIN);
     }
 
@@ -547,7 +635,7 @@ mod tests {
     fn manual_rotation_waits_for_the_window_unless_immediate() {
         let t = timing();
         let mut keys = Vec::new();
-        tick(&mut keys, 0, &t, Some("k1")).unwrap();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
         assert_eq!(
             rotate(&mut keys, 100, &t, false, None),
             Err(PlanError::NeedKey)
@@ -579,7 +667,7 @@ mod tests {
     fn a_manual_rotation_brings_a_scheduled_key_forward() {
         let t = timing();
         let mut keys = Vec::new();
-        tick(&mut keys, 0, &t, Some("k1")).unwrap();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
         // A pending key published long ago but set to sign much later.
         keys.push(KeyInfo {
             kid: "k2".into(),
@@ -593,7 +681,12 @@ mod tests {
         let outcome = rotate(&mut keys, 2000, &t, false, None).unwrap();
         assert_eq!(outcome.rescheduled.as_deref(), Some("k2"));
         assert_eq!(keys[1].activates_at, 2000);
-        assert_eq!(tick(&mut keys, 2000, &t, None).unwrap().activated, ["k2"]);
+        assert_eq!(
+            tick(&mut keys, 2000, &t, &nobody(), None)
+                .unwrap()
+                .activated,
+            ["k2"]
+        );
         // A key published a moment ago must still wait for its window.
         keys.push(KeyInfo {
             kid: "k3".into(),
@@ -611,7 +704,7 @@ mod tests {
     fn revoking_the_active_key_rotates_first() {
         let t = timing();
         let mut keys = Vec::new();
-        tick(&mut keys, 0, &t, Some("k1")).unwrap();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
         assert_eq!(revoke(&mut keys, "k1", 50, None), Err(PlanError::NeedKey));
         let outcome = revoke(&mut keys, "k1", 50, Some("k2")).unwrap();
         assert_eq!(outcome.revoked.as_deref(), Some("k1"));
@@ -629,7 +722,7 @@ mod tests {
             Err(PlanError::UnknownKey)
         );
         // Revoked keys leave the set after the retention, like retired ones.
-        let removed = tick(&mut keys, 50 + 370, &t, None).unwrap();
+        let removed = tick(&mut keys, 50 + 370, &t, &nobody(), None).unwrap();
         assert_eq!(removed.removed, ["k1"]);
     }
 
@@ -637,7 +730,7 @@ mod tests {
     fn revoking_a_pending_key_lets_the_schedule_publish_another() {
         let t = timing();
         let mut keys = Vec::new();
-        tick(&mut keys, 0, &t, Some("k1")).unwrap();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
         rotate(&mut keys, 10, &t, false, Some("k2")).unwrap();
         let outcome = revoke(&mut keys, "k2", 20, None).unwrap();
         assert_eq!(outcome.rotation, None);
@@ -645,5 +738,105 @@ mod tests {
             states(&keys),
             [("k1", KeyState::Active), ("k2", KeyState::Revoked)]
         );
+    }
+
+    /// Two verifiers connected: `a` holds `kids_a`, `b` holds `kids_b`.
+    fn verifiers(kids_a: &[&str], kids_b: &[&str]) -> Coverage {
+        use super::super::verifiers::Report;
+        let report = |instance: &str, kids: &[&str]| Report {
+            client_id: "orders".into(),
+            instance: instance.into(),
+            kids: kids.iter().map(|k| (*k).to_owned()).collect(),
+            reported_at_ms: 0,
+            expires_at_ms: i64::MAX,
+        };
+        Coverage::of(&[report("a", kids_a), report("b", kids_b)], 0)
+    }
+
+    #[test]
+    fn a_due_key_waits_until_every_connected_verifier_holds_it() {
+        let t = timing();
+        let mut keys = Vec::new();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
+        rotate(&mut keys, 100, &t, false, Some("k2")).unwrap();
+        let due = 100 + 11 * MIN;
+        let one_lacks_it = verifiers(&["k1", "k2"], &["k1"]);
+        // Due, but b does not hold k2: nothing changes, so no transaction is taken either.
+        assert!(
+            tick(&mut keys, due, &t, &one_lacks_it, None)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            tick(&mut keys, due + 5 * MIN, &t, &one_lacks_it, None)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(due_next(&keys, due).map(|k| k.kid.as_str()), Some("k2"));
+        assert_eq!(keys[0].state, KeyState::Active);
+        // b reports k2: the next tick promotes it, dated from that moment.
+        let promoted = tick(
+            &mut keys,
+            due + 5 * MIN + 1,
+            &t,
+            &verifiers(&["k1", "k2"], &["k2"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(promoted.activated, ["k2"]);
+        assert_eq!(promoted.retired, ["k1"]);
+        assert_eq!(promoted.forced, None);
+        assert_eq!(keys[1].activates_at, due + 5 * MIN + 1);
+        assert_eq!(keys[0].retired_at, Some(due + 5 * MIN + 1));
+        assert_eq!(due_next(&keys, i64::MAX), None);
+    }
+
+    #[test]
+    fn a_due_key_signs_after_the_maximum_wait_without_the_laggards() {
+        let t = timing().with_promotion_max_wait(Duration::from_secs(15 * 60));
+        let mut keys = Vec::new();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
+        rotate(&mut keys, 100, &t, false, Some("k2")).unwrap();
+        let due = 100 + 11 * MIN;
+        let nobody_has_it = verifiers(&["k1"], &["k1"]);
+        let deadline = due + 15 * MIN;
+        assert_eq!(t.promotion_deadline(due), deadline);
+        assert!(
+            tick(&mut keys, deadline - 1, &t, &nobody_has_it, None)
+                .unwrap()
+                .is_empty()
+        );
+        let forced = tick(&mut keys, deadline, &t, &nobody_has_it, None).unwrap();
+        assert_eq!(forced.activated, ["k2"]);
+        assert_eq!(
+            forced.forced,
+            Some(ForcedPromotion {
+                kid: "k2".into(),
+                missing: 2,
+                waited_secs: 15 * MIN
+            })
+        );
+        // With no maximum wait, a due key never waits.
+        let eager = timing().with_promotion_max_wait(Duration::ZERO);
+        let mut keys = Vec::new();
+        tick(&mut keys, 0, &eager, &nobody(), Some("k1")).unwrap();
+        rotate(&mut keys, 100, &eager, false, Some("k2")).unwrap();
+        let at_once = tick(&mut keys, due, &eager, &nobody_has_it, None).unwrap();
+        assert_eq!(at_once.activated, ["k2"]);
+        assert_eq!(at_once.forced.map(|f| f.missing), Some(2));
+    }
+
+    #[test]
+    fn immediate_rotations_and_revocations_never_wait() {
+        let t = timing();
+        let mut keys = Vec::new();
+        tick(&mut keys, 0, &t, &nobody(), Some("k1")).unwrap();
+        rotate(&mut keys, 100, &t, false, Some("k2")).unwrap();
+        // Verifiers lacking k2 do not hold back an immediate rotation (it does not consult
+        // them); the caller reports how many lack it.
+        let immediate = rotate(&mut keys, 200, &t, true, None).unwrap();
+        assert_eq!(immediate.activated, ["k2"]);
+        let emergency = revoke(&mut keys, "k2", 300, Some("k3")).unwrap();
+        assert_eq!(emergency.activated, ["k3"]);
     }
 }

@@ -35,6 +35,10 @@ pub struct KeySettings {
     pub access_token_ttl: Duration,
     /// `AUTH_SIGNING_ALG`: the algorithm of generated keys (the first, scheduled rotations).
     pub signing_alg: Algorithm,
+    /// `AUTH_KEY_PROMOTION_MAX_WAIT`: how long a due `next` key waits for the verifiers.
+    pub promotion_max_wait: Duration,
+    /// `AUTH_VERIFIER_REPORT_TTL`: how long a verifier's report of its keys counts.
+    pub verifier_report_ttl: Duration,
 }
 
 impl KeySettings {
@@ -52,6 +56,8 @@ impl KeySettings {
             jwks_max_age: config.jwks_max_age,
             access_token_ttl: config.access_token_ttl,
             signing_alg: keys.signing_alg,
+            promotion_max_wait: keys.promotion_max_wait,
+            verifier_report_ttl: keys.verifier_report_ttl,
         }
     }
 
@@ -64,6 +70,7 @@ impl KeySettings {
             self.jwks_max_age,
             self.access_token_ttl,
         )
+        .map(|timing| timing.with_promotion_max_wait(self.promotion_max_wait))
     }
 
     /// The configured encryption key, from the value or from the file; `None` if neither is set.

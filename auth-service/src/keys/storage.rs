@@ -21,8 +21,28 @@ use super::files::FileStore;
 use super::schedule::{self, KeyInfo, KeyTiming, Outcome, PlanError};
 use super::settings::KeySettings;
 use super::snapshot::Snapshot;
+use super::verifiers::{self, VerifierReports};
 use super::{KeyStore, KeyStoreError};
-use crate::sessions::revocation::{RevocationLog, Target};
+use crate::sessions::revocation::{Appended, RevocationLog, Target};
+
+/// A change applied to the key set: what it did, and the events it appended to the revocation
+/// feed (`KeyRevoked`, `KeyAdded`), committed with it, to announce once this replica serves the
+/// new set ([`Applied::announce`]): a verifier told of a new key fetches the JWKS at once.
+#[derive(Debug)]
+#[must_use = "announce the events once the new set is installed"]
+pub(super) struct Applied {
+    pub(super) outcome: Outcome,
+    events: Vec<Appended>,
+}
+
+impl Applied {
+    pub(super) async fn announce(self, log: &RevocationLog) -> Outcome {
+        for event in self.events {
+            log.announce(event).await;
+        }
+        self.outcome
+    }
+}
 
 /// The key store and what does not change while serving.
 pub(super) struct Storage {
@@ -30,6 +50,8 @@ pub(super) struct Storage {
     pub(super) store: KeyStore,
     pub(super) timing: KeyTiming,
     pub(super) log: RevocationLog,
+    /// What the verifiers reported they hold: a due `next` key waits for them.
+    pub(super) reports: VerifierReports,
     /// `AUTH_SIGNING_ALG`: the algorithm of the keys generated without an explicit one.
     pub(super) signing_alg: Algorithm,
 }
@@ -54,6 +76,7 @@ impl Storage {
         }
         let store = KeyStore::from_settings(settings)?;
         let storage = Self {
+            reports: VerifierReports::new(pool.clone(), settings.verifier_report_ttl),
             pool,
             store,
             timing,
@@ -67,13 +90,17 @@ impl Storage {
             let timing = storage.timing;
             let now = crate::db::now();
             let stored = storage.records().await?;
-            if !schedule::tick(&mut stored.clone(), now, &timing, None).is_ok_and(|o| o.is_empty())
+            let coverage = storage.reports.coverage(verifiers::now_ms()).await?;
+            if !schedule::tick(&mut stored.clone(), now, &timing, &coverage, None)
+                .is_ok_and(|o| o.is_empty())
             {
                 storage
                     .mutate(now, &stored, |keys, fresh| {
-                        schedule::tick(keys, now, &timing, fresh)
+                        schedule::tick(keys, now, &timing, &coverage, fresh)
                     })
-                    .await?;
+                    .await?
+                    .announce(&storage.log)
+                    .await;
             }
         }
         Ok(storage)
@@ -172,7 +199,7 @@ impl Storage {
         now: i64,
         hint: &[KeyInfo],
         plan: F,
-    ) -> Result<Outcome, KeyStoreError>
+    ) -> Result<Applied, KeyStoreError>
     where
         F: Fn(&mut Vec<KeyInfo>, Option<&str>) -> Result<Outcome, PlanError>,
     {
@@ -186,7 +213,7 @@ impl Storage {
         now: i64,
         hint: &[KeyInfo],
         plan: F,
-    ) -> Result<Outcome, KeyStoreError>
+    ) -> Result<Applied, KeyStoreError>
     where
         F: Fn(&mut Vec<KeyInfo>, Option<&str>) -> Result<Outcome, PlanError>,
     {
@@ -216,22 +243,31 @@ impl Storage {
             };
             if after == before {
                 tx.rollback().await?;
-                return Ok(outcome);
+                return Ok(Applied {
+                    outcome,
+                    events: Vec::new(),
+                });
             }
             let fresh: Vec<_> = fresh.into_iter().collect();
             self.persist_in(&mut tx, &before, &after, &fresh).await?;
-            let appended = match &outcome.revoked {
-                Some(kid) => {
-                    let target = Target::KeyRevoked { kid: kid.clone() };
-                    Some(self.log.append_in(&mut tx, &target, now).await?)
-                }
-                None => None,
-            };
-            tx.commit().await?;
-            if let Some(appended) = appended {
-                self.log.announce(appended).await;
+            // A revoked key for `hybrid` verifiers to refuse; a published one for them to fetch
+            // at once (not the first key of an empty set: nobody verifies anything yet).
+            let revoked = outcome
+                .revoked
+                .iter()
+                .map(|kid| Target::KeyRevoked { kid: kid.clone() });
+            let had_keys = before.iter().any(|k| k.state.is_published());
+            let added = outcome
+                .created
+                .iter()
+                .filter(|_| had_keys)
+                .map(|kid| Target::KeyAdded { kid: kid.clone() });
+            let mut events = Vec::new();
+            for target in revoked.chain(added) {
+                events.push(self.log.append_in(&mut tx, &target, now).await?);
             }
-            return Ok(outcome);
+            tx.commit().await?;
+            return Ok(Applied { outcome, events });
         }
     }
 

@@ -1,5 +1,7 @@
 //! The background task of every replica: runs the schedule every `AUTH_KEY_RELOAD_INTERVAL`
-//! and reloads the set at once on a `KeyRevoked` event of the revocation feed.
+//! and at once when a verifier's report may let a waiting key sign, and reloads the set at once
+//! on a `KeyRevoked` or `KeyAdded` event of the revocation feed (so that every replica serves a
+//! new key in its JWKS before `hybrid` verifiers, told by the same event, fetch it).
 
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use super::manager::KeyManager;
 use crate::sessions::revocation::{Event, Target, stopped};
 
 impl KeyManager {
-    /// Starts the background task in `tasks`: the schedule every `AUTH_KEY_RELOAD_INTERVAL`,
-    /// and a reload at once on a `KeyRevoked` event, until `stop` turns true.
+    /// Starts the background task in `tasks`: the schedule every `AUTH_KEY_RELOAD_INTERVAL` and
+    /// when poked by a report, and a reload at once on a `KeyRevoked` or `KeyAdded` event,
+    /// until `stop` turns true.
     pub fn spawn(&self, tasks: &mut JoinSet<()>, stop: watch::Receiver<bool>) {
         let events = self.revocations().subscribe();
         tasks.spawn(run(self.clone(), events, stop));
@@ -31,13 +34,21 @@ async fn run(
         tokio::select! {
             () = stopped(&mut stop) => return,
             _ = tick.tick() => {
-                if let Err(error) = manager.tick(crate::db::now()).await {
+                if let Err(error) = manager.tick(manager.now()).await {
                     tracing::warn!(%error, "signing key schedule failed; retrying at the next interval");
+                }
+            }
+            () = manager.poked() => {
+                if let Err(error) = manager.tick(manager.now()).await {
+                    tracing::warn!(%error, "signing key schedule failed after a verifier's report; retrying at the next interval");
                 }
             }
             event = events.recv(), if feed_open => {
                 let reload = match event {
-                    Ok(event) => matches!(event.target, Target::KeyRevoked { .. }),
+                    Ok(event) => matches!(
+                        event.target,
+                        Target::KeyRevoked { .. } | Target::KeyAdded { .. }
+                    ),
                     Err(broadcast::error::RecvError::Lagged(_)) => true,
                     Err(broadcast::error::RecvError::Closed) => {
                         feed_open = false;
@@ -45,7 +56,7 @@ async fn run(
                     }
                 };
                 if reload && let Err(error) = manager.reload().await {
-                    tracing::warn!(%error, "cannot reload the signing keys after a key revocation");
+                    tracing::warn!(%error, "cannot reload the signing keys after a key event");
                 }
             }
         }

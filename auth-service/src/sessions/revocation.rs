@@ -81,6 +81,9 @@ pub enum Target {
     /// Tokens of `sub` = `user_id` issued at or before the event carry roles or scopes that
     /// changed since: refused as such, the session stands and a refresh gets the new claims.
     UserChanged { user_id: String },
+    /// Revokes nothing: a signing key was published, and `hybrid` verifiers fetch the JWKS at
+    /// once instead of at their next refresh (docs/KEYS.md, "Rotation with the verifiers").
+    KeyAdded { kid: String },
 }
 
 impl Target {
@@ -91,6 +94,7 @@ impl Target {
             Target::UserDisabled { .. } => "user_disabled",
             Target::KeyRevoked { .. } => "key_revoked",
             Target::UserChanged { .. } => "user_changed",
+            Target::KeyAdded { .. } => "key_added",
         }
     }
 }
@@ -144,6 +148,7 @@ impl Event {
             Target::UserChanged { user_id } => T::UserChanged(pb::UserChanged {
                 user_id: user_id.clone(),
             }),
+            Target::KeyAdded { kid } => T::KeyAdded(pb::KeyAdded { kid: kid.clone() }),
         };
         pb::RevocationEvent {
             sequence: self.sequence,
@@ -358,7 +363,8 @@ impl RevocationLog {
             Target::KeyRevoked { .. } => self.inner.retention_secs.max(KEY_REVOKED_RETENTION_SECS),
             Target::SessionsEnded { .. }
             | Target::UserDisabled { .. }
-            | Target::UserChanged { .. } => self.inner.retention_secs,
+            | Target::UserChanged { .. }
+            | Target::KeyAdded { .. } => self.inner.retention_secs,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::check::SessionCheck;
 use crate::error::LookupError;
+use crate::freshness::{Freshness, RoutePolicy, RoutePolicyError};
 use crate::jwk::AllowedAlgorithms;
 use crate::jwks::{FetchError, JwksClient, JwksConfig};
 use crate::key_report::{KeyReporter, ReporterConfig};
@@ -125,6 +126,12 @@ pub struct VerifierConfig {
     /// check, never the expiry, key-set and session checks.
     #[arg(long = "auth-token-cache-size", env = "AUTH_TOKEN_CACHE_SIZE", default_value_t = DEFAULT_TOKEN_CACHE_SIZE)]
     pub token_cache_size: u64,
+    /// Routes that do not follow AUTH_MODE, comma-separated `ROUTE=LEVEL`: ROUTE is
+    /// `METHOD /path/template` (gateway) or `/package.Service/Method` (gRPC), LEVEL `token`
+    /// (signature and claims), `pushed` (and the revocation feed; AUTH_MODE=hybrid) or `live`
+    /// (and a session lookup now). Example: `POST /v1/orders/{id}/cancel=live`.
+    #[arg(long = "auth-route-policy", env = "AUTH_ROUTE_POLICY", default_value = "", value_parser = RoutePolicy::parse)]
+    pub route_policy: RoutePolicy,
     /// BENCHMARK BUILDS ONLY (cargo feature `bench-auth-off`): `true` switches token
     /// verification off (the load benchmark's auth-off baseline, see
     /// `Verifier::insecure_skip_verification`). In any other build, setting it at all refuses
@@ -165,6 +172,7 @@ impl Default for VerifierConfig {
             session_cache_ttl: Duration::ZERO,
             session_timeout: Duration::from_secs(2),
             token_cache_size: DEFAULT_TOKEN_CACHE_SIZE,
+            route_policy: RoutePolicy::default(),
             insecure_skip_verify: None,
         }
     }
@@ -194,6 +202,8 @@ pub enum ConfigError {
     SkipVerifyUnavailable,
     #[error("AUTH_INSECURE_SKIP_VERIFY must be true or false, got {0:?}")]
     SkipVerifyInvalid(String),
+    #[error(transparent)]
+    RoutePolicy(#[from] RoutePolicyError),
 }
 
 impl VerifierConfig {
@@ -218,9 +228,22 @@ impl VerifierConfig {
         }
     }
 
-    /// Builds the verifier and starts its JWKS client (fetching in the background at once).
-    /// Needs a Tokio runtime.
+    /// Builds the verifier of a service that serves no route a route policy can name (a
+    /// non-empty `AUTH_ROUTE_POLICY` is refused); see [`VerifierConfig::build_verifier_for`].
     pub fn build_verifier(&self) -> Result<Verifier, ConfigError> {
+        self.build_verifier_for(&[])
+    }
+
+    /// Builds the verifier of a service serving `routes` (as `AUTH_ROUTE_POLICY` writes them:
+    /// `POST /v1/orders/{id}/cancel`, `/orders.v1.OrderService/CancelOrder`) and starts its
+    /// JWKS client (fetching in the background at once). Needs a Tokio runtime.
+    ///
+    /// Refuses a route policy naming a route not in `routes`, `pushed` without
+    /// `AUTH_MODE=hybrid`, and `live` without a session lookup: in `stateless` mode one is built
+    /// for the `live` routes alone, as `stateful` would build it (`REDIS_URL`, else the issuer
+    /// over gRPC with the client credentials).
+    pub fn build_verifier_for(&self, routes: &[&str]) -> Result<Verifier, ConfigError> {
+        self.route_policy.check_routes(routes)?;
         let skip_verification = self.skip_verification()?;
         if self.issuer.is_empty() || self.audience.is_empty() {
             return Err(ConfigError::Empty);
@@ -233,6 +256,7 @@ impl VerifierConfig {
         let verifier = Verifier::new(Keys::remote(client.clone()), self.policy())
             .with_session_check(self.session_check(&client)?)
             .with_token_cache(self.token_cache_size);
+        let verifier = self.with_route_policy(verifier)?;
         #[cfg(feature = "bench-auth-off")]
         if skip_verification {
             tracing::warn!(
@@ -244,6 +268,27 @@ impl VerifierConfig {
         }
         #[cfg(not(feature = "bench-auth-off"))]
         debug_assert!(!skip_verification, "BUG: refused by skip_verification");
+        Ok(verifier)
+    }
+
+    /// `verifier` with `AUTH_ROUTE_POLICY`, and a session lookup for its `live` routes when
+    /// the mode has none.
+    fn with_route_policy(&self, mut verifier: Verifier) -> Result<Verifier, ConfigError> {
+        if self.route_policy.is_empty() {
+            return Ok(verifier);
+        }
+        if self.route_policy.asks_for(Freshness::Live)
+            && !verifier.supports(Freshness::Live)
+            && let Some(lookup) = self.stateful_check()?
+        {
+            verifier = verifier.with_live_check(lookup);
+        }
+        let verifier = verifier.with_route_policy(self.route_policy.clone())?;
+        tracing::info!(
+            mode = self.mode.as_str(),
+            route_policy = %self.route_policy,
+            "routes with a freshness of their own"
+        );
         Ok(verifier)
     }
 

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 use crate::authz::Principal;
 pub use crate::bearer::{token_from_metadata, with_bearer};
 use crate::error::{AuthError, RejectReason};
+use crate::freshness::Freshness;
 use crate::verifier::{Verifier, record_rejection};
 
 /// The largest header list (all metadata of a call) a gRPC server accepts: room for a maximal
@@ -22,7 +23,8 @@ pub const MAX_METADATA_BYTES: u32 = 16 * 1024;
 
 /// Verifies the `authorization: Bearer` metadata of every call and puts the [`Principal`] in
 /// the request extensions; calls without a valid token are answered `UNAUTHENTICATED` (or
-/// `UNAVAILABLE` when no key set is usable) without reaching the service.
+/// `UNAVAILABLE` when no key set is usable) without reaching the service. A method named in
+/// the verifier's [`crate::RoutePolicy`] (`/package.Service/Method`) is verified at its level.
 #[derive(Debug, Clone)]
 pub struct RequireAuthLayer {
     verifier: Verifier,
@@ -78,8 +80,10 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
+        // The method path (`/package.Service/Method`) names the RPC; gRPC calls are all POSTs.
+        let level = verifier.level_of("POST", request.uri().path());
         Box::pin(async move {
-            match authenticate(&verifier, request.headers()).await {
+            match authenticate(&verifier, request.headers(), level).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
@@ -90,9 +94,13 @@ where
     }
 }
 
-async fn authenticate(verifier: &Verifier, headers: &HeaderMap) -> Result<Principal, AuthError> {
+async fn authenticate(
+    verifier: &Verifier,
+    headers: &HeaderMap,
+    level: Option<Freshness>,
+) -> Result<Principal, AuthError> {
     let token = token_from_metadata(headers).inspect_err(|r| record_rejection(*r))?;
-    verifier.verify(token).await
+    verifier.verify_with(token, level).await
 }
 
 /// The verified caller of an RPC served behind [`RequireAuthLayer`].

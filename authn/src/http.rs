@@ -2,9 +2,10 @@
 //! the HTTP answer of every [`AuthError`].
 //!
 //! Handlers ask for a [`Principal`] (or [`Authenticated`] when they must pass the token on)
-//! and never touch the `Authorization` header or cookies themselves.
+//! and never touch the `Authorization` header or cookies themselves. A route named in the
+//! verifier's [`crate::RoutePolicy`] (`METHOD /route/{template}`) is verified at its level.
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use crate::authz::Principal;
 use crate::bearer::{BearerToken, TokenSource, check_same_origin, token_from_headers};
 use crate::error::{AuthError, INVALID_TOKEN_DESCRIPTION, RejectReason};
+use crate::freshness::Freshness;
 use crate::verifier::{Verifier, record_rejection};
 
 /// The verified caller together with the token it presented, for services that pass the token
@@ -36,12 +38,25 @@ where
         if source == TokenSource::Cookie {
             check_same_origin(&parts.method, &parts.headers)?;
         }
-        let principal = verifier.verify(token).await?;
+        let principal = verifier
+            .verify_with(token, route_level(&verifier, parts))
+            .await?;
         Ok(Self {
             principal,
             token: BearerToken::new(token),
         })
     }
+}
+
+/// The level the verifier's route policy gives the route that serves this request (axum's
+/// [`MatchedPath`], the template, never the raw path); `None` (the mode's) when the policy is
+/// empty or does not name it.
+fn route_level(verifier: &Verifier, parts: &Parts) -> Option<Freshness> {
+    if verifier.route_policy().is_empty() {
+        return None;
+    }
+    let route = parts.extensions.get::<MatchedPath>()?;
+    verifier.level_of(parts.method.as_str(), route.as_str())
 }
 
 impl<S> FromRequestParts<S> for Principal

@@ -32,7 +32,8 @@
 //!   [`Principal`] or an [`AuthError`] that says why (for logs and metrics, never for the
 //!   caller).
 //! - [`check`], [`session`], `revocation` (feature `tonic`): what `stateful` and `hybrid`
-//!   verifiers ask beyond the signature.
+//!   verifiers ask beyond the signature; [`freshness`]: a level per route instead of the
+//!   mode's (`AUTH_ROUTE_POLICY`), [`Verifier::verify_fresh`].
 //! - [`authz`] and [`scope`]: typed authorization from claims
 //!   (`principal.require(Scope::OrdersWrite)?`).
 //! - [`id_token`]: OpenID Connect ID tokens, for a relying party (the gateway's browser
@@ -51,6 +52,7 @@ pub mod claims;
 #[cfg(feature = "config")]
 pub mod config;
 pub mod error;
+pub mod freshness;
 #[cfg(feature = "tonic")]
 pub mod grpc;
 #[cfg(feature = "axum")]
@@ -73,6 +75,7 @@ pub mod verifier;
 
 pub use authz::Principal;
 pub use error::{AuthError, CLAIMS_CHANGED_DESCRIPTION, RejectReason};
+pub use freshness::{Freshness, RoutePolicy};
 pub use scope::{Role, Scope};
 pub use verifier::Verifier;
 

@@ -244,6 +244,20 @@ impl RevocationFeed {
     /// Revoked entries are refused whether the feed is fresh or not: the fallback knows
     /// sessions only, never keys.
     pub async fn check(&self, kid: &str, claims: &AccessClaims) -> Result<(), AuthError> {
+        self.refuse_listed(kid, claims)?;
+        if self.is_fresh() {
+            return Ok(());
+        }
+        metrics::counter!("auth_revocation_feed_stale_checks_total").increment(1);
+        match &self.inner.fallback {
+            Some(stateful) => stateful.check(claims).await,
+            None => Err(AuthError::Unavailable),
+        }
+    }
+
+    /// Refuses `claims` if the set holds its session, its user (by `iat`) or its key, fresh or
+    /// stale; says nothing of what the set does not hold.
+    pub(crate) fn refuse_listed(&self, kid: &str, claims: &AccessClaims) -> Result<(), AuthError> {
         let inner = &self.inner;
         let revoked = claims
             .sid
@@ -264,14 +278,12 @@ impl RevocationFeed {
         {
             return Err(RejectReason::ClaimsChanged.into());
         }
-        if self.is_fresh() {
-            return Ok(());
-        }
-        metrics::counter!("auth_revocation_feed_stale_checks_total").increment(1);
-        match &inner.fallback {
-            Some(stateful) => stateful.check(claims).await,
-            None => Err(AuthError::Unavailable),
-        }
+        Ok(())
+    }
+
+    /// The `stateful` check used while the feed is stale.
+    pub fn fallback(&self) -> Option<&StatefulCheck> {
+        self.inner.fallback.as_ref()
     }
 
     /// Whether the set is known to be current within `max_staleness`.

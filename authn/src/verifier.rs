@@ -10,9 +10,11 @@ use crate::authz::Principal;
 use crate::check::SessionCheck;
 use crate::claims::AccessClaims;
 use crate::error::{AuthError, RejectReason};
+use crate::freshness::{Freshness, RoutePolicy, RoutePolicyError};
 use crate::jwk::{Algorithm, AllowedAlgorithms, KeySet, VerifyingKey};
 use crate::jwks::JwksClient;
 use crate::jws::{ACCESS_TOKEN_TYPE, CompactJws, Header, MAX_KID_LEN};
+use crate::session::StatefulCheck;
 
 /// What a token must satisfy besides its signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +193,11 @@ struct Inner {
     keys: Keys,
     policy: Policy,
     sessions: SessionCheck,
+    /// The lookup of [`Freshness::Live`] requests when the mode has none of its own (or
+    /// instead of it); `None`: the mode's ([`SessionCheck::lookup`]).
+    live: Option<StatefulCheck>,
+    /// The routes with a level of their own; consulted by the HTTP and gRPC adapters.
+    routes: RoutePolicy,
     cache: Option<moka::sync::Cache<Box<str>, Verified>>,
     /// Header segments already decoded and accepted by [`Policy::check_header`], with their
     /// `kid` and claimed algorithm. Every token one key signs carries the same header segment, so after the first
@@ -215,6 +222,8 @@ impl Verifier {
                 keys,
                 policy,
                 sessions: SessionCheck::Stateless,
+                live: None,
+                routes: RoutePolicy::default(),
                 cache: None,
                 headers: moka::sync::Cache::new(HEADER_CACHE_CAPACITY),
                 #[cfg(feature = "bench-auth-off")]
@@ -283,6 +292,47 @@ impl Verifier {
         self.with(|inner| inner.sessions = check)
     }
 
+    /// The same verifier with `check` as the session lookup of [`Freshness::Live`] requests: a
+    /// `stateless` verifier whose few sensitive routes are to be checked live. Without one,
+    /// `live` uses the mode's own lookup (`stateful`, or the `hybrid` feed's fallback).
+    pub fn with_live_check(self, check: StatefulCheck) -> Self {
+        self.with(|inner| inner.live = Some(check))
+    }
+
+    /// Whether this verifier can check requests at `level`: `Pushed` needs the revocation feed
+    /// (a `hybrid` verifier), `Live` a session lookup.
+    pub fn supports(&self, level: Freshness) -> bool {
+        match level {
+            Freshness::Token => true,
+            Freshness::Pushed => self.inner.sessions.has_feed(),
+            Freshness::Live => self.inner.live.is_some() || self.inner.sessions.lookup().is_some(),
+        }
+    }
+
+    /// The same verifier with `policy`: the routes that do not follow the mode, which the HTTP
+    /// extractors and the gRPC layer consult by the route that serves each request. Refused
+    /// when a rule asks for a level this verifier cannot check ([`Verifier::supports`]); set
+    /// it after the session check and any [`Verifier::with_live_check`].
+    pub fn with_route_policy(self, policy: RoutePolicy) -> Result<Self, RoutePolicyError> {
+        policy.check_levels(|level| self.supports(level))?;
+        Ok(self.with(|inner| inner.routes = policy))
+    }
+
+    /// The routes with a level of their own (empty unless set).
+    pub fn route_policy(&self) -> &RoutePolicy {
+        &self.inner.routes
+    }
+
+    /// The level of the route `path` (a route template or gRPC method path) served for
+    /// `method`: `None` when the policy does not name it, and the mode decides. Free with an
+    /// empty policy.
+    pub fn level_of(&self, method: &str, path: &str) -> Option<Freshness> {
+        if self.inner.routes.is_empty() {
+            return None;
+        }
+        self.inner.routes.level(method, path)
+    }
+
     /// The session check of this verifier (its mode).
     pub fn session_check(&self) -> &SessionCheck {
         &self.inner.sessions
@@ -303,20 +353,52 @@ impl Verifier {
         self.inner.keys.is_ready() && self.inner.sessions.is_ready()
     }
 
-    /// Verifies `token` now.
+    /// Verifies `token` now, with the mode's check.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
-        self.verify_at(token, crate::unix_now()).await
+        self.verify_as_of(token, crate::unix_now(), None).await
+    }
+
+    /// Verifies `token` now, checking `level` instead of the mode's check
+    /// ([`crate::freshness`]): `Live` looks the session up even in a `stateless` verifier,
+    /// `Token` skips the lookup of a `stateful` one. A level the verifier cannot check
+    /// ([`Verifier::supports`]) is refused as [`AuthError::Unavailable`].
+    pub async fn verify_fresh(
+        &self,
+        token: &str,
+        level: Freshness,
+    ) -> Result<Principal, AuthError> {
+        self.verify_as_of(token, crate::unix_now(), Some(level))
+            .await
+    }
+
+    /// Verifies `token` now at `level`, or with the mode's check for `None`: what the adapters
+    /// call with [`Verifier::level_of`] the route.
+    pub async fn verify_with(
+        &self,
+        token: &str,
+        level: Option<Freshness>,
+    ) -> Result<Principal, AuthError> {
+        self.verify_as_of(token, crate::unix_now(), level).await
     }
 
     /// Verifies `token` as of `now` (Unix seconds), recording the outcome as a metric.
     pub async fn verify_at(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        self.verify_as_of(token, now, None).await
+    }
+
+    async fn verify_as_of(
+        &self,
+        token: &str,
+        now: i64,
+        level: Option<Freshness>,
+    ) -> Result<Principal, AuthError> {
         #[cfg(feature = "bench-auth-off")]
         if self.inner.skip_verification {
             // Parse and decode only: see `insecure_skip_verification`.
             let claims: AccessClaims = CompactJws::split(token)?.payload()?;
             return Ok(Principal::from_verified_claims(claims));
         }
-        let result = self.check(token, now).await;
+        let result = self.check(token, now, level).await;
         match &result {
             Ok(_) => metrics::counter!("auth_verify_total", "outcome" => "ok").increment(1),
             Err(AuthError::Unauthenticated(reason)) => record_rejection(*reason),
@@ -328,7 +410,12 @@ impl Verifier {
         result
     }
 
-    async fn check(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+    async fn check(
+        &self,
+        token: &str,
+        now: i64,
+        level: Option<Freshness>,
+    ) -> Result<Principal, AuthError> {
         let inner = &self.inner;
         if let Some(cache) = &inner.cache
             && let Some(hit) = cache.get(token)
@@ -338,10 +425,7 @@ impl Verifier {
             // key is removed from it), and the session check of the mode.
             let leeway = i64::try_from(inner.policy.leeway.as_secs()).unwrap_or(i64::MAX);
             if now < hit.principal.claims().exp.saturating_add(leeway) && inner.keys.has(&hit.kid) {
-                inner
-                    .sessions
-                    .check(&hit.kid, hit.principal.claims())
-                    .await?;
+                self.stands(level, &hit.kid, hit.principal.claims()).await?;
                 return Ok(hit.principal.clone());
             }
             cache.invalidate(token);
@@ -371,7 +455,7 @@ impl Verifier {
         }
         let claims: AccessClaims = jws.payload()?;
         inner.policy.check_claims(&claims, now)?;
-        inner.sessions.check(&kid, &claims).await?;
+        self.stands(level, &kid, &claims).await?;
         let principal = Principal::from_verified_claims(claims);
         if let Some(cache) = &inner.cache {
             cache.insert(
@@ -383,6 +467,28 @@ impl Verifier {
             );
         }
         Ok(principal)
+    }
+}
+
+impl Verifier {
+    /// Whether a token with good signature and claims still stands: the mode's check, or the
+    /// one of `level`.
+    async fn stands(
+        &self,
+        level: Option<Freshness>,
+        kid: &str,
+        claims: &AccessClaims,
+    ) -> Result<(), AuthError> {
+        let inner = &self.inner;
+        match level {
+            None => inner.sessions.check(kid, claims).await,
+            Some(level) => {
+                inner
+                    .sessions
+                    .check_at(level, inner.live.as_ref(), kid, claims)
+                    .await
+            }
+        }
     }
 }
 

@@ -129,7 +129,7 @@ impl App {
         let browser = Browser::from_config(&config)?.map(Arc::new);
         let verifier = config
             .auth
-            .build_verifier()
+            .build_verifier_for(orders::ROUTES)
             .map_err(|error| BuildError::Verifier(error.to_string()))?;
 
         // Balanced across every address the host resolves to: point ORDERS_GRPC_URL at a

@@ -7,8 +7,9 @@
 //! | `GET /v1/orders/{id}` | `GetOrder` | `orders:read` |
 //! | `POST /v1/orders/{id}/cancel` | `CancelOrder` | `orders:write` |
 //!
-//! The token is verified here (the [`Authenticated`] extractor) and the scope checked, so a bad
-//! request costs no upstream call; the original token then goes on to the orders service, which
+//! The token is verified here (the [`Authenticated`] extractor, at the level `AUTH_ROUTE_POLICY`
+//! gives the route, else the mode's) and the scope checked, so a bad request costs no upstream
+//! call; the original token then goes on to the orders service, which
 //! verifies it again and decides ownership (defence in depth: the network is not trusted).
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -27,6 +28,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam, QueryParams};
 use crate::state::AppState;
+
+/// The routes above as `AUTH_ROUTE_POLICY` names them (`METHOD /template`): the routes whose
+/// freshness a policy may set at the gateway, since they are the ones that verify a token.
+pub const ROUTES: &[&str] = &[
+    "POST /v1/orders",
+    "GET /v1/orders",
+    "GET /v1/orders/{id}",
+    "POST /v1/orders/{id}/cancel",
+];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -249,6 +259,44 @@ mod tests {
         let json = OrderJson::try_from(order(pb::OrderStatus::Cancelled, 1_700_000_060)).unwrap();
         assert_eq!(json.status, "cancelled");
         assert_eq!(json.cancelled_at.as_deref(), Some("2023-11-14T22:14:20Z"));
+    }
+
+    /// Every entry of [`ROUTES`] is a route of [`router`], with that method and template: what
+    /// `AUTH_ROUTE_POLICY` is validated against is what requests are matched with.
+    #[tokio::test]
+    async fn the_policy_routes_are_the_routers_routes() {
+        use axum::extract::{MatchedPath, Request};
+        use tower::ServiceExt as _;
+
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        let state = AppState {
+            verifier: testkit::TestIssuer::new().verifier(),
+            orders: pb::order_service_client::OrderServiceClient::new(channel),
+            request_timeout: Duration::from_secs(1),
+            lifecycle: platform::shutdown::Lifecycle::new(),
+        };
+        let app = router()
+            .route_layer(axum::middleware::from_fn(
+                |route: MatchedPath, _: Request, _: axum::middleware::Next| async move {
+                    route.as_str().to_owned()
+                },
+            ))
+            .with_state(state);
+        for route in ROUTES {
+            let (method, template) = route.split_once(' ').unwrap();
+            let path = template.replace("{id}", "0190a0a0-0000-7000-8000-000000000000");
+            let request = Request::builder()
+                .method(method)
+                .uri(&path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{route}");
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            assert_eq!(body, template.as_bytes(), "{route}");
+        }
     }
 
     #[test]

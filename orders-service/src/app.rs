@@ -69,7 +69,8 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// The gRPC methods this service serves, the only values of the `rpc` metric label.
+/// The gRPC methods this service serves: the only values of the `rpc` metric label, and the
+/// routes `AUTH_ROUTE_POLICY` may name.
 pub const RPC_METHODS: &[&str] = &[
     "/orders.v1.OrderService/CreateOrder",
     "/orders.v1.OrderService/GetOrder",
@@ -144,7 +145,7 @@ impl App {
 
         let verifier = config
             .auth
-            .build_verifier()
+            .build_verifier_for(RPC_METHODS)
             .map_err(|error| BuildError::Verifier(error.to_string()))?;
 
         Ok(Self {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use auth_service::passwords::ExposeSecret as _;
 use auth_service::scope::{ScopeSet, parse_roles};
 use auth_service::users::{self, NewUser};
+use authn::RoutePolicy;
 use authn::config::{AuthMode, VerifierConfig};
 use proto::orders::v1 as pb;
 use proto::orders::v1::order_service_client::OrderServiceClient;
@@ -63,6 +64,10 @@ pub struct Options {
     pub access_token_ttl: Option<Duration>,
     /// auth-service's `AUTH_SIGNING_ALG` (default: RS256).
     pub signing_alg: Option<authn::jwk::Algorithm>,
+    /// The gateway's `AUTH_ROUTE_POLICY` (default: none, every route follows the mode).
+    pub gateway_route_policy: RoutePolicy,
+    /// orders-service's `AUTH_ROUTE_POLICY` (default: none).
+    pub orders_route_policy: RoutePolicy,
 }
 
 impl Default for Options {
@@ -81,6 +86,8 @@ impl Default for Options {
             web_public_url: None,
             access_token_ttl: None,
             signing_alg: None,
+            gateway_route_policy: RoutePolicy::default(),
+            orders_route_policy: RoutePolicy::default(),
         }
     }
 }
@@ -209,7 +216,10 @@ impl Stack {
             grpc_addr: any_port,
             http_addr: any_port,
             database_url: format!("sqlite://{}/orders.db", dir.display()),
-            auth: verifier.clone(),
+            auth: VerifierConfig {
+                route_policy: options.orders_route_policy.clone(),
+                ..verifier.clone()
+            },
             ..orders_service::Config::default()
         })
         .await
@@ -246,7 +256,10 @@ impl Stack {
             metrics_addr: any_port,
             auth_http_url: auth_http.clone(),
             orders_grpc_url: orders_grpc.clone(),
-            auth: verifier,
+            auth: VerifierConfig {
+                route_policy: options.gateway_route_policy.clone(),
+                ..verifier
+            },
             public_url,
             client_id,
             client_secret,
@@ -568,6 +581,14 @@ impl OrdersAs {
             .list_orders(request)
             .await
             .map(|r| r.into_inner().orders)
+    }
+
+    pub async fn cancel(&mut self, id: &str) -> Result<pb::Order, tonic::Status> {
+        let request = self.request(pb::CancelOrderRequest { id: id.into() });
+        self.client
+            .cancel_order(request)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn create(&mut self, item: &str, quantity: i32) -> Result<pb::Order, tonic::Status> {

@@ -130,6 +130,41 @@ pub struct Args {
     /// `RUST_LOG` of the services (their logs go to files in their temporary directory).
     #[arg(long, default_value = "info")]
     pub service_log: String,
+
+    /// Give the route the throughput load calls its own freshness level, whatever the mode:
+    /// `AUTH_ROUTE_POLICY` of `GET /v1/orders/{id}` at the gateway and of `GetOrder` at
+    /// orders-service. `pushed` starts in mode `hybrid` only (the other modes' runs fail).
+    #[arg(long, value_enum)]
+    pub route_level: Option<RouteLevel>,
+}
+
+/// A freshness level of `AUTH_ROUTE_POLICY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RouteLevel {
+    Token,
+    Pushed,
+    Live,
+}
+
+impl RouteLevel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RouteLevel::Token => "token",
+            RouteLevel::Pushed => "pushed",
+            RouteLevel::Live => "live",
+        }
+    }
+
+    /// `AUTH_ROUTE_POLICY` of the gateway: the route of the HTTP throughput load.
+    pub fn gateway_policy(self) -> String {
+        format!("GET /v1/orders/{{id}}={}", self.as_str())
+    }
+
+    /// `AUTH_ROUTE_POLICY` of orders-service: the method of the gRPC throughput load (and the
+    /// one the gateway calls for the HTTP load).
+    pub fn orders_policy(self) -> String {
+        format!("/orders.v1.OrderService/GetOrder={}", self.as_str())
+    }
 }
 
 /// A verifier configuration under test.
@@ -266,6 +301,7 @@ pub struct Settings {
     pub wait_idle: Duration,
     pub verifier_env: Vec<(String, String)>,
     pub service_log: String,
+    pub route_level: Option<RouteLevel>,
 }
 
 impl Settings {
@@ -346,6 +382,7 @@ impl Settings {
             wait_idle: args.wait_idle,
             verifier_env: args.verifier_env,
             service_log: args.service_log,
+            route_level: args.route_level,
         })
     }
 

@@ -224,6 +224,7 @@ pub async fn run(args: FloodArgs, command: String) -> anyhow::Result<String> {
                     humantime::format_duration(args.token_ttl).to_string(),
                 ),
             ],
+            route_level: None,
         },
     )
     .await?;

@@ -194,6 +194,7 @@ async fn run_mode(
             log_level: settings.service_log.clone(),
             verifier_env: settings.verifier_env.clone(),
             auth_env: Vec::new(),
+            route_level: settings.route_level,
         },
     )
     .await
@@ -433,6 +434,7 @@ async fn run_issuance(
             log_level: settings.service_log.clone(),
             verifier_env: Vec::new(),
             auth_env: Vec::new(),
+            route_level: None,
         },
     )
     .await?;

@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use http::StatusCode;
 use rustix::process::{Pid, Signal, kill_process};
 
-use crate::cli::Mode;
+use crate::cli::{Mode, RouteLevel};
 use crate::client::{HttpConnection, get};
 
 /// How to build what loadgen starts.
@@ -83,6 +83,8 @@ pub struct StackOptions {
     pub verifier_env: Vec<(String, String)>,
     /// Extra environment of auth-service (server and CLI), applied last.
     pub auth_env: Vec<(String, String)>,
+    /// The freshness level of the throughput route at both verifiers (`AUTH_ROUTE_POLICY`).
+    pub route_level: Option<RouteLevel>,
 }
 
 /// A running service.
@@ -536,6 +538,9 @@ impl Env {
             ("ORDERS_HTTP_ADDR", self.addrs.orders_http.to_string()),
             ("DATABASE_URL", self.sqlite(ORDERS, "orders.db")),
         ]);
+        vars.extend(
+            (self.options.route_level).map(|level| ("AUTH_ROUTE_POLICY", level.orders_policy())),
+        );
         vars
     }
 
@@ -553,6 +558,9 @@ impl Env {
                 format!("http://{}", self.addrs.orders_grpc),
             ),
         ]);
+        vars.extend(
+            (self.options.route_level).map(|level| ("AUTH_ROUTE_POLICY", level.gateway_policy())),
+        );
         vars
     }
 }
@@ -642,6 +650,7 @@ mod tests {
                     log_level: "info".into(),
                     verifier_env: vec![],
                     auth_env: vec![],
+                    route_level: None,
                 },
             )
         };
@@ -681,6 +690,53 @@ mod tests {
     }
 
     #[test]
+    fn a_route_level_gives_each_verifier_the_policy_of_its_own_route() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let options = StackOptions {
+            mode: Mode::Stateless,
+            redis_url: None,
+            log_level: "warn".into(),
+            verifier_env: vec![],
+            auth_env: vec![],
+            route_level: Some(RouteLevel::Live),
+        };
+        let addrs = Addresses {
+            auth_http: addr,
+            auth_grpc: addr,
+            auth_metrics: addr,
+            orders_grpc: addr,
+            orders_http: addr,
+            gateway: addr,
+            gateway_metrics: addr,
+        };
+        let env = Env::new(Path::new("/tmp/x"), &addrs, &options);
+        let policy = |vars: Vec<(&'static str, String)>| {
+            vars.into_iter()
+                .find(|(k, _)| *k == "AUTH_ROUTE_POLICY")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(
+            policy(env.gateway("s")).as_deref(),
+            Some("GET /v1/orders/{id}=live")
+        );
+        assert_eq!(
+            policy(env.orders("s")).as_deref(),
+            Some("/orders.v1.OrderService/GetOrder=live")
+        );
+        assert_eq!(policy(env.auth()), None);
+        let none = Env::new(
+            Path::new("/tmp/x"),
+            &addrs,
+            &StackOptions {
+                route_level: None,
+                ..options
+            },
+        );
+        assert_eq!(policy(none.gateway("s")), None);
+        assert_eq!(policy(none.orders("s")), None);
+    }
+
+    #[test]
     fn extra_verifier_environment_reaches_the_verifiers_only() {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let env = Env::new(
@@ -700,6 +756,7 @@ mod tests {
                 log_level: "warn".into(),
                 verifier_env: vec![("AUTH_TOKEN_CACHE_SIZE".into(), "0".into())],
                 auth_env: vec![("AUTH_TRUSTED_PROXIES".into(), "127.0.0.1/32".into())],
+                route_level: Some(RouteLevel::Live),
             },
         );
         let value = |name: &str| {

@@ -81,6 +81,14 @@ fn header(out: &mut String, header: &Header) {
             humantime::format_duration(revocations.deadline),
         );
     }
+    if let Some(level) = header.route_level {
+        let _ = writeln!(
+            out,
+            "- Route policy: the measured route at `{level}` in every mode (`AUTH_ROUTE_POLICY`: \
+             `GET /v1/orders/{{id}}={level}` at the gateway, \
+             `/orders.v1.OrderService/GetOrder={level}` at orders-service)",
+        );
+    }
     let extra: String = (header.verifier_env.iter())
         .map(|(k, v)| format!(", verifiers with `{k}={v}`"))
         .collect();

@@ -13,7 +13,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::cli::{Mode, Settings, Transport};
+use crate::cli::{Mode, RouteLevel, Settings, Transport};
 use crate::machine::Machine;
 
 use super::{Context, Results};
@@ -67,6 +67,8 @@ pub struct Header {
     pub revocations: Option<RevocationSettings>,
     /// Extra environment of the verifiers.
     pub verifier_env: Vec<(String, String)>,
+    /// `--route-level`: the level of the throughput route at both verifiers.
+    pub route_level: Option<&'static str>,
     /// `RUST_LOG` of the services.
     pub service_log: String,
     pub bin_dir: String,
@@ -197,6 +199,7 @@ fn header(context: &Context, settings: &Settings) -> Header {
             deadline: settings.revocation_deadline,
         }),
         verifier_env: settings.verifier_env.clone(),
+        route_level: settings.route_level.map(RouteLevel::as_str),
         service_log: settings.service_log.clone(),
         bin_dir: context.bin_dir.clone(),
     }

@@ -14,7 +14,8 @@
 //! ([`issuance`]); then prints a Markdown report ([`report`]) that ends with the verdict on
 //! each target of issue 7 ([`targets`]). `loadgen flood` ([`flood`]) measures instead what a
 //! flood of bad client credentials through the gateway costs legitimate logins and
-//! `client_credentials` grants. Timing is never part of the test suite; the unit
+//! `client_credentials` grants, and `loadgen token-size` ([`token_size`]) what a larger access
+//! token costs per request at the gateway. Timing is never part of the test suite; the unit
 //! tests here cover the pure parts (statistics, parsing, formatting).
 
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod stack;
 pub mod stats;
 pub mod store;
 pub mod targets;
+pub mod token_size;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
-//! `loadgen`: see `loadgen --help`, `loadgen flood --help` and the `bench` library
-//! documentation.
+//! `loadgen`: see `loadgen --help`, `loadgen flood --help`, `loadgen token-size --help` and the
+//! `bench` library documentation.
 
 use std::process::ExitCode;
 
@@ -10,6 +10,9 @@ use clap::Parser as _;
 async fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("flood") {
         return flood().await;
+    }
+    if std::env::args().nth(1).as_deref() == Some("token-size") {
+        return token_size().await;
     }
     let args = Args::parse();
     let settings = match Settings::resolve(args) {
@@ -62,6 +65,28 @@ async fn flood() -> ExitCode {
         },
         () = interrupted() => {
             eprintln!("\nloadgen flood: interrupted; stopping the services");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// `loadgen token-size ...`: its own options and report (see `bench::token_size`).
+async fn token_size() -> ExitCode {
+    let args = bench::token_size::TokenSizeArgs::parse_from(std::env::args().skip(1));
+    let command = command_line(std::env::args());
+    tokio::select! {
+        result = bench::token_size::run(args, command) => match result {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("loadgen token-size: error: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        () = interrupted() => {
+            eprintln!("\nloadgen token-size: interrupted; stopping the services");
             ExitCode::from(130)
         }
     }

@@ -228,6 +228,18 @@ impl Stack {
         })
     }
 
+    /// Runs the operator command `auth-service <args>` next to the running service, with its
+    /// configuration, `stdin` on its standard input; returns its standard output.
+    pub async fn operator(
+        &self,
+        binaries: &Binaries,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let env = Env::new(self.dir.path(), &self.addrs, &self.options);
+        self.auth_cli(binaries, &env, args, stdin).await
+    }
+
     /// Registers the client `id` with `scopes` (the auth-service CLI, next to the running
     /// service); returns its secret.
     pub async fn add_client(

@@ -105,7 +105,7 @@ fn parse_key_value(arg: &str) -> Result<(String, String), String> {
 }
 
 /// Padding roles that take `bytes` bytes in a token's payload (each role `"name",`), to within
-/// 5: full roles of [`MAX_PAD_ROLE`] characters and one shorter (names `p0xxx…`, `p1xxx…`).
+/// 5: full roles of `MAX_PAD_ROLE` (61) characters and one shorter (names `p0xxx…`, `p1xxx…`).
 pub fn padding_roles(bytes: usize) -> Vec<String> {
     /// The shortest padding role in the payload: `"pNN",`.
     const MIN: usize = 6;

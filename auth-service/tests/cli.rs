@@ -4,31 +4,16 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::Arc;
 
-use testkit::auth::{database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
-use tokio::io::AsyncWriteExt as _;
+use testkit::auth::{cli, keys_dir, output_with_stdin, spawn_auth, spawn_auth_with, test_config};
 use tokio::process::Command;
 
 /// Runs `auth-service <args>` with its state in `dir`, feeding `stdin`.
 async fn auth_cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .args(args)
-        // Only what the test sets: nothing from the environment of the test run.
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url(dir))
-        .env("AUTH_KEYS_DIR", keys_dir(dir))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("auth-service binary starts");
-    let mut pipe = child.stdin.take().expect("stdin");
-    pipe.write_all(stdin.as_bytes())
-        .await
-        .expect("stdin written");
-    drop(pipe);
-    child.wait_with_output().await.expect("auth-service exits")
+    output_with_stdin(
+        cli(env!("CARGO_BIN_EXE_auth-service"), dir).args(args),
+        stdin,
+    )
+    .await
 }
 
 fn stdout(output: &Output) -> String {

@@ -3,7 +3,7 @@
 //! issued token, whatever the signing algorithm.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 
 use auth_service::scope::{MAX_ACCESS_TOKEN_BYTES, MAX_GRANT_BYTES, MAX_ROLES, MAX_SCOPES};
@@ -11,10 +11,8 @@ use authn::jwk::Algorithm;
 use http::StatusCode;
 use serde_json::{Value, json};
 use testkit::auth::{
-    TestAuth, database_url, expect_error, keys_dir, spawn_auth, spawn_auth_with, test_config,
+    TestAuth, cli, expect_error, output_with_stdin, spawn_auth, spawn_auth_with, test_config,
 };
-use tokio::io::AsyncWriteExt as _;
-use tokio::process::Command;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -132,24 +130,11 @@ async fn the_admin_api_refuses_more_roles_or_scopes_than_a_token_may_carry() {
 
 /// Runs `auth-service <args>` on the data directory `dir`, feeding `stdin`.
 async fn auth_cli(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_auth-service"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url(dir))
-        .env("AUTH_KEYS_DIR", keys_dir(dir))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("auth-service binary starts");
-    let mut pipe = child.stdin.take().expect("stdin");
-    pipe.write_all(stdin.as_bytes())
-        .await
-        .expect("stdin written");
-    drop(pipe);
-    child.wait_with_output().await.expect("auth-service exits")
+    output_with_stdin(
+        cli(env!("CARGO_BIN_EXE_auth-service"), dir).args(args),
+        stdin,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! by the test (`KeyManager::tick`, `KeyManager::set_clock`); reports keep the wall clock.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use proto::auth::v1::ReportKeysRequest;
 use proto::auth::v1::revocation_event::Target;
 use reqwest::StatusCode;
 use serde_json::Value;
-use testkit::auth::{TestAuth, database_url, keys_dir, spawn_auth_with, test_config};
+use testkit::auth::{TestAuth, cli, spawn_auth_with, test_config};
 use testkit::eventually;
 
 const PASSWORD: &str = "correct horse battery";
@@ -99,14 +99,8 @@ fn listed<'a>(listing: &'a Value, kid: &str) -> &'a Value {
 }
 
 async fn auth_cli(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+    cli(env!("CARGO_BIN_EXE_auth-service"), dir)
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url(dir))
-        .env("AUTH_KEYS_DIR", keys_dir(dir))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .output()
         .await
         .expect("auth-service runs")

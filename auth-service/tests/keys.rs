@@ -4,7 +4,7 @@
 //! one database, and the command line.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use proto::auth::v1::revocation_event::Target;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use testkit::PgDatabase;
-use testkit::auth::{TestAuth, database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
+use testkit::auth::{TestAuth, cli, keys_dir, spawn_auth, spawn_auth_with, test_config};
 use testkit::eventually;
 
 const PASSWORD: &str = "correct horse battery";
@@ -684,14 +684,8 @@ async fn the_background_task_rotates_on_schedule() {
 
 /// Runs `auth-service <args>` on the state in `dir`.
 async fn auth_cli(dir: &Path, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+    cli(env!("CARGO_BIN_EXE_auth-service"), dir)
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url(dir))
-        .env("AUTH_KEYS_DIR", keys_dir(dir))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .output()
         .await
         .expect("auth-service runs")

@@ -7,7 +7,7 @@
 //! The metrics recorder is one per process: only `gauges_follow_the_store` runs the gauge
 //! refresher (`AUTH_SESSION_STATS_INTERVAL`); every other service here has it off.
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +15,10 @@ use auth_service::config::Config;
 use http::StatusCode;
 use serde_json::Value;
 use testkit::PgDatabase;
-use testkit::auth::{TestAuth, expect_tokens, keys_dir, spawn_auth_with, test_config};
-use testkit::{eventually, test_redis_url};
-use tokio::process::Command;
+use testkit::auth::{
+    TestAuth, cli, expect_tokens, own_redis_database, spawn_auth_with, test_config,
+};
+use testkit::eventually;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -39,27 +40,6 @@ async fn spawn(backend: &Backend, stats_interval: Duration) -> TestAuth {
         Backend::Redis(url) => config.redis_url = Some(url.clone()),
     }
     spawn_auth_with(config, dir).await
-}
-
-/// `TEST_REDIS_URL` with database `index`, emptied.
-async fn own_redis_database(index: u8) -> String {
-    let url = test_redis_url();
-    let base = url.trim_end_matches('/');
-    let base = match base.rsplit_once('/') {
-        Some((head, db)) if !head.ends_with('/') && db.parse::<u8>().is_ok() => head,
-        _ => base,
-    };
-    let url = format!("{base}/{index}");
-    let client = redis::Client::open(url.as_str()).expect("Redis URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis connects");
-    let () = redis::cmd("FLUSHDB")
-        .query_async(&mut conn)
-        .await
-        .expect("FLUSHDB");
-    url
 }
 
 /// A user with `roles` and `scopes`, logged in once (a session without a client); its token.
@@ -113,16 +93,11 @@ async fn logout(auth: &TestAuth, path: &str, token: &str) {
 
 /// `auth-service sessions stats <args>` on the service's store.
 async fn stats_cli(auth: &TestAuth, args: &[&str]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_auth-service"));
+    let mut command = cli(env!("CARGO_BIN_EXE_auth-service"), auth.dir());
     command
         .args(["sessions", "stats"])
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &auth.config.database_url)
-        .env("AUTH_KEYS_DIR", keys_dir(auth.dir()))
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
+        .env("DATABASE_URL", &auth.config.database_url);
     if let Some(redis) = &auth.config.redis_url {
         command.env("REDIS_URL", redis);
     }

@@ -12,6 +12,7 @@ use redis::AsyncCommands as _;
 use sqlx::AnyPool;
 use tempfile::TempDir;
 use testkit::PgDatabase;
+use testkit::auth::own_redis_database;
 use testkit::eventually;
 use testkit::test_redis_url;
 
@@ -675,28 +676,6 @@ async fn stats_of_the_sql_store_on_postgres() {
         .expect("log");
     stats_contract(&SqlStore::new(db.pool.clone(), log), &db).await;
     db.close().await;
-}
-
-/// `TEST_REDIS_URL` on a logical database of this test's own (the counts are store-wide, and
-/// the other tests' sessions share database 0), emptied first.
-async fn own_redis_database(index: u8) -> String {
-    let url = test_redis_url();
-    let base = url.trim_end_matches('/');
-    let base = match base.rsplit_once('/') {
-        Some((head, db)) if !head.ends_with('/') && db.parse::<u8>().is_ok() => head,
-        _ => base,
-    };
-    let url = format!("{base}/{index}");
-    let client = redis::Client::open(url.as_str()).expect("Redis URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis connects");
-    let () = redis::cmd("FLUSHDB")
-        .query_async(&mut conn)
-        .await
-        .expect("FLUSHDB");
-    url
 }
 
 #[tokio::test]

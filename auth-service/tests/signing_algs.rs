@@ -13,7 +13,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::Value;
-use testkit::auth::{TestAuth, database_url, keys_dir, spawn_auth, spawn_auth_with, test_config};
+use testkit::auth::{TestAuth, cli, spawn_auth, spawn_auth_with, test_config};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -243,14 +243,9 @@ async fn the_command_line_rotates_to_another_algorithm() {
     let run = |args: &'static [&'static str]| {
         let dir = dir.path().to_owned();
         async move {
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_auth-service"))
+            cli(env!("CARGO_BIN_EXE_auth-service"), &dir)
                 .args(args)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("DATABASE_URL", database_url(&dir))
-                .env("AUTH_KEYS_DIR", keys_dir(&dir))
                 .env("AUTH_SIGNING_ALG", "EdDSA")
-                .env("RUST_LOG", "warn")
                 .output()
                 .await
                 .expect("auth-service runs")

@@ -1334,15 +1334,7 @@ async fn new_rights_show_at_the_next_click_in_stateful_and_hybrid_modes() {
         assert_eq!(claims_of(&before)["scope"], SCOPES);
 
         let admin = stack.token("root", None).await;
-        let changed = stack
-            .http
-            .patch(stack.auth_url(&format!("/v1/admin/users/{alice}")))
-            .bearer_auth(&admin)
-            .json(&json!({"scopes": "orders:read"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(changed.status(), StatusCode::OK);
+        stack.change_scopes(&admin, &alice, "orders:read").await;
 
         let deadline = std::time::Instant::now() + PATIENCE;
         while laptop.jar["__Host-access_token"] == before {
@@ -1396,15 +1388,7 @@ async fn a_change_the_issuer_reports_renews_the_session_instead_of_signing_out()
     let before = laptop.jar["__Host-access_token"].clone();
 
     let admin = stack.token("root", None).await;
-    let changed = stack
-        .http
-        .patch(stack.auth_url(&format!("/v1/admin/users/{alice}")))
-        .bearer_auth(&admin)
-        .json(&json!({"scopes": "orders:read"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(changed.status(), StatusCode::OK);
+    stack.change_scopes(&admin, &alice, "orders:read").await;
 
     let page = laptop.home().await;
     assert!(page.contains("Your sessions"), "still signed in: {page}");

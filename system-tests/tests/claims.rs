@@ -49,15 +49,7 @@ async fn alice(stack: &Stack) -> Alice {
 async fn take_write_away(stack: &Stack, user_id: &str) {
     stack.add_user("root", "admin,user", "users:admin").await;
     let admin = stack.token("root", None).await;
-    let response = stack
-        .http
-        .patch(stack.auth_url(&format!("/v1/admin/users/{user_id}")))
-        .bearer_auth(&admin)
-        .json(&json!({"scopes": "orders:read"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    stack.change_scopes(&admin, user_id, "orders:read").await;
 }
 
 /// The gateway's answer to `GET /v1/orders`, if it is the stale-claims refusal.

@@ -57,6 +57,22 @@ impl Traffic {
         self.failures.lock().await.push(what);
     }
 
+    /// Stops the traffic `task` and fails the test if any request failed; the kids of the fresh
+    /// tokens it used.
+    async fn finish(&self, task: tokio::task::JoinHandle<()>) -> BTreeSet<String> {
+        self.stop.store(true, Ordering::SeqCst);
+        task.await.expect("traffic task");
+        let failures = self.failures.lock().await;
+        let rounds = self.rounds.load(Ordering::SeqCst);
+        eprintln!(
+            "{rounds} rounds ({} requests), {} failed",
+            rounds * 4,
+            failures.len()
+        );
+        assert!(failures.is_empty(), "failed requests: {failures:#?}");
+        self.kids.lock().await.clone()
+    }
+
     async fn until_rounds(&self, more: usize) {
         let target = self.rounds.load(Ordering::SeqCst) + more;
         eventually(
@@ -224,19 +240,9 @@ async fn rotations_under_continuous_traffic_fail_no_request() {
     assert_eq!(activated.activated, [k3.as_str()]);
     traffic.until_rounds(5).await;
 
-    traffic.stop.store(true, Ordering::SeqCst);
-    task.await.expect("traffic task");
-    let failures = traffic.failures.lock().await;
-    let rounds = traffic.rounds.load(Ordering::SeqCst);
-    eprintln!(
-        "{rounds} rounds ({} requests), {} failed",
-        rounds * 4,
-        failures.len()
-    );
-    assert!(failures.is_empty(), "failed requests: {failures:#?}");
-    let kids = traffic.kids.lock().await;
+    let kids = traffic.finish(task).await;
     assert_eq!(
-        *kids,
+        kids,
         BTreeSet::from([k1, k2, k3]),
         "the traffic used every key"
     );
@@ -361,20 +367,8 @@ async fn a_rotation_waits_for_every_verifier_and_signs_as_the_last_one_reports()
     until_reported(&keys, &k2, 2).await;
 
     traffic.until_rounds(5).await;
-    traffic.stop.store(true, Ordering::SeqCst);
-    task.await.expect("traffic task");
-    let failures = traffic.failures.lock().await;
-    let rounds = traffic.rounds.load(Ordering::SeqCst);
-    eprintln!(
-        "{rounds} rounds ({} requests), {} failed",
-        rounds * 4,
-        failures.len()
-    );
-    assert!(failures.is_empty(), "failed requests: {failures:#?}");
-    assert!(
-        traffic.kids.lock().await.contains(&k2),
-        "fresh tokens use k2"
-    );
+    let kids = traffic.finish(task).await;
+    assert!(kids.contains(&k2), "fresh tokens use k2");
 }
 
 /// Revokes the active key at the issuer's admin API; returns when the issuer answered.

@@ -302,17 +302,6 @@ async fn hybrid_fails_closed_while_the_issuer_is_gone_and_resumes_after_a_restar
     assert_eq!(stack.orders_code(&token).await, Code::Ok);
 }
 
-async fn logout(stack: &Stack, token: &str) {
-    let response = stack
-        .http
-        .post(stack.url("/v1/logout"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-}
-
 /// The issuer's database put back to an earlier copy while the `hybrid` verifiers run: its
 /// event numbers start again below the verifiers' positions. A logout made after the restore
 /// must still reach both verifiers within the push bound, and what they learnt before the
@@ -330,7 +319,7 @@ async fn hybrid_refuses_a_logout_made_after_the_issuers_database_is_restored() {
     let backup = stack.backup_auth_db("backup.db").await;
 
     // After the backup: revocations the restored database will not have.
-    logout(&stack, &carol).await;
+    stack.logout(&carol).await;
     for i in 0..3 {
         revoked_token(&stack, &format!("after-backup-{i}"), Revocation::Logout).await;
     }
@@ -355,7 +344,7 @@ async fn hybrid_refuses_a_logout_made_after_the_issuers_database_is_restored() {
         },
     )
     .await;
-    logout(&stack, &alice).await;
+    stack.logout(&alice).await;
     let at_gateway = eventually("the gateway refuses", Duration::from_secs(2), || async {
         stack.gateway_status(&alice).await == StatusCode::UNAUTHORIZED
     })
@@ -396,7 +385,7 @@ async fn a_feed_reset_by_a_restored_issuer_is_stale_until_it_has_caught_up() {
         feed.receive(watcher.next_message().await);
     }
     let backup = stack.backup_auth_db("backup.db").await;
-    logout(&stack, &carol).await;
+    stack.logout(&carol).await;
     for i in 0..3 {
         revoked_token(&stack, &format!("after-backup-{i}"), Revocation::Logout).await;
     }

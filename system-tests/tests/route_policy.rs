@@ -21,18 +21,6 @@ fn policy(text: &str) -> RoutePolicy {
     RoutePolicy::parse(text).unwrap()
 }
 
-/// Logs `token`'s session out at the issuer (through the gateway).
-async fn log_out(stack: &Stack, token: &str) {
-    let response = stack
-        .http
-        .post(stack.url("/v1/logout"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-}
-
 async fn cancel(stack: &Stack, token: &str, id: &str) -> (StatusCode, Value) {
     stack
         .rest(
@@ -62,7 +50,7 @@ async fn stateless_with_live_cancel_a_logged_out_token_lists_orders_but_cancels_
     assert_eq!(status, StatusCode::OK, "a live session cancels: {body}");
     assert_eq!(body["status"], "cancelled");
 
-    log_out(&stack, &alice).await;
+    stack.logout(&alice).await;
 
     // The routes without a rule follow the mode: the token stands until it expires.
     assert_eq!(stack.gateway_status(&alice).await, StatusCode::OK);
@@ -109,7 +97,7 @@ async fn each_verifier_checks_the_level_its_own_policy_gives() {
             .await;
         let bob = stack.token("bob", None).await;
         let order = stack.create_order(&bob).await;
-        log_out(&stack, &bob).await;
+        stack.logout(&bob).await;
 
         let (status, body) = cancel(&stack, &bob, &order).await;
         assert_eq!(
@@ -141,7 +129,7 @@ async fn stateful_with_token_listing_lists_without_a_lookup_and_refuses_the_rest
         .await;
     let carol = stack.token("carol", None).await;
     let order = stack.create_order(&carol).await;
-    log_out(&stack, &carol).await;
+    stack.logout(&carol).await;
 
     assert_eq!(stack.gateway_status(&carol).await, StatusCode::OK);
     assert_eq!(stack.orders_code(&carol).await, Code::Ok);

@@ -89,6 +89,63 @@ pub fn keys_dir(dir: &Path) -> PathBuf {
     dir.join("keys")
 }
 
+/// The operator command `binary` (the calling suite's `env!("CARGO_BIN_EXE_auth-service")`) on
+/// the state in `dir`, with nothing from the test run's environment but `PATH` and no standard
+/// input: the caller adds the arguments (and any other variable), then runs it.
+pub fn cli(binary: &str, dir: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url(dir))
+        .env("AUTH_KEYS_DIR", keys_dir(dir))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// Runs `command` with `stdin` on its standard input; its output.
+pub async fn output_with_stdin(
+    command: &mut tokio::process::Command,
+    stdin: &str,
+) -> std::process::Output {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.as_bytes())
+        .await
+        .expect("stdin written");
+    drop(pipe);
+    child.wait_with_output().await.expect("the command exits")
+}
+
+/// `TEST_REDIS_URL` on logical database `index`, emptied first: for a suite whose counts are
+/// store-wide (the other suites' sessions share database 0). Each caller takes its own index.
+pub async fn own_redis_database(index: u8) -> String {
+    let url = crate::test_redis_url();
+    let base = url.trim_end_matches('/');
+    let base = match base.rsplit_once('/') {
+        Some((head, db)) if !head.ends_with('/') && db.parse::<u8>().is_ok() => head,
+        _ => base,
+    };
+    let url = format!("{base}/{index}");
+    let client = redis::Client::open(url.as_str()).expect("Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connects");
+    let () = redis::cmd("FLUSHDB")
+        .query_async(&mut conn)
+        .await
+        .expect("FLUSHDB");
+    url
+}
+
 /// Starts an auth-service on a fresh temporary directory.
 pub async fn spawn_auth() -> TestAuth {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));

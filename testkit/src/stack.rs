@@ -447,6 +447,32 @@ impl Stack {
             .to_owned()
     }
 
+    /// An administrator (`admin_token`: role `admin`, scope `users:admin`) sets the scopes of
+    /// `user_id` at the issuer's admin API.
+    pub async fn change_scopes(&self, admin_token: &str, user_id: &str, scopes: &str) {
+        let response = self
+            .http
+            .patch(self.auth_url(&format!("/v1/admin/users/{user_id}")))
+            .bearer_auth(admin_token)
+            .json(&json!({ "scopes": scopes }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    /// Logs `token`'s session out (`POST /v1/logout` through the gateway).
+    pub async fn logout(&self, token: &str) {
+        let response = self
+            .http
+            .post(self.url("/v1/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+
     /// A JSON request to the gateway with a bearer token.
     pub async fn rest(
         &self,

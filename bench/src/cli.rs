@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Parser, ValueEnum};
 
 /// Defaults of a full run, and of a `--quick` smoke run.
@@ -388,13 +388,7 @@ impl Settings {
 
     /// The directory holding the service binaries.
     pub fn bin_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = &self.bin_dir {
-            return Ok(dir.clone());
-        }
-        let exe = std::env::current_exe().context("cannot locate the loadgen executable")?;
-        exe.parent()
-            .map(PathBuf::from)
-            .context("the loadgen executable has no parent directory")
+        crate::stack::binaries_dir(self.bin_dir.as_deref())
     }
 }
 

@@ -47,7 +47,7 @@ use crate::load::{LoadResult, Recorder, Running, WorkerResult, http_outcome};
 use crate::machine::Machine;
 use crate::progress::Progress;
 use crate::report::fmt_duration;
-use crate::stack::{Binaries, CLIENT_ID, Stack, StackOptions, USERNAME};
+use crate::stack::{Binaries, CLIENT_ID, Stack, StackOptions, USERNAME, binaries_dir};
 use crate::store::{Sample, Sources, sum};
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -195,14 +195,7 @@ pub struct FloodRun {
 /// Runs both phases on one stack and returns the Markdown report.
 pub async fn run(args: FloodArgs, command: String) -> anyhow::Result<String> {
     args.validate()?;
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .context("cannot locate the loadgen executable")?
-            .parent()
-            .map(PathBuf::from)
-            .context("the loadgen executable has no parent directory")?,
-    };
+    let bin_dir = binaries_dir(args.bin_dir.as_deref())?;
     let binaries = Binaries::in_dir(&bin_dir)?;
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let progress = Progress::start();

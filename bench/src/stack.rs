@@ -44,6 +44,18 @@ pub struct Binaries {
     pub gateway: PathBuf,
 }
 
+/// The directory of the service binaries: `given` (`--bin-dir`), or the one loadgen itself was
+/// built into.
+pub fn binaries_dir(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_owned());
+    }
+    let exe = std::env::current_exe().context("cannot locate the loadgen executable")?;
+    exe.parent()
+        .map(PathBuf::from)
+        .context("the loadgen executable has no parent directory")
+}
+
 impl Binaries {
     /// The binaries in `dir`, or an error saying how to build them.
     pub fn in_dir(dir: &Path) -> anyhow::Result<Self> {
@@ -163,7 +175,7 @@ impl Stack {
         }
 
         let secrets = stack
-            .seed(binaries, &env)
+            .seed(binaries)
             .await
             .context("seeding auth-service with its CLI")?;
         stack.client_secret = secrets.loadgen;
@@ -182,25 +194,8 @@ impl Stack {
         Ok(stack)
     }
 
-    async fn seed(&self, binaries: &Binaries, env: &Env) -> anyhow::Result<ClientSecrets> {
-        let password = format!("{}\n", self.password);
-        self.auth_cli(
-            binaries,
-            env,
-            &[
-                "user",
-                "add",
-                "--username",
-                USERNAME,
-                "--roles",
-                "user",
-                "--scopes",
-                "orders:read orders:write",
-                "--password-stdin",
-            ],
-            Some(&password),
-        )
-        .await?;
+    async fn seed(&self, binaries: &Binaries) -> anyhow::Result<ClientSecrets> {
+        self.add_user(binaries, USERNAME, &self.password).await?;
         // The verifiers' own clients, for `stateful` lookups over gRPC and the `hybrid` stream;
         // and the issuance scenario's.
         let mut secrets = Vec::new();
@@ -209,15 +204,7 @@ impl Stack {
             ("orders", "sessions:check"),
             (CLIENT_ID, "orders:read"),
         ] {
-            let out = self
-                .auth_cli(
-                    binaries,
-                    env,
-                    &["client", "add", "--id", id, "--scopes", scopes],
-                    None,
-                )
-                .await?;
-            secrets.push(printed_secret(&out, id)?);
+            secrets.push(self.add_client(binaries, id, scopes).await?);
         }
         let [gateway, orders, loadgen] =
             <[String; 3]>::try_from(secrets).expect("BUG: one secret per client above");
@@ -240,6 +227,33 @@ impl Stack {
         self.auth_cli(binaries, &env, args, stdin).await
     }
 
+    /// Adds the user `username` with role `user` and scopes `orders:read orders:write` (the
+    /// auth-service CLI, next to the running service).
+    pub async fn add_user(
+        &self,
+        binaries: &Binaries,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        self.operator(
+            binaries,
+            &[
+                "user",
+                "add",
+                "--username",
+                username,
+                "--roles",
+                "user",
+                "--scopes",
+                "orders:read orders:write",
+                "--password-stdin",
+            ],
+            Some(&format!("{password}\n")),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Registers the client `id` with `scopes` (the auth-service CLI, next to the running
     /// service); returns its secret.
     pub async fn add_client(
@@ -248,11 +262,9 @@ impl Stack {
         id: &str,
         scopes: &str,
     ) -> anyhow::Result<String> {
-        let env = Env::new(self.dir.path(), &self.addrs, &self.options);
         let out = self
-            .auth_cli(
+            .operator(
                 binaries,
-                &env,
                 &["client", "add", "--id", id, "--scopes", scopes],
                 None,
             )
@@ -633,6 +645,20 @@ mod tests {
         assert_eq!(unique.len(), 7);
     }
 
+    /// Every listener on one address: for tests of the environment, which start nothing.
+    fn one_address() -> Addresses {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        Addresses {
+            auth_http: addr,
+            auth_grpc: addr,
+            auth_metrics: addr,
+            orders_grpc: addr,
+            orders_http: addr,
+            gateway: addr,
+            gateway_metrics: addr,
+        }
+    }
+
     #[test]
     fn missing_binaries_say_how_to_build_them() {
         let dir = tempfile::tempdir().unwrap();
@@ -703,7 +729,6 @@ mod tests {
 
     #[test]
     fn a_route_level_gives_each_verifier_the_policy_of_its_own_route() {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let options = StackOptions {
             mode: Mode::Stateless,
             redis_url: None,
@@ -712,15 +737,7 @@ mod tests {
             auth_env: vec![],
             route_level: Some(RouteLevel::Live),
         };
-        let addrs = Addresses {
-            auth_http: addr,
-            auth_grpc: addr,
-            auth_metrics: addr,
-            orders_grpc: addr,
-            orders_http: addr,
-            gateway: addr,
-            gateway_metrics: addr,
-        };
+        let addrs = one_address();
         let env = Env::new(Path::new("/tmp/x"), &addrs, &options);
         let policy = |vars: Vec<(&'static str, String)>| {
             vars.into_iter()
@@ -750,18 +767,9 @@ mod tests {
 
     #[test]
     fn extra_verifier_environment_reaches_the_verifiers_only() {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let env = Env::new(
             Path::new("/tmp/x"),
-            &Addresses {
-                auth_http: addr,
-                auth_grpc: addr,
-                auth_metrics: addr,
-                orders_grpc: addr,
-                orders_http: addr,
-                gateway: addr,
-                gateway_metrics: addr,
-            },
+            &one_address(),
             &StackOptions {
                 mode: Mode::Stateless,
                 redis_url: None,

@@ -16,7 +16,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::Parser;
 
 use crate::cli::{Mode, Transport};
@@ -25,7 +24,7 @@ use crate::load::{LoadResult, Running, Target};
 use crate::machine::Machine;
 use crate::progress::Progress;
 use crate::report::{fmt_duration, fmt_rate, fmt_ratio};
-use crate::stack::{Binaries, Stack, StackOptions};
+use crate::stack::{Binaries, Stack, StackOptions, binaries_dir};
 use crate::stats::{median, median_duration};
 
 /// The password of the users of the run.
@@ -155,14 +154,7 @@ pub async fn run(args: TokenSizeArgs, command: String) -> anyhow::Result<String>
             && !args.duration.is_zero(),
         "--sizes, --connections, --sessions, --repeat and --duration must not be empty or zero"
     );
-    let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .context("cannot locate the loadgen executable")?
-            .parent()
-            .map(PathBuf::from)
-            .context("the loadgen executable has no parent directory")?,
-    };
+    let bin_dir = binaries_dir(args.bin_dir.as_deref())?;
     let binaries = Binaries::in_dir(&bin_dir)?;
     let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let progress = Progress::start();
@@ -263,24 +255,7 @@ async fn prepare(
     username: &str,
     requested: usize,
 ) -> anyhow::Result<Sized> {
-    let password = format!("{PASSWORD}\n");
-    stack
-        .operator(
-            binaries,
-            &[
-                "user",
-                "add",
-                "--username",
-                username,
-                "--roles",
-                "user",
-                "--scopes",
-                "orders:read orders:write",
-                "--password-stdin",
-            ],
-            Some(&password),
-        )
-        .await?;
+    stack.add_user(binaries, username, PASSWORD).await?;
     let mut api = Api::new(stack.addrs.gateway);
     let mut token = api.login(username, PASSWORD).await?;
     let budget = MAX_GRANT_BYTES - BASE_GRANT_BYTES;
